@@ -1,0 +1,122 @@
+//! Secret references: definitions name where a secret lives, never the secret.
+
+use std::borrow::Cow;
+use std::fmt;
+use std::path::PathBuf;
+
+use schemars::JsonSchema;
+use serde::{Deserialize, Deserializer, Serialize, de};
+
+/// Where to read a secret from when the component that needs it starts.
+///
+/// A plain string is refused at parse time: a webhook URL or routing key in a
+/// definition file would end up in git.
+#[derive(Clone, PartialEq, Eq, Serialize, JsonSchema)]
+#[serde(rename_all = "lowercase", deny_unknown_fields)]
+pub enum Secret {
+    /// The name of an environment variable.
+    Env(String),
+    /// A path to a file holding the secret (trailing newline ignored).
+    File(PathBuf),
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum SecretError {
+    #[error("environment variable {0} is not set")]
+    MissingEnv(String),
+    #[error("environment variable {0} is empty")]
+    EmptyEnv(String),
+    #[error("cannot read secret file {path}: {source}")]
+    File { path: PathBuf, source: std::io::Error },
+}
+
+impl Secret {
+    pub fn resolve(&self) -> Result<String, SecretError> {
+        match self {
+            Self::Env(name) => match std::env::var(name) {
+                Ok(v) if v.is_empty() => Err(SecretError::EmptyEnv(name.clone())),
+                Ok(v) => Ok(v),
+                Err(_) => Err(SecretError::MissingEnv(name.clone())),
+            },
+            Self::File(path) => std::fs::read_to_string(path)
+                .map(|s| s.trim_end_matches(['\r', '\n']).to_owned())
+                .map_err(|source| SecretError::File { path: path.clone(), source }),
+        }
+    }
+}
+
+/// Shows where the secret comes from, which is safe to log.
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Env(name) => write!(f, "env:{name}"),
+            Self::File(path) => write!(f, "file:{}", path.display()),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for Secret {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(rename_all = "lowercase", deny_unknown_fields)]
+        enum Reference {
+            Env(String),
+            File(PathBuf),
+        }
+        match serde_json::Value::deserialize(d)? {
+            serde_json::Value::String(_) => Err(de::Error::custom(
+                "secrets are never written in definition files: use {\"env\": \"NAME\"} or {\"file\": \"/path\"}",
+            )),
+            other => match Reference::deserialize(other).map_err(de::Error::custom)? {
+                Reference::Env(name) if name.is_empty() => {
+                    Err(de::Error::custom("the environment variable name is empty"))
+                }
+                Reference::Env(name) => Ok(Self::Env(name)),
+                Reference::File(path) => Ok(Self::File(path)),
+            },
+        }
+    }
+}
+
+/// A value that may be written inline or, when sensitive (an `Authorization`
+/// header), read from a [`Secret`] on the runner.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(untagged)]
+pub enum TextOrSecret {
+    Text(String),
+    Secret(Secret),
+}
+
+impl TextOrSecret {
+    pub fn resolve(&self) -> Result<Cow<'_, str>, SecretError> {
+        match self {
+            Self::Text(t) => Ok(Cow::Borrowed(t)),
+            Self::Secret(s) => s.resolve().map(Cow::Owned),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn plain_strings_are_refused_with_advice() {
+        let err = serde_json::from_str::<Secret>(r#""https://hooks.slack.com/x""#).unwrap_err();
+        assert!(err.to_string().contains("never written in definition files"), "{err}");
+        assert!(!err.to_string().contains("hooks.slack.com"));
+    }
+
+    #[test]
+    fn references_resolve_and_debug_shows_only_the_reference() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("key");
+        std::fs::write(&path, "s3cr3t\n").unwrap();
+        let secret: Secret =
+            serde_json::from_value(serde_json::json!({ "file": path })).unwrap();
+        assert_eq!(secret.resolve().unwrap(), "s3cr3t");
+        assert!(!format!("{secret:?}").contains("s3cr3t"));
+        let missing = Secret::Env("PICKET_TEST_SURELY_UNSET".into());
+        assert!(matches!(missing.resolve(), Err(SecretError::MissingEnv(_))));
+    }
+}

@@ -1,0 +1,238 @@
+//! Wire messages (DESIGN.md §4): one JSON envelope `{"v": 1, "kind": …}`.
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Deserializer, Serialize, Serializer, de};
+use serde_json::Value;
+
+use crate::definition::CheckDefinition;
+
+/// The envelope version this build writes and reads.
+pub const WIRE_VERSION: u64 = 1;
+
+/// Sensu's statuses: 0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Status {
+    Ok = 0,
+    Warning = 1,
+    Critical = 2,
+    Unknown = 3,
+}
+
+impl Status {
+    pub const ALL: [Status; 4] = [Status::Ok, Status::Warning, Status::Critical, Status::Unknown];
+
+    pub fn code(self) -> u8 {
+        self as u8
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Ok => "OK",
+            Self::Warning => "WARNING",
+            Self::Critical => "CRITICAL",
+            Self::Unknown => "UNKNOWN",
+        }
+    }
+
+    /// How bad a status is, for combining findings: OK < WARNING < UNKNOWN < CRITICAL.
+    fn severity(self) -> u8 {
+        match self {
+            Self::Ok => 0,
+            Self::Warning => 1,
+            Self::Unknown => 2,
+            Self::Critical => 3,
+        }
+    }
+
+    /// The worse of two statuses.
+    pub fn worst(self, other: Status) -> Status {
+        if other.severity() > self.severity() { other } else { self }
+    }
+}
+
+impl fmt::Display for Status {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl Serialize for Status {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_u8(self.code())
+    }
+}
+
+impl<'de> Deserialize<'de> for Status {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        match u8::deserialize(d)? {
+            0 => Ok(Self::Ok),
+            1 => Ok(Self::Warning),
+            2 => Ok(Self::Critical),
+            3 => Ok(Self::Unknown),
+            n => Err(de::Error::custom(format!("{n} is not a status (0-3)"))),
+        }
+    }
+}
+
+/// "Run this check for this subscription in this slot." The id is derived from
+/// (check, subscription, slot), so every scheduler produces the same id for
+/// the same slot and the handler can drop duplicates.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CheckRequest {
+    pub id: String,
+    pub check: CheckDefinition,
+    pub subscription: String,
+    pub scheduled_at: DateTime<Utc>,
+    /// The latest useful start; a request not started by then is dead-lettered, never run.
+    pub deadline: DateTime<Utc>,
+    pub scheduler: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sig: Option<String>,
+}
+
+impl CheckRequest {
+    /// Hex SHA-256 (first 16 bytes) of check, subscription and slot time.
+    pub fn id_for(check: &str, subscription: &str, slot: DateTime<Utc>) -> String {
+        let digest = ring::digest::digest(
+            &ring::digest::SHA256,
+            format!("{check}\n{subscription}\n{}", slot.timestamp_millis()).as_bytes(),
+        );
+        digest.as_ref()[..16].iter().map(|b| format!("{b:02x}")).collect()
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CheckResult {
+    pub request_id: String,
+    pub check: String,
+    pub subscription: String,
+    pub runner: String,
+    pub status: Status,
+    /// One human line: what was found, or why it failed.
+    pub output: String,
+    pub scheduled_at: DateTime<Utc>,
+    pub started_at: DateTime<Utc>,
+    pub duration_ms: u64,
+    /// Start minus scheduled slot: how late the pool picked the request up.
+    pub lateness_ms: i64,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub metrics: BTreeMap<String, f64>,
+    /// Type-specific facts (certificate data, DNS answers, HTTP hops).
+    #[serde(default, skip_serializing_if = "Value::is_null")]
+    pub details: Value,
+    /// The handlers the check names, so the handler needs no definition files.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub handlers: Vec<String>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Keepalive {
+    pub runner: String,
+    pub subscriptions: Vec<String>,
+    pub version: String,
+    pub started_at: DateTime<Utc>,
+    pub in_flight: u64,
+    pub executed: u64,
+    /// Seconds between keepalives; the handler declares the runner lost after 3 missed.
+    pub interval: u64,
+}
+
+/// Every message on the wire.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Message {
+    CheckRequest(CheckRequest),
+    CheckResult(CheckResult),
+    Keepalive(Keepalive),
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum DecodeError {
+    #[error("not JSON: {0}")]
+    Json(serde_json::Error),
+    #[error("unsupported envelope version {0:?} (this build reads v{WIRE_VERSION})")]
+    Version(Value),
+    #[error("invalid {kind}: {source}")]
+    Invalid { kind: String, source: serde_json::Error },
+    #[error("expected a {expected} message, got {got:?}")]
+    WrongKind { expected: &'static str, got: String },
+}
+
+/// Writes a message inside the versioned envelope.
+pub fn encode(message: &Message) -> Vec<u8> {
+    let mut value = serde_json::to_value(message).expect("messages always serialize");
+    if let Value::Object(map) = &mut value {
+        map.insert("v".to_owned(), Value::from(WIRE_VERSION));
+    }
+    serde_json::to_vec(&value).expect("values always serialize")
+}
+
+/// Reads an envelope: version first, then the kind's fields.
+pub fn decode(bytes: &[u8]) -> Result<Message, DecodeError> {
+    let mut value: Value = serde_json::from_slice(bytes).map_err(DecodeError::Json)?;
+    let version = value.as_object_mut().and_then(|m| m.remove("v")).unwrap_or(Value::Null);
+    if version != Value::from(WIRE_VERSION) {
+        return Err(DecodeError::Version(version));
+    }
+    let kind = value.get("kind").and_then(Value::as_str).unwrap_or("message").to_owned();
+    serde_json::from_value(value).map_err(|source| DecodeError::Invalid { kind, source })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::definition::parse_check;
+    use serde_json::json;
+
+    fn request() -> CheckRequest {
+        let check = parse_check(json!({"name": "web", "type": "http", "url": "http://127.0.0.1:1/", "interval": "10s"})).unwrap();
+        let slot = DateTime::from_timestamp(1_700_000_000, 0).unwrap();
+        CheckRequest {
+            id: CheckRequest::id_for("web", "default", slot),
+            check,
+            subscription: "default".into(),
+            scheduled_at: slot,
+            deadline: slot + chrono::Duration::seconds(5),
+            scheduler: "s1".into(),
+            sig: None,
+        }
+    }
+
+    #[test]
+    fn requests_round_trip_in_the_envelope() {
+        let msg = Message::CheckRequest(request());
+        let bytes = encode(&msg);
+        let text = std::str::from_utf8(&bytes).unwrap();
+        assert!(text.contains(r#""v":1"#) && text.contains(r#""kind":"check_request""#), "{text}");
+        assert_eq!(decode(&bytes).unwrap(), msg);
+    }
+
+    #[test]
+    fn ids_are_stable_per_slot() {
+        let slot = DateTime::from_timestamp(1_700_000_000, 0).unwrap();
+        assert_eq!(CheckRequest::id_for("a", "s", slot), CheckRequest::id_for("a", "s", slot));
+        assert_ne!(CheckRequest::id_for("a", "s", slot), CheckRequest::id_for("a", "t", slot));
+        assert_eq!(CheckRequest::id_for("a", "s", slot).len(), 32);
+    }
+
+    #[test]
+    fn bad_envelopes_say_why() {
+        assert!(matches!(decode(b"not json"), Err(DecodeError::Json(_))));
+        assert!(matches!(decode(br#"{"v": 2, "kind": "keepalive"}"#), Err(DecodeError::Version(_))));
+        let err = decode(br#"{"v": 1, "kind": "check_request", "id": "x"}"#).unwrap_err();
+        assert!(err.to_string().starts_with("invalid check_request"), "{err}");
+    }
+
+    #[test]
+    fn worst_orders_unknown_below_critical() {
+        assert_eq!(Status::Ok.worst(Status::Warning), Status::Warning);
+        assert_eq!(Status::Unknown.worst(Status::Critical), Status::Critical);
+        assert_eq!(Status::Critical.worst(Status::Unknown), Status::Critical);
+    }
+}

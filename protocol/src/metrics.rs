@@ -1,0 +1,100 @@
+//! Every metric picket exports, defined in this one place (names, help, labels).
+//! Roles register the families they use into one registry served on `/metrics`.
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::registry::Registry;
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct CheckLabels {
+    pub check: String,
+    pub subscription: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ResultLabels {
+    pub check: String,
+    pub subscription: String,
+    pub status: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ReasonLabels {
+    pub reason: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct SubscriptionLabels {
+    pub subscription: String,
+}
+
+/// Check durations and lateness, in seconds: 1 ms to ~65 s.
+fn seconds_buckets() -> impl Iterator<Item = f64> {
+    prometheus_client::metrics::histogram::exponential_buckets(0.001, 2.0, 17)
+}
+
+fn histogram_family() -> Family<CheckLabels, Histogram> {
+    Family::new_with_constructor(|| Histogram::new(seconds_buckets()))
+}
+
+/// All families, cheap to clone (each is an `Arc` inside).
+#[derive(Clone)]
+pub struct Metrics {
+    pub requests_published: Family<SubscriptionLabels, Counter>,
+    pub requests_executed: Family<SubscriptionLabels, Counter>,
+    pub results_published: Family<SubscriptionLabels, Counter>,
+    pub results: Family<ResultLabels, Counter>,
+    pub check_duration: Family<CheckLabels, Histogram>,
+    pub check_lateness: Family<CheckLabels, Histogram>,
+    pub dead_lettered: Family<ReasonLabels, Counter>,
+    pub slots_skipped: Family<CheckLabels, Counter>,
+    pub duplicates_dropped: Counter,
+    pub checks_in_flight: Gauge,
+}
+
+impl Metrics {
+    /// Creates the families and registers them under `picket_`.
+    pub fn register(registry: &mut Registry) -> Self {
+        let m = Self {
+            requests_published: Family::default(),
+            requests_executed: Family::default(),
+            results_published: Family::default(),
+            results: Family::default(),
+            check_duration: histogram_family(),
+            check_lateness: histogram_family(),
+            dead_lettered: Family::default(),
+            slots_skipped: Family::default(),
+            duplicates_dropped: Counter::default(),
+            checks_in_flight: Gauge::default(),
+        };
+        let r = registry.sub_registry_with_prefix("picket");
+        r.register("requests_published", "Check requests published by the scheduler", m.requests_published.clone());
+        r.register("requests_executed", "Check requests a runner executed", m.requests_executed.clone());
+        r.register("results_published", "Check results a runner published", m.results_published.clone());
+        r.register("results", "Check results received, by status", m.results.clone());
+        r.register("check_duration_seconds", "Time one check run took", m.check_duration.clone());
+        r.register("check_lateness_seconds", "Start time minus scheduled slot time", m.check_lateness.clone());
+        r.register("dead_lettered", "Requests dead-lettered instead of run, by reason", m.dead_lettered.clone());
+        r.register("slots_skipped", "Slots not run because the previous run of the check was still going", m.slots_skipped.clone());
+        r.register("duplicates_dropped", "Results dropped as duplicates of an already seen request", m.duplicates_dropped.clone());
+        r.register("checks_in_flight", "Checks running now", m.checks_in_flight.clone());
+        m
+    }
+
+    pub fn standalone() -> (Registry, Self) {
+        let mut registry = Registry::default();
+        let metrics = Self::register(&mut registry);
+        (registry, metrics)
+    }
+}
+
+pub fn labels(check: &str, subscription: &str) -> CheckLabels {
+    CheckLabels { check: check.to_owned(), subscription: subscription.to_owned() }
+}
+
+pub fn subscription(subscription: &str) -> SubscriptionLabels {
+    SubscriptionLabels { subscription: subscription.to_owned() }
+}
