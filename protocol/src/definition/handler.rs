@@ -107,9 +107,9 @@ pub fn parse_handler(value: Value) -> Result<HandlerDefinition, FieldError> {
     let common: HandlerCommon = typed(common, "")?;
     validate_name("name", &common.name)?;
     let spec = match type_name.as_str() {
-        "slack" => HandlerSpec::Slack(typed(rest, "slack")?),
-        "pagerduty" => HandlerSpec::Pagerduty(typed(rest, "pagerduty")?),
-        _ => HandlerSpec::Log(typed(rest, "log")?),
+        "slack" => HandlerSpec::Slack(typed(rest, "slack handler")?),
+        "pagerduty" => HandlerSpec::Pagerduty(typed(rest, "pagerduty handler")?),
+        _ => HandlerSpec::Log(typed(rest, "log handler")?),
     };
     Ok(HandlerDefinition { common, spec })
 }

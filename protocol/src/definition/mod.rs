@@ -320,9 +320,9 @@ pub fn parse_check(value: Value) -> Result<CheckDefinition, FieldError> {
     let type_name = take_type(&mut rest, &["http", "dns", "tls"])?;
     let common: CheckCommon = typed(common, "")?;
     let spec = match type_name.as_str() {
-        "http" => CheckSpec::Http(typed(rest, "http")?),
-        "dns" => CheckSpec::Dns(typed(rest, "dns")?),
-        _ => CheckSpec::Tls(typed(rest, "tls")?),
+        "http" => CheckSpec::Http(typed(rest, "http check")?),
+        "dns" => CheckSpec::Dns(typed(rest, "dns check")?),
+        _ => CheckSpec::Tls(typed(rest, "tls check")?),
     };
     let check = CheckDefinition { common, spec };
     validate_common(&check.common)?;
@@ -394,7 +394,7 @@ pub(crate) fn typed<T: DeserializeOwned>(part: Map<String, Value>, part_name: &s
                 let owner = if part_name.is_empty() || key != field {
                     String::new()
                 } else {
-                    format!(" for a {part_name} check")
+                    format!(" for this {part_name}")
                 };
                 FieldError::new(key, format!("unknown field{owner}; {}", expected_part(&message)))
             }
@@ -582,7 +582,7 @@ mod tests {
     fn unknown_fields_name_the_field_and_the_type() {
         let err = check(json!({"name": "w", "type": "http", "urll": "http://x/", "interval": "10s"})).unwrap_err();
         assert_eq!(err.path, "urll");
-        assert!(err.message.starts_with("unknown field for a http check"), "{err}");
+        assert!(err.message.starts_with("unknown field for this http check"), "{err}");
         let err = check(json!({"name": "w", "type": "http", "url": "http://x/", "interval": "10s", "expect": {"stauts": []}}))
             .unwrap_err();
         assert_eq!(err.path, "expect.stauts");

@@ -1,0 +1,3 @@
+//! The consume loop. STUB.
+pub struct RunnerConfig;
+pub struct RunnerPool;
