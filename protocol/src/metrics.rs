@@ -51,6 +51,7 @@ pub struct Metrics {
     pub check_lateness: Family<CheckLabels, Histogram>,
     pub dead_lettered: Family<ReasonLabels, Counter>,
     pub slots_skipped: Family<CheckLabels, Counter>,
+    pub slots_missed: Family<CheckLabels, Counter>,
     pub duplicates_dropped: Counter,
     pub checks_in_flight: Gauge,
 }
@@ -67,6 +68,7 @@ impl Metrics {
             check_lateness: histogram_family(),
             dead_lettered: Family::default(),
             slots_skipped: Family::default(),
+            slots_missed: Family::default(),
             duplicates_dropped: Counter::default(),
             checks_in_flight: Gauge::default(),
         };
@@ -79,6 +81,7 @@ impl Metrics {
         r.register("check_lateness_seconds", "Start time minus scheduled slot time", m.check_lateness.clone());
         r.register("dead_lettered", "Requests dead-lettered instead of run, by reason", m.dead_lettered.clone());
         r.register("slots_skipped", "Slots not run because the previous run of the check was still going", m.slots_skipped.clone());
+        r.register("slots_missed", "Slots the scheduler could not publish before their deadline", m.slots_missed.clone());
         r.register("duplicates_dropped", "Results dropped as duplicates of an already seen request", m.duplicates_dropped.clone());
         r.register("checks_in_flight", "Checks running now", m.checks_in_flight.clone());
         m
