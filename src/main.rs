@@ -1,1 +1,145 @@
-fn main() {}
+//! `picket`: one binary, one role per command (DESIGN.md §1). This file parses
+//! the command line, wires the library crates together and maps errors to
+//! exit codes: 0 ok, 64 usage/config, 65 bad data, 1 runtime.
+
+#![forbid(unsafe_code)]
+
+mod commands;
+mod config;
+mod serve;
+mod shutdown;
+mod standalone;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+use crate::config::{LogFormat, RunnerArgs};
+
+#[derive(Parser)]
+#[command(name = "picket", version, about = "Sub-minute HTTP, DNS and TLS checks, with alerting.")]
+struct Cli {
+    /// Log filter (tracing EnvFilter syntax), e.g. `info` or `picket=debug`.
+    #[arg(long, env = "PICKET_LOG", default_value = "info", global = true)]
+    log: String,
+    /// Log line format on stderr.
+    #[arg(long, env = "PICKET_LOG_FORMAT", value_enum, default_value = "text", global = true)]
+    log_format: LogFormat,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run scheduler, runners and handler in one process, no broker needed.
+    Standalone {
+        /// Directory of definition files.
+        #[arg(long, env = "PICKET_CHECKS", default_value = "checks")]
+        checks: std::path::PathBuf,
+        #[command(flatten)]
+        runner: RunnerArgs,
+        /// Address of /healthz, /readyz and /metrics.
+        #[arg(long, env = "PICKET_LISTEN", default_value = "0.0.0.0:9750")]
+        listen: std::net::SocketAddr,
+    },
+    /// Validate every definition under a directory; exit 65 on any problem.
+    Validate {
+        #[arg(default_value = "checks")]
+        dir: std::path::PathBuf,
+    },
+    /// Run one check once and print its result; exit code = its status (0-3).
+    Check {
+        /// A definition file.
+        file: std::path::PathBuf,
+        /// Which check of the file, when it holds several.
+        #[arg(long)]
+        name: Option<String>,
+        /// Print the CheckResult JSON instead of the human form.
+        #[arg(long)]
+        json: bool,
+        /// Networks no check may reach (comma-separated CIDRs).
+        #[arg(long, env = "PICKET_DENY_CIDRS", default_value = runner::deny::DEFAULT_DENY_CIDRS)]
+        deny_cidrs: runner::DenyList,
+    },
+    /// Print the JSON Schema of definition files.
+    Schema,
+}
+
+/// An error with the exit code it earns.
+#[derive(Debug)]
+pub enum Failure {
+    /// Bad command line or environment: 64.
+    Config(anyhow::Error),
+    /// Bad definitions or input data: 65.
+    Data(anyhow::Error),
+    /// Anything that went wrong while running: 1.
+    Runtime(anyhow::Error),
+}
+
+impl Failure {
+    fn exit_code(&self) -> u8 {
+        match self {
+            Self::Config(_) => 64,
+            Self::Data(_) => 65,
+            Self::Runtime(_) => 1,
+        }
+    }
+
+    fn error(&self) -> &anyhow::Error {
+        match self {
+            Self::Config(e) | Self::Data(e) | Self::Runtime(e) => e,
+        }
+    }
+}
+
+impl From<anyhow::Error> for Failure {
+    fn from(e: anyhow::Error) -> Self {
+        Self::Runtime(e)
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            let code = if e.use_stderr() { 64 } else { 0 };
+            let _ = e.print();
+            return ExitCode::from(code);
+        }
+    };
+    if let Err(e) = config::init_logging(&cli.log, cli.log_format) {
+        eprintln!("picket: {e}");
+        return ExitCode::from(64);
+    }
+    // One crypto provider for the whole process: rustls panics at the first
+    // handshake when more than one is compiled in and none is chosen.
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    match run(cli.command) {
+        Ok(code) => code,
+        Err(failure) => {
+            eprintln!("picket: {:#}", failure.error());
+            ExitCode::from(failure.exit_code())
+        }
+    }
+}
+
+fn run(command: Command) -> Result<ExitCode, Failure> {
+    match command {
+        Command::Validate { dir } => commands::validate(&dir),
+        Command::Schema => commands::schema(),
+        Command::Check { file, name, json, deny_cidrs } => {
+            runtime()?.block_on(commands::check(&file, name.as_deref(), json, deny_cidrs))
+        }
+        Command::Standalone { checks, runner, listen } => {
+            let plan = standalone::Plan::new(&checks, runner, listen)?;
+            runtime()?.block_on(standalone::run(plan))
+        }
+    }
+}
+
+fn runtime() -> Result<tokio::runtime::Runtime, Failure> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| Failure::Runtime(e.into()))
+}

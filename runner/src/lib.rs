@@ -9,6 +9,8 @@ pub mod executor;
 pub mod outcome;
 pub mod pool;
 mod resolve;
+#[cfg(test)]
+pub(crate) mod test_pki;
 mod trust;
 
 pub use deny::DenyList;

@@ -1,24 +1,223 @@
-//! Trust roots and rustls client configurations. STUB: to be implemented.
+//! Trust roots and rustls client configurations, loaded and built once per
+//! runner and shared by every check run.
+//!
+//! The crypto provider is always ring, passed explicitly, so nothing depends
+//! on a process-wide default provider having been installed.
 
-use std::path::Path;
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, PoisonError};
 
-use rustls::ClientConfig;
+use chrono::{DateTime, Utc};
+use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use rustls::client::{Resumption, WebPkiServerVerifier};
+use rustls::crypto::{CryptoProvider, WebPkiSupportedAlgorithms};
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
+use rustls::{ClientConfig, DigitallySignedStruct, RootCertStore, SignatureScheme};
+use x509_parser::prelude::{FromDer, X509Certificate};
 
 use crate::executor::ExecutorError;
 
-pub(crate) struct Trust {}
+/// The runner's trust roots and the client configurations built from them.
+pub(crate) struct Trust {
+    provider: Arc<CryptoProvider>,
+    /// System roots merged with webpki-roots.
+    roots: Arc<RootCertStore>,
+    /// Roots plus a `ca_file`'s anchors, per `ca_file` (None: the roots alone).
+    anchors: Mutex<HashMap<Option<PathBuf>, Arc<RootCertStore>>>,
+    http_configs: Mutex<HashMap<HttpConfigKey, Arc<ClientConfig>>>,
+    /// The `tls` check's configuration: accepts any chain so the served chain
+    /// can be captured and judged after the handshake.
+    probe: Arc<ClientConfig>,
+}
+
+/// What distinguishes one HTTPS client configuration from another. When
+/// verification is off the `ca_file` is irrelevant and is not part of the key.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+enum HttpConfigKey {
+    Verifying(Option<PathBuf>),
+    Accepting,
+}
 
 impl Trust {
+    /// Loads the system's trust roots merged with webpki-roots, so that a
+    /// scratch container without `/etc/ssl` still verifies public sites.
+    /// Unparsable system certificates are skipped; no roots at all is an error.
     pub(crate) fn new() -> Result<Self, ExecutorError> {
-        todo!()
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let mut roots = RootCertStore::empty();
+        // Errors reading individual native certificates (or the whole native
+        // store) are tolerated: webpki-roots is the fallback.
+        roots.add_parsable_certificates(rustls_native_certs::load_native_certs().certs);
+        roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
+        if roots.is_empty() {
+            return Err(ExecutorError::Trust("no trust roots found".to_owned()));
+        }
+        let probe = Arc::new(accepting_config(&provider).map_err(|e| {
+            ExecutorError::Trust(format!("cannot build the TLS client configuration: {e}"))
+        })?);
+        Ok(Self {
+            provider,
+            roots: Arc::new(roots),
+            anchors: Mutex::default(),
+            http_configs: Mutex::default(),
+            probe,
+        })
     }
 
     /// The client configuration of HTTPS checks (ALPN http/1.1): verifying
     /// against the system roots plus the anchors in `ca_file`, or accepting
     /// any certificate when `verify` is false. Built once per distinct input.
-    pub(crate) fn http_config(&self, ca_file: Option<&Path>, verify: bool) -> Result<Arc<ClientConfig>, String> {
-        let _ = (ca_file, verify);
-        todo!()
+    pub(crate) fn http_config(
+        &self,
+        ca_file: Option<&Path>,
+        verify: bool,
+    ) -> Result<Arc<ClientConfig>, String> {
+        let key = if verify {
+            HttpConfigKey::Verifying(ca_file.map(Path::to_path_buf))
+        } else {
+            HttpConfigKey::Accepting
+        };
+        if let Some(config) = lock(&self.http_configs).get(&key) {
+            return Ok(Arc::clone(config));
+        }
+        let mut config = if verify {
+            let verifier = WebPkiServerVerifier::builder_with_provider(
+                self.anchors(ca_file)?,
+                Arc::clone(&self.provider),
+            )
+            .build()
+            .map_err(|e| format!("cannot build the certificate verifier: {e}"))?;
+            ClientConfig::builder_with_provider(Arc::clone(&self.provider))
+                .with_safe_default_protocol_versions()
+                .map_err(|e| e.to_string())?
+                .with_webpki_verifier(verifier)
+                .with_no_client_auth()
+        } else {
+            accepting_config(&self.provider).map_err(|e| e.to_string())?
+        };
+        config.resumption = Resumption::disabled();
+        config.alpn_protocols = vec![b"http/1.1".to_vec()];
+        let config = Arc::new(config);
+        lock(&self.http_configs).insert(key, Arc::clone(&config));
+        Ok(config)
+    }
+
+    /// The `tls` check's client configuration: no ALPN, no resumption, and a
+    /// verifier that accepts any chain (still checking handshake signatures),
+    /// so the served chain is captured even when expired or untrusted.
+    pub(crate) fn probe_config(&self) -> Arc<ClientConfig> {
+        Arc::clone(&self.probe)
+    }
+
+    /// The trust anchors of a check: the roots plus the PEM certificates in
+    /// `ca_file`. Cached per file; a file that cannot be read is not cached,
+    /// so fixing it takes effect on the next run.
+    pub(crate) fn anchors(&self, ca_file: Option<&Path>) -> Result<Arc<RootCertStore>, String> {
+        let Some(path) = ca_file else {
+            return Ok(Arc::clone(&self.roots));
+        };
+        let key = Some(path.to_path_buf());
+        if let Some(anchors) = lock(&self.anchors).get(&key) {
+            return Ok(Arc::clone(anchors));
+        }
+        let mut anchors = RootCertStore::clone(&self.roots);
+        for cert in read_pem_certificates(path)? {
+            anchors
+                .add(cert)
+                .map_err(|e| format!("ca_file {}: {e}", path.display()))?;
+        }
+        let anchors = Arc::new(anchors);
+        lock(&self.anchors).insert(key, Arc::clone(&anchors));
+        Ok(anchors)
+    }
+
+    /// The signature algorithms of the crypto provider, for verifying chains.
+    pub(crate) fn signature_algorithms(&self) -> WebPkiSupportedAlgorithms {
+        self.provider.signature_verification_algorithms
+    }
+}
+
+/// The expiry of a DER certificate, None when it does not parse.
+pub(crate) fn cert_not_after(der: &[u8]) -> Option<DateTime<Utc>> {
+    let (_, cert) = X509Certificate::from_der(der).ok()?;
+    DateTime::from_timestamp(cert.validity().not_after.timestamp(), 0)
+}
+
+/// A cache lock; a panic elsewhere while holding it leaves a usable map.
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// Every certificate in a PEM file; an unreadable file or one without
+/// certificates is an error (a typo must not silently mean "roots only").
+fn read_pem_certificates(path: &Path) -> Result<Vec<CertificateDer<'static>>, String> {
+    let certs = CertificateDer::pem_file_iter(path)
+        .and_then(|iter| iter.collect::<Result<Vec<_>, _>>())
+        .map_err(|e| format!("cannot read ca_file {}: {e}", path.display()))?;
+    if certs.is_empty() {
+        return Err(format!(
+            "ca_file {} holds no PEM certificate",
+            path.display()
+        ));
+    }
+    Ok(certs)
+}
+
+/// A client configuration whose verifier accepts any certificate. Resumption
+/// is off so every run sees the certificate the server serves now.
+fn accepting_config(provider: &Arc<CryptoProvider>) -> Result<ClientConfig, rustls::Error> {
+    let verifier = AcceptAnyCertificate {
+        algorithms: provider.signature_verification_algorithms,
+    };
+    let mut config = ClientConfig::builder_with_provider(Arc::clone(provider))
+        .with_safe_default_protocol_versions()?
+        .dangerous()
+        .with_custom_certificate_verifier(Arc::new(verifier))
+        .with_no_client_auth();
+    config.resumption = Resumption::disabled();
+    Ok(config)
+}
+
+/// Accepts any certificate chain but still checks the handshake signatures,
+/// so the peer must hold the private key of the certificate it served.
+#[derive(Debug)]
+struct AcceptAnyCertificate {
+    algorithms: WebPkiSupportedAlgorithms,
+}
+
+impl ServerCertVerifier for AcceptAnyCertificate {
+    fn verify_server_cert(
+        &self,
+        _end_entity: &CertificateDer<'_>,
+        _intermediates: &[CertificateDer<'_>],
+        _server_name: &ServerName<'_>,
+        _ocsp_response: &[u8],
+        _now: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        Ok(ServerCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(message, cert, dss, &self.algorithms)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(message, cert, dss, &self.algorithms)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.algorithms.supported_schemes()
     }
 }

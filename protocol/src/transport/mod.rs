@@ -115,6 +115,11 @@ impl<M> Inbox<M> {
     pub async fn next(&mut self) -> Option<Delivery<M>> {
         self.rx.recv().await
     }
+
+    /// A delivery that is already waiting, without waiting for one.
+    pub fn try_next(&mut self) -> Option<Delivery<M>> {
+        self.rx.try_recv().ok()
+    }
 }
 
 /// What every role needs from the message bus.

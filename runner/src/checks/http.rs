@@ -1,11 +1,605 @@
-//! The `http` check.
+//! The `http` check: one request over a fresh connection, timed phase by phase
+//! (dns, connect, tls, ttfb, transfer), redirects followed hop by hop so each
+//! hop's target passes the deny list before it is connected to.
 
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::time::Instant;
+
+use bytes::Bytes;
+use http::header::{CONNECTION, HOST, LOCATION, USER_AGENT};
+use http::{HeaderMap, Request, Version};
+use http_body_util::{BodyExt, Full};
+use hyper::body::Incoming;
+use hyper_util::rt::TokioIo;
+use protocol::Status;
 use protocol::definition::HttpSpec;
+use rustls::pki_types::ServerName;
+use serde_json::{Value, json};
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::net::TcpStream;
+use tokio_rustls::TlsConnector;
+use url::Url;
 
 use crate::executor::Executor;
-use crate::outcome::{CheckOutcome, Progress};
+use crate::outcome::{CheckOutcome, Progress, latency_status, ms};
+use crate::trust::cert_not_after;
+
+const USER_AGENT_VALUE: &str = concat!("picket/", env!("CARGO_PKG_VERSION"));
+
+/// What one hop (one request on one connection) returned.
+struct HopResponse {
+    status: u16,
+    version: Version,
+    headers: HeaderMap,
+    /// The body up to the read limit (kept only when a body expectation needs it).
+    body: Vec<u8>,
+    /// Body bytes read, up to the limit.
+    bytes: u64,
+    truncated: bool,
+    timings: BTreeMap<String, f64>,
+    cert_days_left: Option<f64>,
+}
+
+/// A redirect that was followed, for the result's details.
+struct Hop {
+    url: Url,
+    status: u16,
+    ms: f64,
+}
 
 pub async fn run(executor: &Executor, spec: &HttpSpec, progress: &Progress) -> CheckOutcome {
-    let _ = (executor, spec, progress);
-    todo!()
+    let started = Instant::now();
+    let mut url = spec.url.clone();
+    let mut hops: Vec<Hop> = Vec::new();
+    loop {
+        let hop_started = Instant::now();
+        let response = match fetch(executor, spec, &url, progress).await {
+            Ok(response) => response,
+            Err(outcome) => return with_hops(outcome, &hops, &url),
+        };
+        let location = response.headers.get(LOCATION).and_then(|l| l.to_str().ok());
+        let next = match location {
+            Some(location) if is_redirect(response.status) && spec.max_redirects() > 0 => url.join(location).ok(),
+            _ => None,
+        };
+        let Some(next) = next else {
+            return evaluate(spec, response, &hops, &url, started);
+        };
+        hops.push(Hop { url: url.clone(), status: response.status, ms: ms(hop_started.elapsed()) });
+        if hops.iter().any(|hop| hop.url == next) {
+            let chain: Vec<&str> = hops.iter().map(|h| h.url.as_str()).chain([next.as_str()]).collect();
+            let outcome = CheckOutcome::critical(format!("redirect loop: {}", chain.join(" -> ")));
+            return with_hops(outcome, &hops, &next);
+        }
+        if hops.len() > usize::from(spec.max_redirects()) {
+            let outcome = CheckOutcome::critical(format!(
+                "more than {} redirects (last to {next})",
+                spec.max_redirects()
+            ));
+            return with_hops(outcome, &hops, &next);
+        }
+        url = next;
+    }
+}
+
+fn is_redirect(status: u16) -> bool {
+    matches!(status, 301 | 302 | 303 | 307 | 308)
+}
+
+/// One request on a fresh connection to `url`.
+async fn fetch(executor: &Executor, spec: &HttpSpec, url: &Url, progress: &Progress) -> Result<HopResponse, CheckOutcome> {
+    let mut timings = BTreeMap::new();
+    let mut lap = Instant::now();
+    let mut record = |name: &str, timings: &mut BTreeMap<String, f64>| {
+        let elapsed = ms(lap.elapsed());
+        lap = Instant::now();
+        progress.metric(name, elapsed);
+        timings.insert(name.to_owned(), elapsed);
+    };
+    let host = url.host_str().ok_or_else(|| CheckOutcome::unknown(format!("{url} has no host")))?;
+    let port = url.port_or_known_default().unwrap_or(80);
+    let addrs = executor.resolve_target(host, port, spec.ip_family, progress).await?;
+    record("dns", &mut timings);
+
+    progress.phase("connect");
+    let tcp = connect(&addrs).await?;
+    record("connect", &mut timings);
+
+    let request = build_request(spec, url)?;
+    if url.scheme() == "https" {
+        progress.phase("tls");
+        let config = executor
+            .trust
+            .http_config(spec.ca_file.as_deref(), spec.tls_verify())
+            .map_err(|e| CheckOutcome::unknown(format!("TLS configuration: {e}")))?;
+        let name = ServerName::try_from(host.trim_start_matches('[').trim_end_matches(']').to_owned())
+            .map_err(|e| CheckOutcome::unknown(format!("{host} is not a TLS server name: {e}")))?;
+        let tls = TlsConnector::from(config)
+            .connect(name, tcp)
+            .await
+            .map_err(|e| CheckOutcome::critical(format!("TLS handshake with {host}:{port}: {e}")))?;
+        let cert_days_left = tls
+            .get_ref()
+            .1
+            .peer_certificates()
+            .and_then(|chain| chain.first())
+            .and_then(|leaf| cert_not_after(leaf))
+            .map(|not_after| (not_after - chrono::Utc::now()).num_seconds() as f64 / 86_400.0);
+        record("tls", &mut timings);
+        exchange(tls, request, spec, progress, timings, lap, cert_days_left).await
+    } else {
+        exchange(tcp, request, spec, progress, timings, lap, None).await
+    }
+}
+
+async fn connect(addrs: &[SocketAddr]) -> Result<TcpStream, CheckOutcome> {
+    let mut last_error = None;
+    for addr in addrs {
+        match TcpStream::connect(addr).await {
+            Ok(stream) => {
+                // Requests are small and sent once: don't let Nagle delay them.
+                let _ = stream.set_nodelay(true);
+                return Ok(stream);
+            }
+            Err(e) => last_error = Some(format!("connect to {addr}: {e}")),
+        }
+    }
+    Err(CheckOutcome::critical(last_error.unwrap_or_else(|| "no address to connect to".to_owned())))
+}
+
+fn build_request(spec: &HttpSpec, url: &Url) -> Result<Request<Full<Bytes>>, CheckOutcome> {
+    let host_header = match url.port() {
+        Some(port) => format!("{}:{port}", url.host_str().unwrap_or_default()),
+        None => url.host_str().unwrap_or_default().to_owned(),
+    };
+    let path = match url.query() {
+        Some(query) => format!("{}?{query}", url.path()),
+        None => url.path().to_owned(),
+    };
+    let mut builder = Request::builder()
+        .method(spec.method.as_str())
+        .uri(path)
+        .header(HOST, host_header)
+        .header(USER_AGENT, USER_AGENT_VALUE)
+        // Every run opens a fresh connection to measure connect and TLS time;
+        // tell the server not to keep it.
+        .header(CONNECTION, "close");
+    for (name, value) in &spec.headers {
+        let value = value
+            .resolve()
+            .map_err(|e| CheckOutcome::unknown(format!("header {name}: {e}")))?;
+        builder = builder.header(name.as_str(), value.as_ref());
+    }
+    let body = Bytes::from(spec.body.clone().unwrap_or_default());
+    builder
+        .body(Full::new(body))
+        .map_err(|e| CheckOutcome::unknown(format!("cannot build the request: {e}")))
+}
+
+/// Sends the request and reads the response within the body limit. The
+/// connection is driven inside this future, so a timeout that drops it also
+/// closes the socket.
+async fn exchange<S>(
+    stream: S,
+    request: Request<Full<Bytes>>,
+    spec: &HttpSpec,
+    progress: &Progress,
+    mut timings: BTreeMap<String, f64>,
+    lap: Instant,
+    cert_days_left: Option<f64>,
+) -> Result<HopResponse, CheckOutcome>
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+        .await
+        .map_err(|e| CheckOutcome::critical(format!("HTTP handshake: {e}")))?;
+    let drive = async move {
+        // When the connection ends first, the request side sees the error.
+        let _ = connection.await;
+        std::future::pending::<()>().await;
+    };
+    let work = async {
+        progress.phase("ttfb");
+        let mut lap = lap;
+        let response = sender
+            .send_request(request)
+            .await
+            .map_err(|e| CheckOutcome::critical(format!("HTTP request failed: {}", error_chain(&e))))?;
+        let ttfb = ms(lap.elapsed());
+        progress.metric("ttfb", ttfb);
+        timings.insert("ttfb".to_owned(), ttfb);
+        lap = Instant::now();
+        progress.phase("transfer");
+        let (parts, body) = response.into_parts();
+        let keep_body = spec.expect.body_contains.is_some() || spec.expect.body_regex.is_some();
+        let (body, bytes, truncated) = read_body(body, spec.body_limit(), keep_body).await?;
+        let transfer = ms(lap.elapsed());
+        progress.metric("transfer", transfer);
+        timings.insert("transfer".to_owned(), transfer);
+        Ok(HopResponse {
+            status: parts.status.as_u16(),
+            version: parts.version,
+            headers: parts.headers,
+            body,
+            bytes,
+            truncated,
+            timings,
+            cert_days_left,
+        })
+    };
+    tokio::select! {
+        result = work => result,
+        () = drive => unreachable!("the driver never completes"),
+    }
+}
+
+/// Reads at most `limit` bytes of body; the rest is never downloaded.
+async fn read_body(mut body: Incoming, limit: u64, keep: bool) -> Result<(Vec<u8>, u64, bool), CheckOutcome> {
+    let mut kept = Vec::new();
+    let mut read: u64 = 0;
+    while let Some(frame) = body.frame().await {
+        let frame = frame.map_err(|e| CheckOutcome::critical(format!("reading the body: {}", error_chain(&e))))?;
+        let Ok(data) = frame.into_data() else { continue };
+        let room = usize::try_from(limit - read).unwrap_or(usize::MAX);
+        let take = data.len().min(room);
+        read += take as u64;
+        if keep {
+            kept.extend_from_slice(&data[..take]);
+        }
+        if take < data.len() || read >= limit {
+            let more = take < data.len() || body.frame().await.is_some();
+            return Ok((kept, read, more));
+        }
+    }
+    Ok((kept, read, false))
+}
+
+fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}
+
+fn version_name(version: Version) -> &'static str {
+    match version {
+        Version::HTTP_09 => "HTTP/0.9",
+        Version::HTTP_10 => "HTTP/1.0",
+        Version::HTTP_2 => "HTTP/2",
+        Version::HTTP_3 => "HTTP/3",
+        _ => "HTTP/1.1",
+    }
+}
+
+/// Judges the final response against the expectations; every failed
+/// expectation is reported, the worst status wins.
+fn evaluate(spec: &HttpSpec, response: HopResponse, hops: &[Hop], url: &Url, started: Instant) -> CheckOutcome {
+    let total = started.elapsed();
+    let expect = &spec.expect;
+    let mut findings: Vec<(Status, String)> = Vec::new();
+    if !expect.status_ok(response.status) {
+        let wanted: Vec<String> = if expect.status.is_empty() {
+            vec!["2xx".to_owned()]
+        } else {
+            expect.status.iter().map(ToString::to_string).collect()
+        };
+        findings.push((Status::Critical, format!("HTTP {} (expected {})", response.status, wanted.join(", "))));
+    }
+    let body = String::from_utf8_lossy(&response.body);
+    let truncated_note = if response.truncated {
+        format!(" (in the first {} bytes read)", response.bytes)
+    } else {
+        String::new()
+    };
+    if let Some(needle) = &expect.body_contains {
+        if !body.contains(needle.as_str()) {
+            findings.push((Status::Critical, format!("body does not contain {needle:?}{truncated_note}")));
+        }
+    }
+    if let Some(pattern) = &expect.body_regex {
+        if !pattern.is_match(&body) {
+            findings.push((Status::Critical, format!("body does not match /{}/{truncated_note}", pattern.as_str())));
+        }
+    }
+    for (name, matcher) in &expect.headers {
+        match response.headers.get(name.as_str()).map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned()) {
+            None => findings.push((Status::Critical, format!("header {name} missing"))),
+            Some(value) if !matcher.matches(&value) => {
+                findings.push((Status::Critical, format!("header {name}: {value:?} does not {matcher}")));
+            }
+            Some(_) => {}
+        }
+    }
+    if let (status, Some(reason)) = latency_status(total, expect.latency()) {
+        findings.push((status, reason));
+    }
+
+    let mut metrics = response.timings.clone();
+    metrics.insert("total".to_owned(), ms(total));
+    metrics.insert("status_code".to_owned(), f64::from(response.status));
+    metrics.insert("bytes".to_owned(), response.bytes as f64);
+    metrics.insert("redirects".to_owned(), hops.len() as f64);
+    if let Some(days) = response.cert_days_left {
+        metrics.insert("cert_days_left".to_owned(), (days * 10.0).round() / 10.0);
+    }
+    let status = findings.iter().fold(Status::Ok, |worst, (s, _)| worst.worst(*s));
+    let summary = format!(
+        "HTTP {} in {:.0}ms{}",
+        response.status,
+        ms(total),
+        if response.truncated { format!(", body cut at the {} byte read limit", response.bytes) } else { String::new() }
+    );
+    let output = if findings.is_empty() {
+        summary
+    } else {
+        let reasons: Vec<&str> = findings.iter().map(|(_, r)| r.as_str()).collect();
+        format!("{} ({summary})", reasons.join("; "))
+    };
+    let details = json!({
+        "url": url.as_str(),
+        "status": response.status,
+        "http_version": version_name(response.version),
+        "body_truncated": response.truncated,
+        "redirects": hops_json(hops),
+    });
+    CheckOutcome::new(status, output).with_metrics(metrics).with_details(details)
+}
+
+fn hops_json(hops: &[Hop]) -> Value {
+    hops.iter().map(|h| json!({ "url": h.url.as_str(), "status": h.status, "ms": h.ms })).collect()
+}
+
+/// Adds the redirect trail to a failure that happened on a later hop.
+fn with_hops(mut outcome: CheckOutcome, hops: &[Hop], url: &Url) -> CheckOutcome {
+    if !hops.is_empty() {
+        outcome.output = format!("after {} redirect(s), {url}: {}", hops.len(), outcome.output);
+        outcome.metrics.insert("redirects".to_owned(), hops.len() as f64);
+    }
+    outcome.details = json!({ "url": url.as_str(), "redirects": hops_json(hops) });
+    outcome
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::time::Duration;
+
+    use protocol::definition::parse_check;
+    use protocol::{CheckDefinition, Status};
+    use serde_json::json;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::net::TcpListener;
+
+    use crate::{CheckOutcome, DenyList, Executor};
+
+    /// What the test server does with one request.
+    enum Script {
+        /// Writes these bytes and closes.
+        Reply(String),
+        /// Waits, then replies.
+        Delay(Duration, String),
+        /// Writes these bytes and never writes again.
+        Stall(String),
+        /// Writes response headers, then body bytes until the client leaves.
+        Endless,
+    }
+
+    struct Server {
+        addr: std::net::SocketAddr,
+        connections: Arc<AtomicUsize>,
+    }
+
+    fn ok(body: &str) -> String {
+        format!("HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: {}\r\n\r\n{body}", body.len())
+    }
+
+    fn redirect(to: &str) -> String {
+        format!("HTTP/1.1 302 Found\r\nLocation: {to}\r\nContent-Length: 0\r\n\r\n")
+    }
+
+    /// A plain-TCP HTTP/1.1 server on `ip:0` scripted per request path.
+    async fn serve_on(ip: &str, script: impl Fn(&str) -> Script + Send + Sync + 'static) -> Server {
+        let listener = TcpListener::bind((ip, 0)).await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let connections = Arc::new(AtomicUsize::new(0));
+        let counter = connections.clone();
+        let script = Arc::new(script);
+        tokio::spawn(async move {
+            loop {
+                let Ok((mut socket, _)) = listener.accept().await else { return };
+                counter.fetch_add(1, Ordering::SeqCst);
+                let script = script.clone();
+                tokio::spawn(async move {
+                    let mut head = Vec::new();
+                    let mut buf = [0u8; 1024];
+                    while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+                        match socket.read(&mut buf).await {
+                            Ok(0) | Err(_) => return,
+                            Ok(n) => head.extend_from_slice(&buf[..n]),
+                        }
+                    }
+                    let head = String::from_utf8_lossy(&head).into_owned();
+                    let path = head.split_whitespace().nth(1).unwrap_or("/").to_owned();
+                    match script(&path) {
+                        Script::Reply(text) => {
+                            let _ = socket.write_all(text.as_bytes()).await;
+                        }
+                        Script::Delay(wait, text) => {
+                            tokio::time::sleep(wait).await;
+                            let _ = socket.write_all(text.as_bytes()).await;
+                        }
+                        Script::Stall(text) => {
+                            let _ = socket.write_all(text.as_bytes()).await;
+                            tokio::time::sleep(Duration::from_secs(3600)).await;
+                        }
+                        Script::Endless => {
+                            let _ = socket.write_all(b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\n\r\n").await;
+                            let chunk = vec![b'x'; 16 * 1024];
+                            while socket.write_all(&chunk).await.is_ok() {}
+                        }
+                    }
+                });
+            }
+        });
+        Server { addr, connections }
+    }
+
+    async fn serve(script: impl Fn(&str) -> Script + Send + Sync + 'static) -> Server {
+        serve_on("127.0.0.1", script).await
+    }
+
+    fn check(fields: serde_json::Value) -> CheckDefinition {
+        let mut base = json!({"name": "t", "type": "http", "interval": "10s", "timeout": "2s"});
+        base.as_object_mut().unwrap().extend(fields.as_object().unwrap().clone());
+        parse_check(base).unwrap()
+    }
+
+    async fn run_with(deny: DenyList, fields: serde_json::Value) -> CheckOutcome {
+        Executor::new(deny).unwrap().run(&check(fields)).await
+    }
+
+    async fn run(fields: serde_json::Value) -> CheckOutcome {
+        run_with(DenyList::default(), fields).await
+    }
+
+    #[tokio::test]
+    async fn ok_with_phase_timings() {
+        let server = serve(|_| Script::Reply(ok("all ok"))).await;
+        let url = format!("http://{}/health", server.addr);
+        let outcome = run(json!({"url": url, "expect": {"body_contains": "ok", "headers": {"content-type": {"contains": "text"}}}})).await;
+        assert_eq!(outcome.status, Status::Ok, "{outcome:?}");
+        assert!(outcome.output.starts_with("HTTP 200 in "), "{}", outcome.output);
+        for phase in ["dns", "connect", "ttfb", "transfer", "total"] {
+            assert!(outcome.metrics.contains_key(phase), "missing {phase}: {:?}", outcome.metrics);
+        }
+        assert_eq!(outcome.metrics["status_code"], 200.0);
+        assert_eq!(outcome.metrics["bytes"], 6.0);
+        assert_eq!(outcome.details["http_version"], "HTTP/1.1");
+    }
+
+    #[tokio::test]
+    async fn server_error_and_failed_expectations_are_critical() {
+        let server = serve(|_| Script::Reply("HTTP/1.1 500 Oops\r\nContent-Length: 4\r\n\r\nfail".into())).await;
+        let outcome = run(json!({"url": format!("http://{}/", server.addr), "expect": {"body_regex": "^ok$"}})).await;
+        assert_eq!(outcome.status, Status::Critical);
+        assert!(outcome.output.starts_with("HTTP 500 (expected 2xx); body does not match /^ok$/"), "{}", outcome.output);
+        let expected = run(json!({"url": format!("http://{}/", server.addr), "expect": {"status": [500]}})).await;
+        assert_eq!(expected.status, Status::Ok, "{expected:?}");
+        let header = run(json!({"url": format!("http://{}/", server.addr), "expect": {"status": ["5xx"], "headers": {"x-id": {"equals": "1"}}}})).await;
+        assert_eq!(header.output.split(" (").next(), Some("header x-id missing"));
+    }
+
+    #[tokio::test]
+    async fn a_slow_server_is_cut_at_the_timeout() {
+        let server = serve(|_| Script::Delay(Duration::from_secs(5), ok("late"))).await;
+        let started = std::time::Instant::now();
+        let outcome = run(json!({"url": format!("http://{}/", server.addr), "timeout": "500ms"})).await;
+        assert!(started.elapsed() < Duration::from_millis(1500), "took {:?}", started.elapsed());
+        assert_eq!(outcome.status, Status::Critical);
+        assert_eq!(outcome.output, "timed out after 500ms during ttfb");
+        assert!(outcome.metrics.contains_key("connect"));
+    }
+
+    #[tokio::test]
+    async fn headers_that_never_finish_time_out() {
+        let server = serve(|_| Script::Stall("HTTP/1.1 200 OK\r\nX-Partial: 1\r\n".into())).await;
+        let outcome = run(json!({"url": format!("http://{}/", server.addr), "timeout": "300ms"})).await;
+        assert_eq!(outcome.status, Status::Critical);
+        assert_eq!(outcome.output, "timed out after 300ms during ttfb");
+    }
+
+    #[tokio::test]
+    async fn redirect_chains_are_followed_and_recorded() {
+        let server = serve(|path| match path {
+            "/a" => Script::Reply(redirect("/b")),
+            "/b" => Script::Reply(redirect("/c")),
+            _ => Script::Reply(ok("here")),
+        })
+        .await;
+        let outcome = run(json!({"url": format!("http://{}/a", server.addr)})).await;
+        assert_eq!(outcome.status, Status::Ok, "{outcome:?}");
+        assert_eq!(outcome.metrics["redirects"], 2.0);
+        let hops = outcome.details["redirects"].as_array().unwrap();
+        assert_eq!(hops.len(), 2);
+        assert_eq!(hops[0]["status"], 302);
+        assert!(outcome.details["url"].as_str().unwrap().ends_with("/c"));
+        assert_eq!(server.connections.load(Ordering::SeqCst), 3, "a fresh connection per hop");
+
+        let limited = run(json!({"url": format!("http://{}/a", server.addr), "follow_redirects": 1})).await;
+        assert_eq!(limited.status, Status::Critical);
+        assert!(limited.output.contains("more than 1 redirects"), "{}", limited.output);
+        let unfollowed = run(json!({"url": format!("http://{}/a", server.addr), "follow_redirects": 0})).await;
+        assert_eq!(unfollowed.output.split(" (").next(), Some("HTTP 302"));
+    }
+
+    #[tokio::test]
+    async fn redirect_loops_are_reported() {
+        let server = serve(|path| match path {
+            "/a" => Script::Reply(redirect("/b")),
+            _ => Script::Reply(redirect("/a")),
+        })
+        .await;
+        let outcome = run(json!({"url": format!("http://{}/a", server.addr)})).await;
+        assert_eq!(outcome.status, Status::Critical);
+        assert!(outcome.output.starts_with("after 2 redirect(s)"), "{}", outcome.output);
+        assert!(outcome.output.contains("redirect loop: "), "{}", outcome.output);
+    }
+
+    #[tokio::test]
+    async fn an_endless_body_stops_at_the_read_limit() {
+        let server = serve(|_| Script::Endless).await;
+        let outcome = run(json!({"url": format!("http://{}/", server.addr), "body_limit": 65536, "expect": {"body_contains": "needle"}})).await;
+        assert_eq!(outcome.status, Status::Critical);
+        assert_eq!(outcome.metrics["bytes"], 65536.0);
+        assert!(outcome.output.contains("body does not contain \"needle\" (in the first 65536 bytes read)"), "{}", outcome.output);
+        assert!(outcome.output.contains("body cut at the 65536 byte read limit"), "{}", outcome.output);
+        assert_eq!(outcome.details["body_truncated"], true);
+    }
+
+    #[tokio::test]
+    async fn connection_refused_is_critical() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        drop(listener);
+        let outcome = run(json!({"url": format!("http://{addr}/")})).await;
+        assert_eq!(outcome.status, Status::Critical);
+        assert!(outcome.output.starts_with(&format!("connect to {addr}: ")), "{}", outcome.output);
+    }
+
+    #[tokio::test]
+    async fn a_redirect_into_a_denied_network_is_never_connected() {
+        let forbidden = serve_on("127.0.0.2", |_| Script::Reply(ok("secret"))).await;
+        let target = format!("http://{}/latest/meta-data/", forbidden.addr);
+        let server = serve(move |_| Script::Reply(redirect(&target))).await;
+        let deny: DenyList = "127.0.0.2/32".parse().unwrap();
+        let outcome = run_with(deny, json!({"url": format!("http://{}/", server.addr)})).await;
+        assert_eq!(outcome.status, Status::Unknown, "{outcome:?}");
+        assert!(outcome.output.contains("127.0.0.2/32"), "{}", outcome.output);
+        assert_eq!(forbidden.connections.load(Ordering::SeqCst), 0);
+    }
+
+    #[tokio::test]
+    async fn a_name_resolving_into_a_denied_network_is_never_connected() {
+        let server = serve(|_| Script::Reply(ok("secret"))).await;
+        let deny: DenyList = "127.0.0.0/8,::1/128".parse().unwrap();
+        let outcome = run_with(deny, json!({"url": format!("http://localhost:{}/", server.addr.port())})).await;
+        assert_eq!(outcome.status, Status::Unknown, "{outcome:?}");
+        assert!(outcome.output.contains("denied network"), "{}", outcome.output);
+        assert_eq!(server.connections.load(Ordering::SeqCst), 0);
+    }
+
+    #[tokio::test]
+    async fn secret_headers_are_read_from_the_environment() {
+        let server = serve(|_| Script::Reply(ok("x"))).await;
+        let outcome = run(json!({"url": format!("http://{}/", server.addr), "headers": {"Authorization": {"env": "PICKET_TEST_UNSET_TOKEN"}}})).await;
+        assert_eq!(outcome.status, Status::Unknown);
+        assert_eq!(outcome.output, "header Authorization: environment variable PICKET_TEST_UNSET_TOKEN is not set");
+    }
 }

@@ -1,0 +1,110 @@
+//! The one-shot commands: `validate`, `schema`, `check`.
+
+use std::io::Write;
+use std::path::Path;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use anyhow::anyhow;
+use chrono::Utc;
+use protocol::definition::CatalogError;
+use protocol::definition::schema::definition_file_schema;
+use protocol::{Catalog, CheckDefinition, CheckRequest, CheckResult};
+use runner::Executor;
+
+use crate::Failure;
+
+/// Maps a catalog failure: unreadable files are config problems, bad content is data.
+fn catalog_failure(e: CatalogError) -> Failure {
+    match e {
+        e @ CatalogError::Io { .. } => Failure::Config(e.into()),
+        e @ CatalogError::Invalid(_) => Failure::Data(e.into()),
+    }
+}
+
+pub fn validate(dir: &Path) -> Result<ExitCode, Failure> {
+    match Catalog::load_dir(dir) {
+        Ok(catalog) if catalog.checks.is_empty() => {
+            Err(Failure::Data(anyhow!("no checks found under {}", dir.display())))
+        }
+        Ok(catalog) => {
+            println!(
+                "{}: {} check(s), {} handler(s), all valid",
+                dir.display(),
+                catalog.checks.len(),
+                catalog.handlers.len()
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(CatalogError::Invalid(errors)) => {
+            let mut out = std::io::stdout().lock();
+            for e in &errors {
+                let _ = writeln!(out, "{e}");
+            }
+            Err(Failure::Data(anyhow!("{} problem(s) in {}", errors.len(), dir.display())))
+        }
+        Err(e) => Err(catalog_failure(e)),
+    }
+}
+
+pub fn schema() -> Result<ExitCode, Failure> {
+    let text = serde_json::to_string_pretty(&definition_file_schema()).map_err(|e| Failure::Runtime(e.into()))?;
+    println!("{text}");
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Picks the check to run from a file: by name, or the only one.
+fn pick(catalog: Catalog, file: &Path, name: Option<&str>) -> Result<CheckDefinition, Failure> {
+    let names: Vec<String> = catalog.checks.iter().map(|c| c.name().to_owned()).collect();
+    let mut checks = catalog.checks.into_iter();
+    match name {
+        Some(name) => checks
+            .find(|c| c.name() == name)
+            .ok_or_else(|| Failure::Config(anyhow!("{} has no check named {name:?} (it has: {})", file.display(), names.join(", ")))),
+        None if names.len() == 1 => Ok(checks.next().expect("one check")),
+        None if names.is_empty() => Err(Failure::Data(anyhow!("{} defines no check", file.display()))),
+        None => Err(Failure::Config(anyhow!(
+            "{} defines {} checks; pick one with --name ({})",
+            file.display(),
+            names.len(),
+            names.join(", ")
+        ))),
+    }
+}
+
+pub async fn check(file: &Path, name: Option<&str>, json: bool, deny: runner::DenyList) -> Result<ExitCode, Failure> {
+    let catalog = Catalog::load_files(&[file.to_owned()], false).map_err(catalog_failure)?;
+    let check = pick(catalog, file, name)?;
+    let executor = Arc::new(Executor::new(deny).map_err(|e| Failure::Runtime(e.into()))?);
+    let started_at = Utc::now();
+    let outcome = executor.run(&check).await;
+    let duration = (Utc::now() - started_at).to_std().unwrap_or_default();
+    let subscription = check.subscriptions().first().map_or_else(String::new, |s| (*s).to_owned());
+    let result = CheckResult {
+        request_id: CheckRequest::id_for(check.name(), &subscription, started_at),
+        check: check.name().to_owned(),
+        subscription,
+        runner: crate::config::host_name(),
+        status: outcome.status,
+        output: outcome.output,
+        scheduled_at: started_at,
+        started_at,
+        duration_ms: u64::try_from(duration.as_millis()).unwrap_or(u64::MAX),
+        lateness_ms: 0,
+        metrics: outcome.metrics,
+        details: outcome.details,
+        handlers: check.common.handlers.clone(),
+    };
+    if json {
+        let text = serde_json::to_string_pretty(&result).map_err(|e| Failure::Runtime(e.into()))?;
+        println!("{text}");
+    } else {
+        println!("{} {}: {}", result.check, result.status, result.output);
+        let metrics: Vec<String> = result.metrics.iter().map(|(k, v)| format!("{k}={v}")).collect();
+        println!("  metrics: {}", metrics.join(" "));
+        if !result.details.is_null() {
+            println!("  details: {}", result.details);
+        }
+    }
+    Ok(ExitCode::from(result.status.code()))
+}

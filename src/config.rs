@@ -1,0 +1,63 @@
+//! Configuration shared by several roles, read from flags or the environment
+//! (clap `env`) and validated before any socket is opened.
+
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::{Args, ValueEnum};
+use protocol::HumanDuration;
+use tracing_subscriber::EnvFilter;
+
+#[derive(Clone, Copy, Debug, ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+/// Logs go to stderr; stdout carries results (standalone, check) and events.
+pub fn init_logging(filter: &str, format: LogFormat) -> anyhow::Result<()> {
+    let filter = EnvFilter::try_new(filter).with_context(|| format!("PICKET_LOG {filter:?} is not a valid log filter"))?;
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => builder.init(),
+        LogFormat::Json => builder.json().flatten_event(true).init(),
+    }
+    Ok(())
+}
+
+/// Settings of a runner pool (standalone and `picket runner`).
+#[derive(Args, Clone, Debug)]
+pub struct RunnerArgs {
+    /// Checks run at once (and the broker prefetch).
+    #[arg(long, env = "PICKET_CONCURRENCY", default_value_t = 256, value_parser = clap::value_parser!(u16).range(1..))]
+    pub concurrency: u16,
+    /// Networks no check may reach (comma-separated CIDRs; empty denies nothing).
+    #[arg(long, env = "PICKET_DENY_CIDRS", default_value = runner::deny::DEFAULT_DENY_CIDRS)]
+    pub deny_cidrs: runner::DenyList,
+    /// Time in-flight checks get to finish after SIGTERM.
+    #[arg(long, env = "PICKET_DRAIN_TIMEOUT", default_value = "25s")]
+    pub drain_timeout: HumanDuration,
+    /// Name written into results; default: the host name.
+    #[arg(long, env = "PICKET_RUNNER_NAME")]
+    pub runner_name: Option<String>,
+}
+
+impl RunnerArgs {
+    pub fn drain_timeout(&self) -> Duration {
+        self.drain_timeout.get()
+    }
+
+    pub fn runner_name(&self) -> String {
+        self.runner_name.clone().unwrap_or_else(host_name)
+    }
+}
+
+/// The host name (a container's id under Docker and ECS), or `picket`.
+pub fn host_name() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .map(|h| h.trim().to_owned())
+        .filter(|h| !h.is_empty())
+        .or_else(|| std::env::var("HOSTNAME").ok())
+        .unwrap_or_else(|| "picket".to_owned())
+}

@@ -1,0 +1,65 @@
+//! `/healthz`, `/readyz` and `/metrics` for every long-running role.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use axum::Router;
+use axum::extract::State;
+use axum::http::{StatusCode, header};
+use axum::response::IntoResponse;
+use axum::routing::get;
+use prometheus_client::registry::Registry;
+use tokio_util::sync::CancellationToken;
+
+#[derive(Clone)]
+struct Probe {
+    registry: Arc<Registry>,
+    /// True while the role can do its work (e.g. its broker connection is up).
+    ready: Arc<AtomicBool>,
+}
+
+/// Binds `addr` now (so a taken port fails at start) and serves until `shutdown`.
+pub async fn bind(
+    addr: SocketAddr,
+    registry: Registry,
+    ready: Arc<AtomicBool>,
+    shutdown: CancellationToken,
+) -> anyhow::Result<impl Future<Output = ()> + Send> {
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .map_err(|e| anyhow::anyhow!("cannot listen on {addr} (PICKET_LISTEN): {e}"))?;
+    tracing::info!(%addr, "serving /healthz /readyz /metrics");
+    let app = Router::new()
+        .route("/healthz", get(|| async { "ok\n" }))
+        .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics))
+        .with_state(Probe { registry: Arc::new(registry), ready });
+    Ok(async move {
+        let served = axum::serve(listener, app).with_graceful_shutdown(shutdown.cancelled_owned()).await;
+        if let Err(e) = served {
+            tracing::error!(error = %e, "health endpoint failed");
+        }
+    })
+}
+
+async fn readyz(State(probe): State<Probe>) -> impl IntoResponse {
+    if probe.ready.load(Ordering::Relaxed) {
+        (StatusCode::OK, "ready\n")
+    } else {
+        (StatusCode::SERVICE_UNAVAILABLE, "not ready\n")
+    }
+}
+
+async fn metrics(State(probe): State<Probe>) -> impl IntoResponse {
+    let mut text = String::new();
+    match prometheus_client::encoding::text::encode(&mut text, &probe.registry) {
+        Ok(()) => (
+            StatusCode::OK,
+            [(header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")],
+            text,
+        )
+            .into_response(),
+        Err(e) => (StatusCode::INTERNAL_SERVER_ERROR, e.to_string()).into_response(),
+    }
+}

@@ -1,0 +1,119 @@
+//! `picket standalone`: scheduler, runner pool and handler in one process over
+//! the in-memory transport. Shutdown runs in order: stop scheduling, let the
+//! runner drain its in-flight checks, then let the handler settle the last
+//! results.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
+
+use anyhow::{Context, anyhow};
+use handlers::Console;
+use protocol::Catalog;
+use protocol::metrics::Metrics;
+use protocol::transport::memory::MemoryTransport;
+use runner::{Executor, RunnerConfig, RunnerPool};
+use scheduler::publisher::CheckSet;
+use scheduler::{Scheduler, SchedulerConfig};
+use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
+
+use crate::Failure;
+use crate::config::RunnerArgs;
+
+/// Everything standalone needs, validated before any socket is opened.
+pub struct Plan {
+    checks_dir: PathBuf,
+    catalog: Catalog,
+    runner: RunnerArgs,
+    listen: SocketAddr,
+}
+
+impl Plan {
+    pub fn new(checks_dir: &Path, runner: RunnerArgs, listen: SocketAddr) -> Result<Self, Failure> {
+        let catalog = Catalog::load_dir(checks_dir).map_err(|e| match e {
+            e @ protocol::definition::CatalogError::Io { .. } => Failure::Config(e.into()),
+            e => Failure::Data(e.into()),
+        })?;
+        if catalog.checks.is_empty() {
+            return Err(Failure::Data(anyhow!("no checks found under {}", checks_dir.display())));
+        }
+        Ok(Self { checks_dir: checks_dir.to_owned(), catalog, runner, listen })
+    }
+}
+
+pub async fn run(plan: Plan) -> Result<ExitCode, Failure> {
+    let (registry, metrics) = Metrics::standalone();
+    let ready = Arc::new(AtomicBool::new(false));
+    let stop_scheduling = CancellationToken::new();
+    crate::shutdown::on_signal(stop_scheduling.clone()).context("cannot install signal handlers")?;
+    let stop_serving = CancellationToken::new();
+    let server = crate::serve::bind(plan.listen, registry, ready.clone(), stop_serving.clone()).await?;
+    let server = tokio::spawn(server);
+
+    let transport = MemoryTransport::new();
+    let executor = Arc::new(Executor::new(plan.runner.deny_cidrs.clone()).context("cannot build the check executor")?);
+    let mut subscriptions: Vec<String> = plan
+        .catalog
+        .checks
+        .iter()
+        .flat_map(|c| c.subscriptions().into_iter().map(str::to_owned))
+        .collect();
+    subscriptions.sort();
+    subscriptions.dedup();
+    let pool = RunnerPool::new(
+        transport.clone(),
+        executor,
+        RunnerConfig {
+            name: plan.runner.runner_name(),
+            subscriptions,
+            concurrency: plan.runner.concurrency,
+            drain_timeout: plan.runner.drain_timeout(),
+        },
+        metrics.clone(),
+    );
+    let scheduler = Scheduler::new(transport.clone(), SchedulerConfig { instance: crate::config::host_name() }, metrics);
+    let (_catalog_tx, catalog_rx) = watch::channel(CheckSet::from(plan.catalog.checks.clone()));
+
+    tracing::info!(
+        checks = plan.catalog.checks.len(),
+        dir = %plan.checks_dir.display(),
+        "standalone: scheduling"
+    );
+    let stop_running = CancellationToken::new();
+    let stop_handling = CancellationToken::new();
+    let sink = Console::new(std::io::stdout());
+    let handler = {
+        let transport = transport.clone();
+        let stop = stop_handling.clone();
+        async move { handlers::consume(&transport, &sink, stop).await }
+    };
+    let handler = tokio::spawn(handler);
+    let runner = {
+        let stop = stop_running.clone();
+        tokio::spawn(async move { pool.run(stop).await })
+    };
+    ready.store(true, std::sync::atomic::Ordering::Relaxed);
+
+    scheduler
+        .run(catalog_rx, stop_scheduling)
+        .await
+        .map_err(|e| Failure::Runtime(e.into()))?;
+    ready.store(false, std::sync::atomic::Ordering::Relaxed);
+    stop_running.cancel();
+    runner
+        .await
+        .context("runner task panicked")?
+        .map_err(|e| Failure::Runtime(e.into()))?;
+    stop_handling.cancel();
+    handler
+        .await
+        .context("handler task panicked")?
+        .map_err(|e| Failure::Runtime(e.into()))?;
+    stop_serving.cancel();
+    let _ = server.await;
+    tracing::info!("standalone: stopped");
+    Ok(ExitCode::SUCCESS)
+}
