@@ -28,19 +28,17 @@ pub fn validate(dir: &Path) -> Result<ExitCode, Failure> {
             Err(Failure::Data(anyhow!("no checks found under {}", dir.display())))
         }
         Ok(catalog) => {
-            println!(
+            print_out(&format!(
                 "{}: {} check(s), {} handler(s), all valid",
                 dir.display(),
                 catalog.checks.len(),
                 catalog.handlers.len()
-            );
+            ));
             Ok(ExitCode::SUCCESS)
         }
         Err(CatalogError::Invalid(errors)) => {
-            let mut out = std::io::stdout().lock();
-            for e in &errors {
-                let _ = writeln!(out, "{e}");
-            }
+            let lines: Vec<String> = errors.iter().map(ToString::to_string).collect();
+            print_out(&lines.join("\n"));
             Err(Failure::Data(anyhow!("{} problem(s) in {}", errors.len(), dir.display())))
         }
         Err(e) => Err(catalog_failure(e)),
@@ -49,8 +47,13 @@ pub fn validate(dir: &Path) -> Result<ExitCode, Failure> {
 
 pub fn schema() -> Result<ExitCode, Failure> {
     let text = serde_json::to_string_pretty(&definition_file_schema()).map_err(|e| Failure::Runtime(e.into()))?;
-    println!("{text}");
+    print_out(&text);
     Ok(ExitCode::SUCCESS)
+}
+
+/// Writes a line to stdout; a closed pipe (`picket schema | head`) is not an error.
+fn print_out(text: &str) {
+    let _ = writeln!(std::io::stdout().lock(), "{text}");
 }
 
 /// Picks the check to run from a file: by name, or the only one.
@@ -97,13 +100,13 @@ pub async fn check(file: &Path, name: Option<&str>, json: bool, deny: runner::De
     };
     if json {
         let text = serde_json::to_string_pretty(&result).map_err(|e| Failure::Runtime(e.into()))?;
-        println!("{text}");
+        print_out(&text);
     } else {
-        println!("{} {}: {}", result.check, result.status, result.output);
+        print_out(&format!("{} {}: {}", result.check, result.status, result.output));
         let metrics: Vec<String> = result.metrics.iter().map(|(k, v)| format!("{k}={v}")).collect();
-        println!("  metrics: {}", metrics.join(" "));
+        print_out(&format!("  metrics: {}", metrics.join(" ")));
         if !result.details.is_null() {
-            println!("  details: {}", result.details);
+            print_out(&format!("  details: {}", result.details));
         }
     }
     Ok(ExitCode::from(result.status.code()))

@@ -25,11 +25,17 @@ pub struct Executor {
     pub(crate) deny: DenyList,
     pub(crate) resolver: SystemResolver,
     pub(crate) trust: Trust,
+    pub(crate) dns: checks::dns::DnsClient,
 }
 
 impl Executor {
     pub fn new(deny: DenyList) -> Result<Self, ExecutorError> {
-        Ok(Self { deny, resolver: SystemResolver::new()?, trust: Trust::new()? })
+        Ok(Self {
+            deny,
+            resolver: SystemResolver::new()?,
+            trust: Trust::new()?,
+            dns: checks::dns::DnsClient::new()?,
+        })
     }
 
     /// Runs `check` once. Never fails: every problem is a status with a reason,

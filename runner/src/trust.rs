@@ -221,3 +221,49 @@ impl ServerCertVerifier for AcceptAnyCertificate {
         self.algorithms.supported_schemes()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::test_pki::{Authority, Validity, pem_file};
+
+    #[test]
+    fn loads_roots_and_caches_configs_per_input() {
+        let trust = Trust::new().expect("trust roots");
+        assert!(!trust.roots.is_empty());
+        let ca = Authority::root("picket test CA");
+        let ca_file = ca.ca_file();
+
+        let verifying = trust.http_config(Some(ca_file.path()), true).expect("config");
+        assert_eq!(verifying.alpn_protocols, vec![b"http/1.1".to_vec()]);
+        assert!(Arc::ptr_eq(&verifying, &trust.http_config(Some(ca_file.path()), true).expect("config")));
+        let system = trust.http_config(None, true).expect("config");
+        assert!(!Arc::ptr_eq(&verifying, &system));
+        let accepting = trust.http_config(None, false).expect("config");
+        assert!(Arc::ptr_eq(&accepting, &trust.http_config(Some(ca_file.path()), false).expect("config")));
+        assert!(!Arc::ptr_eq(&accepting, &system));
+
+        let anchors = trust.anchors(Some(ca_file.path())).expect("anchors");
+        assert_eq!(anchors.len(), trust.roots.len() + 1);
+    }
+
+    #[test]
+    fn unreadable_or_empty_ca_file_is_an_error() {
+        let trust = Trust::new().expect("trust roots");
+        let missing = trust.http_config(Some(Path::new("/nonexistent/ca.pem")), true).unwrap_err();
+        assert!(missing.contains("/nonexistent/ca.pem"), "{missing}");
+        let empty = pem_file("no certificate here\n");
+        let error = trust.anchors(Some(empty.path())).unwrap_err();
+        assert!(error.contains("holds no PEM certificate"), "{error}");
+    }
+
+    #[test]
+    fn reads_certificate_expiry() {
+        let ca = Authority::root("picket test CA");
+        let leaf = ca.leaf(&["expiry.test"], Validity::days(-1, 30));
+        let not_after = cert_not_after(&leaf.cert).expect("parses");
+        let days = (not_after - Utc::now()).num_hours() as f64 / 24.0;
+        assert!((29.9..=30.0).contains(&days), "{days}");
+        assert_eq!(cert_not_after(b"not a certificate"), None);
+    }
+}

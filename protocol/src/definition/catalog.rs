@@ -216,3 +216,171 @@ fn list(mut names: Vec<&str>) -> String {
     names.sort_unstable();
     names.join(", ")
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Writes `files` into a fresh directory and loads it.
+    fn load(files: &[(&str, &str)]) -> (tempfile::TempDir, Result<Catalog, CatalogError>) {
+        let dir = tempfile::tempdir().unwrap();
+        for (name, text) in files {
+            std::fs::write(dir.path().join(name), text).unwrap();
+        }
+        let result = Catalog::load_dir(dir.path());
+        (dir, result)
+    }
+
+    /// The problems of a directory, as `file:line:col: path: message` with the
+    /// directory prefix removed.
+    fn problems(files: &[(&str, &str)]) -> Vec<String> {
+        let (dir, result) = load(files);
+        match result {
+            Err(CatalogError::Invalid(errors)) => errors
+                .iter()
+                .map(|e| e.to_string().replace(&format!("{}/", dir.path().display()), ""))
+                .collect(),
+            other => panic!("expected problems, got {other:?}"),
+        }
+    }
+
+    fn one(file: &str, text: &str) -> String {
+        let mut all = problems(&[(file, text)]);
+        assert_eq!(all.len(), 1, "{all:?}");
+        all.remove(0)
+    }
+
+    const HTTP: &str = r#"{
+  "name": "api",
+  "type": "http",
+  "url": "http://127.0.0.1/",
+  "interval": "10s""#;
+
+    #[test]
+    fn invalid_json_points_at_the_syntax_error() {
+        assert_eq!(one("a.json", "{\n  \"name\": \"x\",\n  \"type\" \"http\"\n}"), "a.json:3:10: invalid JSON: expected `:`");
+    }
+
+    #[test]
+    fn an_unknown_field_points_at_its_key() {
+        let text = format!("{HTTP},\n  \"urll\": \"x\"\n}}");
+        let problem = one("api.json", &text);
+        assert!(problem.starts_with("api.json:6:3: urll: unknown field for this http check; expected one of `url`"), "{problem}");
+    }
+
+    #[test]
+    fn a_wrong_type_points_at_the_value() {
+        let text = HTTP.replace("\"10s\"", "10") + "\n}";
+        let problem = one("api.json", &text);
+        assert!(problem.starts_with("api.json:5:15: interval: invalid type: integer `10`"), "{problem}");
+    }
+
+    #[test]
+    fn a_bad_status_class_points_into_the_array() {
+        let text = format!("{HTTP},\n  \"expect\": {{\n    \"status\": [200, \"2xz\"]\n  }}\n}}");
+        assert_eq!(one("api.json", &text), r#"api.json:7:21: expect.status[1]: "2xz" is not a status code or class"#);
+    }
+
+    #[test]
+    fn a_bad_duration_says_how_to_write_one() {
+        let text = HTTP.replace("\"10s\"", "\"10 sec\"") + "\n}";
+        assert_eq!(
+            one("api.json", &text),
+            r#"api.json:5:15: interval: "10 sec" is not a duration (write e.g. "500ms", "10s", "2m", "1h30m")"#
+        );
+    }
+
+    #[test]
+    fn a_timeout_not_below_the_interval_points_at_the_timeout() {
+        let text = format!("{HTTP},\n  \"timeout\": \"10s\"\n}}");
+        assert_eq!(one("api.json", &text), "api.json:6:14: timeout: timeout 10s must be below the interval 10s");
+    }
+
+    #[test]
+    fn a_missing_field_points_at_the_object() {
+        let text = "[\n  {\"name\": \"a\", \"type\": \"http\", \"url\": \"http://x/\", \"interval\": \"1m\"},\n  {\"name\": \"b\", \"type\": \"http\", \"interval\": \"1m\"}\n]";
+        assert_eq!(one("list.json", text), "list.json:3:3: missing field `url`");
+    }
+
+    #[test]
+    fn an_invalid_url_points_at_the_url() {
+        let text = HTTP.replace("http://127.0.0.1/", "ftp://127.0.0.1/") + "\n}";
+        assert_eq!(one("api.json", &text), "api.json:4:10: url: ftp://127.0.0.1/ is not an http:// or https:// URL");
+        let text = HTTP.replace("http://127.0.0.1/", "not a url") + "\n}";
+        assert!(one("api.json", &text).starts_with("api.json:4:10: url: "));
+    }
+
+    #[test]
+    fn an_unknown_record_type_lists_the_known_ones() {
+        let text = "{\"name\": \"d\", \"type\": \"dns\", \"query\": \"example.com\", \"record\": \"AXFR\", \"interval\": \"30s\"}";
+        let problem = one("dns.json", text);
+        assert!(problem.starts_with("dns.json:1:64: record: unknown variant `AXFR`, expected one of `A`, `AAAA`"), "{problem}");
+    }
+
+    #[test]
+    fn an_unknown_check_type_points_at_the_type() {
+        let text = "{\"name\": \"p\", \"type\": \"ping\", \"interval\": \"30s\"}";
+        assert_eq!(one("p.json", text), "p.json:1:23: type: \"ping\" is not a known type (one of http, dns, tls)");
+    }
+
+    #[test]
+    fn an_invalid_name_points_at_the_name() {
+        let text = HTTP.replace("\"api\"", "\"My API\"") + "\n}";
+        assert_eq!(one("api.json", &text), "api.json:2:11: name: \"My API\" is not a valid name (1-128 of a-z 0-9 _ . -)");
+    }
+
+    #[test]
+    fn a_bad_cron_line_points_at_the_cron() {
+        let text = "{\"name\": \"c\", \"type\": \"tls\", \"host\": \"example.com\", \"cron\": \"* * *\"}";
+        assert_eq!(
+            one("c.json", text),
+            "c.json:1:61: cron: \"* * *\" has 3 fields; a cron line has 5 (minute first) or 6 (second first)"
+        );
+    }
+
+    #[test]
+    fn a_secret_written_inline_is_refused_without_echoing_it() {
+        let text = "[{\"name\": \"ops\", \"type\": \"slack\",\n  \"webhook_url\": \"https://hooks.slack.com/services/T0/B0/XYZ\"}]";
+        let problem = one("handlers.json", text);
+        assert!(problem.starts_with("handlers.json:2:18: webhook_url: secrets are never written in definition files"), "{problem}");
+        assert!(!problem.contains("XYZ"));
+    }
+
+    #[test]
+    fn duplicate_names_across_files_point_at_both() {
+        let text = format!("{HTTP}\n}}");
+        let all = problems(&[("a.json", &text), ("b.json", &text)]);
+        assert_eq!(all.len(), 1);
+        assert!(all[0].starts_with("b.json:2:11: name: check \"api\" is already defined at "), "{all:?}");
+        assert!(all[0].ends_with("a.json:2:11"), "{all:?}");
+    }
+
+    #[test]
+    fn an_unknown_handler_points_at_the_reference() {
+        let text = format!("{HTTP},\n  \"handlers\": [\"ops\", \"pager\"]\n}}");
+        let handlers = "[{\"name\": \"ops\", \"type\": \"log\"}]";
+        let all = problems(&[("api.json", &text), ("handlers.json", handlers)]);
+        assert_eq!(all, vec!["api.json:6:23: handlers[1]: no handler is named \"pager\" (defined: ops)"]);
+    }
+
+    #[test]
+    fn every_problem_is_reported_not_only_the_first() {
+        let bad_http = HTTP.replace("\"10s\"", "\"0s\"") + "\n}";
+        let two_bad = "[{\"name\": \"x\", \"type\": \"dns\"}, {\"name\": \"Y\", \"type\": \"tls\", \"host\": \"h\", \"interval\": \"1m\"}]";
+        let all = problems(&[("a.json", &bad_http), ("b.json", two_bad)]);
+        assert_eq!(all.len(), 3, "{all:?}");
+        assert!(all[0].starts_with("a.json:5:15: interval: interval 0s is below the 1s minimum"), "{all:?}");
+        assert!(all[1].starts_with("b.json:1:2: missing field `query`"), "{all:?}");
+        assert!(all[2].starts_with("b.json:1:41: name: \"Y\""), "{all:?}");
+    }
+
+    #[test]
+    fn a_valid_directory_loads_checks_and_handlers() {
+        let text = format!("{HTTP},\n  \"handlers\": [\"ops\"]\n}}");
+        let handlers = "[{\"name\": \"ops\", \"type\": \"slack\", \"webhook_url\": {\"env\": \"SLACK_WEBHOOK_OPS\"}}]";
+        let (_dir, result) = load(&[("api.json", &text), ("handlers.json", handlers), ("notes.txt", "ignored")]);
+        let catalog = result.unwrap();
+        assert_eq!(catalog.checks.len(), 1);
+        assert_eq!(catalog.handlers.len(), 1);
+    }
+}

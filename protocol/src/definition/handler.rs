@@ -16,6 +16,7 @@ pub const PAGERDUTY_EVENTS_URL: &str = "https://events.pagerduty.com/v2/enqueue"
 #[serde(deny_unknown_fields)]
 #[schemars(transform = super::schema::open_object)]
 pub struct HandlerCommon {
+    #[schemars(regex(pattern = super::NAME_PATTERN))]
     pub name: String,
     /// Which statuses reach this handler (`ok` covers resolutions). Default: all.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]

@@ -22,7 +22,7 @@ pub const DEFAULT_MAX_REDIRECTS: u8 = 5;
 #[schemars(transform = super::schema::open_object)]
 pub struct HttpSpec {
     /// `http://` or `https://` URL.
-    #[schemars(with = "String", url)]
+    #[schemars(with = "String", url, regex(pattern = "^[hH][tT][tT][pP][sS]?://"))]
     pub url: Url,
     #[serde(default, skip_serializing_if = "is_default")]
     pub method: HttpMethod,

@@ -42,6 +42,7 @@ const MAX_DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
 #[schemars(transform = schema::open_object)]
 pub struct CheckCommon {
     /// Unique across all files: `[a-z0-9_.-]+`.
+    #[schemars(regex(pattern = NAME_PATTERN))]
     pub name: String,
     /// Period between runs (at least 1s). Exactly one of `interval` and `cron`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -54,6 +55,7 @@ pub struct CheckCommon {
     pub timeout: Option<HumanDuration>,
     /// Runner pools that run this check, one request per pool per slot. Default `["default"]`.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(inner(regex(pattern = NAME_PATTERN)))]
     pub subscriptions: Vec<String>,
     /// Names of handlers (see handlers.json) that receive this check's events.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -76,6 +78,9 @@ pub struct CheckCommon {
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub labels: BTreeMap<String, String>,
 }
+
+/// Names of checks, handlers and subscriptions (enforced by `validate_name`).
+pub const NAME_PATTERN: &str = "^[a-z0-9_.-]{1,128}$";
 
 /// The keys of [`CheckCommon`]; everything else but `type`/`kind` belongs to the spec.
 /// A unit test keeps this list equal to the struct's schema.

@@ -65,3 +65,96 @@ fn with_definition(mut definitions: serde_json::Map<String, Value>, variants: Ve
     definitions.insert("Definition".to_owned(), json!({ "oneOf": variants }));
     Value::Object(definitions)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::definition::catalog::Catalog;
+    use std::path::PathBuf;
+
+    fn validator() -> jsonschema::Validator {
+        jsonschema::draft202012::new(&definition_file_schema()).expect("the schema compiles")
+    }
+
+    /// What `validate` says of one object written to its own file.
+    fn loader_accepts(object: &Value) -> bool {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("one.json");
+        std::fs::write(&path, object.to_string()).unwrap();
+        Catalog::load_files(&[path], false).is_ok()
+    }
+
+    fn repo_files(dir: &str) -> Vec<PathBuf> {
+        let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..").join(dir);
+        let mut files: Vec<PathBuf> = std::fs::read_dir(root).unwrap().map(|e| e.unwrap().path()).collect();
+        files.sort();
+        files
+    }
+
+    #[test]
+    fn the_shipped_definitions_pass_the_schema() {
+        let validator = validator();
+        for file in repo_files("checks").into_iter().chain(repo_files("examples")) {
+            let value: Value = serde_json::from_str(&std::fs::read_to_string(&file).unwrap()).unwrap();
+            let errors: Vec<String> = validator.iter_errors(&value).map(|e| e.to_string()).collect();
+            assert!(errors.is_empty(), "{}: {errors:?}", file.display());
+        }
+    }
+
+    #[test]
+    fn schema_and_loader_agree_on_each_object() {
+        let http = json!({"name": "a", "type": "http", "url": "http://x/", "interval": "10s"});
+        let with = |patch: Value| {
+            let mut v = http.clone();
+            v.as_object_mut().unwrap().extend(patch.as_object().unwrap().clone());
+            v
+        };
+        let samples = vec![
+            (http.clone(), true),
+            (json!({"name": "a", "type": "http", "url": "http://x/", "cron": "*/5 * * * *"}), true),
+            (json!({"name": "d", "type": "dns", "query": "example.com", "record": "MX", "interval": "30s",
+                    "expect": {"rcode": "NXDOMAIN", "answers": {"contains": ["10 mx.example.com"]}}}), true),
+            (json!({"name": "t", "type": "tls", "host": "example.com", "interval": "1h", "warn_days": 30}), true),
+            (json!({"name": "s", "type": "slack", "webhook_url": {"env": "HOOK"}, "severities": ["critical"]}), true),
+            (json!({"name": "p", "type": "pagerduty", "kind": "handler", "routing_key": {"file": "/run/k"}}), true),
+            (with(json!({"urll": "x"})), false),
+            (with(json!({"expect": {"stauts": [200]}})), false),
+            (with(json!({"expect": {"status": ["2xz"]}})), false),
+            (with(json!({"expect": {"status": [99]}})), false),
+            (with(json!({"interval": "10 s"})), false),
+            (with(json!({"name": "Bad Name"})), false),
+            (with(json!({"url": "ftp://x/"})), false),
+            (with(json!({"type": "ping"})), false),
+            (with(json!({"kind": "handler"})), false),
+            (with(json!({"cron": "*/5 * * * *"})), false),
+            (json!({"name": "a", "type": "http", "url": "http://x/"}), false),
+            (json!({"name": "d", "type": "dns", "query": "x", "record": "AXFR", "interval": "1m"}), false),
+            (json!({"name": "s", "type": "slack", "webhook_url": "https://hooks.slack.com/x"}), false),
+            (json!({"name": "s", "type": "slack", "webhook_url": {"env": "A"}, "channel": "#x"}), false),
+        ];
+        let validator = validator();
+        for (sample, valid) in samples {
+            assert_eq!(loader_accepts(&sample), valid, "loader on {sample}");
+            assert_eq!(validator.is_valid(&sample), valid, "schema on {sample}");
+        }
+    }
+
+    /// Rules across fields or files that JSON Schema cannot express; the
+    /// loader enforces them, the schema lets them through. Listed here so the
+    /// gap is known and stays this small.
+    #[test]
+    fn only_cross_field_rules_are_left_to_the_loader() {
+        let validator = validator();
+        for sample in [
+            json!({"name": "a", "type": "http", "url": "http://x/", "interval": "10s", "timeout": "10s"}),
+            json!({"name": "a", "type": "http", "url": "http://x/", "interval": "10s",
+                   "expect": {"latency_warn": "2s", "latency_crit": "1s"}}),
+            json!({"name": "t", "type": "tls", "host": "x", "interval": "1h", "warn_days": 5, "crit_days": 7}),
+            json!({"name": "a", "type": "http", "url": "http://x/", "interval": "10s", "expect": {"body_regex": "("}}),
+            json!({"name": "c", "type": "tls", "host": "x", "cron": "61 * * * *"}),
+        ] {
+            assert!(validator.is_valid(&sample), "schema on {sample}");
+            assert!(!loader_accepts(&sample), "loader on {sample}");
+        }
+    }
+}

@@ -1,11 +1,637 @@
-//! The `tls` check. STUB: to be implemented.
+//! The `tls` check: completes a handshake whatever certificate is served
+//! (handshake signatures are still checked), then judges the served chain:
+//! trust, hostname, validity dates, and the days the leaf and the verified
+//! chain have left.
+//!
+//! The shared client configuration accepts any chain, so the chain is
+//! captured even when expired or untrusted; webpki then judges
+//! `peer_certificates()` explicitly. Nothing is recorded in shared state, so
+//! concurrent runs cannot see each other's chains.
 
+mod chain;
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::time::Instant;
+
+use chrono::{DateTime, Utc};
+use protocol::Status;
 use protocol::definition::TlsSpec;
+use rustls::client::{verify_server_cert_signed_by_trust_anchor, verify_server_name};
+use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
+use rustls::server::ParsedCertificate;
+use rustls::{CertificateError, ProtocolVersion, RootCertStore};
+use serde_json::{Value, json};
+use tokio::net::TcpStream;
+use tokio_rustls::TlsConnector;
 
+use self::chain::{CertInfo, ServedChain};
 use crate::executor::Executor;
-use crate::outcome::{CheckOutcome, Progress};
+use crate::outcome::{CheckOutcome, Progress, ms};
 
 pub async fn run(executor: &Executor, spec: &TlsSpec, progress: &Progress) -> CheckOutcome {
-    let _ = (executor, spec, progress);
-    todo!()
+    let mut timings = Timings::new(progress);
+    let outcome = match inspect(executor, spec, progress, &mut timings).await {
+        Ok(outcome) | Err(outcome) => outcome,
+    };
+    outcome.with_metrics(timings.metrics)
+}
+
+/// Connects, shakes hands and judges the chain. `Err` is an outcome that
+/// ended the run early (no address, refused, handshake failure).
+async fn inspect(
+    executor: &Executor,
+    spec: &TlsSpec,
+    progress: &Progress,
+    timings: &mut Timings<'_>,
+) -> Result<CheckOutcome, CheckOutcome> {
+    let server_name = ServerName::try_from(spec.server_name().to_owned()).map_err(|e| {
+        CheckOutcome::unknown(format!("{:?} is not a TLS server name: {e}", spec.server_name()))
+    })?;
+    let anchors = executor
+        .trust
+        .anchors(spec.ca_file.as_deref())
+        .map_err(|e| CheckOutcome::unknown(format!("TLS configuration: {e}")))?;
+
+    let addrs = executor.resolve_target(&spec.host, spec.port(), spec.ip_family, progress).await?;
+    timings.lap("dns");
+    progress.phase("connect");
+    let (address, tcp) = connect(&addrs).await?;
+    timings.lap("connect");
+    progress.phase("tls");
+    let tls = TlsConnector::from(executor.trust.probe_config())
+        .connect(server_name.clone(), tcp)
+        .await
+        .map_err(|e| CheckOutcome::critical(format!("TLS handshake with {address}: {e}")))?;
+    timings.lap("tls");
+    let connection = tls.get_ref().1;
+    let served = connection.peer_certificates().unwrap_or_default().to_vec();
+    let protocol = connection.protocol_version().map_or_else(|| "unknown".to_owned(), protocol_name);
+    let cipher = connection.negotiated_cipher_suite().map_or_else(
+        || "unknown".to_owned(),
+        |suite| suite.suite().as_str().map_or_else(|| format!("{:?}", suite.suite()), str::to_owned),
+    );
+    drop(tls);
+
+    let now = Utc::now();
+    let chain = chain::analyze(&served, &anchors.roots, now)
+        .map_err(|e| CheckOutcome::critical(format!("{e} ({address})")))?;
+    let verdict = Verdict::new(&served, &anchors, &server_name, executor);
+    let findings = Findings {
+        server_name: spec.server_name(),
+        warn_days: spec.warn_days(),
+        crit_days: spec.crit_days(),
+        address,
+        trust_error: verdict.trust_error(&chain),
+        hostname_error: verdict.hostname_error(&chain, spec.server_name()),
+        chain,
+        protocol,
+        cipher,
+        now,
+    };
+    Ok(findings.outcome())
+}
+
+/// Tries the addresses in order; the first that accepts wins.
+async fn connect(addrs: &[SocketAddr]) -> Result<(SocketAddr, TcpStream), CheckOutcome> {
+    let mut last_error = None;
+    for &addr in addrs {
+        match TcpStream::connect(addr).await {
+            Ok(stream) => return Ok((addr, stream)),
+            Err(e) => last_error = Some(format!("connect to {addr}: {e}")),
+        }
+    }
+    Err(CheckOutcome::critical(last_error.unwrap_or_else(|| "no address to connect to".to_owned())))
+}
+
+/// Phase timings, kept for the outcome and mirrored into `progress` so a
+/// run cut by its timeout still reports them.
+struct Timings<'p> {
+    progress: &'p Progress,
+    lap: Instant,
+    metrics: BTreeMap<String, f64>,
+}
+
+impl<'p> Timings<'p> {
+    fn new(progress: &'p Progress) -> Self {
+        Self { progress, lap: Instant::now(), metrics: BTreeMap::new() }
+    }
+
+    fn lap(&mut self, name: &str) {
+        let elapsed = ms(self.lap.elapsed());
+        self.lap = Instant::now();
+        self.progress.metric(name, elapsed);
+        self.metrics.insert(name.to_owned(), elapsed);
+    }
+}
+
+/// webpki's verdicts on the served chain, made at the current time.
+struct Verdict {
+    trust: Result<(), rustls::Error>,
+    hostname: Result<(), rustls::Error>,
+}
+
+impl Verdict {
+    fn new(
+        served: &[CertificateDer<'static>],
+        anchors: &RootCertStore,
+        server_name: &ServerName<'_>,
+        executor: &Executor,
+    ) -> Self {
+        let Some((leaf, intermediates)) = served.split_first() else {
+            let missing = rustls::Error::NoCertificatesPresented;
+            return Self { trust: Err(missing.clone()), hostname: Err(missing) };
+        };
+        match ParsedCertificate::try_from(leaf) {
+            Ok(parsed) => Self {
+                trust: verify_server_cert_signed_by_trust_anchor(
+                    &parsed,
+                    anchors,
+                    intermediates,
+                    UnixTime::now(),
+                    executor.trust.signature_algorithms().all,
+                ),
+                hostname: verify_server_name(&parsed, server_name),
+            },
+            Err(e) => Self { trust: Err(e.clone()), hostname: Err(e) },
+        }
+    }
+
+    /// Why the chain is not trusted, None when it is. Dates are judged from
+    /// the path (they are reported with more context there), so a chain
+    /// webpki rejects only for its dates is trusted when the path reaches a
+    /// trust anchor.
+    fn trust_error(&self, chain: &ServedChain) -> Option<String> {
+        let error = self.trust.as_ref().err()?;
+        match error {
+            rustls::Error::InvalidCertificate(cert_error) if is_date_error(cert_error) && chain.anchored => None,
+            rustls::Error::InvalidCertificate(
+                CertificateError::UnknownIssuer
+                | CertificateError::Expired
+                | CertificateError::ExpiredContext { .. }
+                | CertificateError::NotValidYet
+                | CertificateError::NotValidYetContext { .. },
+            ) => Some(unknown_issuer(chain)),
+            other => Some(other.to_string()),
+        }
+    }
+
+    /// Why the leaf does not match `server_name`, None when it does.
+    fn hostname_error(&self, chain: &ServedChain, server_name: &str) -> Option<String> {
+        match self.hostname.as_ref().err()? {
+            rustls::Error::InvalidCertificate(
+                CertificateError::NotValidForName | CertificateError::NotValidForNameContext { .. },
+            ) => {
+                let sans = &chain.leaf().sans;
+                Some(if sans.is_empty() {
+                    format!("the certificate has no subjectAltName, none matches {server_name}")
+                } else {
+                    format!("{server_name} is not among the certificate's names ({})", sans.join(", "))
+                })
+            }
+            other => Some(other.to_string()),
+        }
+    }
+}
+
+fn is_date_error(error: &CertificateError) -> bool {
+    matches!(
+        error,
+        CertificateError::Expired
+            | CertificateError::ExpiredContext { .. }
+            | CertificateError::NotValidYet
+            | CertificateError::NotValidYetContext { .. }
+    )
+}
+
+fn unknown_issuer(chain: &ServedChain) -> String {
+    if chain.leaf_self_signed {
+        return "self-signed certificate".to_owned();
+    }
+    let last = chain.path.last().unwrap_or(chain.leaf());
+    format!("issuer {} is not a trusted CA", last.issuer)
+}
+
+fn protocol_name(version: ProtocolVersion) -> String {
+    match version {
+        ProtocolVersion::TLSv1_3 => "TLSv1.3".to_owned(),
+        ProtocolVersion::TLSv1_2 => "TLSv1.2".to_owned(),
+        other => format!("{other:?}"),
+    }
+}
+
+/// Everything the status depends on.
+struct Findings<'s> {
+    server_name: &'s str,
+    warn_days: u32,
+    crit_days: u32,
+    address: SocketAddr,
+    chain: ServedChain,
+    trust_error: Option<String>,
+    hostname_error: Option<String>,
+    protocol: String,
+    cipher: String,
+    now: DateTime<Utc>,
+}
+
+impl Findings<'_> {
+    fn outcome(&self) -> CheckOutcome {
+        let (status, output) = self.judge();
+        let metrics = BTreeMap::from([
+            ("days_left".to_owned(), self.chain.leaf().days_left),
+            ("chain_days_left".to_owned(), self.chain.earliest().1.days_left),
+        ]);
+        CheckOutcome::new(status, output).with_metrics(metrics).with_details(self.details())
+    }
+
+    /// CRITICAL for an untrusted, mismatched, expired or not-yet-valid
+    /// certificate; else by the days the chain has left; an expired served
+    /// certificate outside the chain is at least a WARNING.
+    fn judge(&self) -> (Status, String) {
+        let leaf = self.chain.leaf();
+        let issuer = format!("issuer {}", leaf.issuer);
+        let unused = self.unused_expired().map(|cert| {
+            format!("served certificate {} expired {} and is not part of the chain", cert.label(), date(cert.not_after))
+        });
+        let problems = self.problems();
+        if !problems.is_empty() {
+            let parts: Vec<String> = problems.into_iter().chain(unused).chain([issuer]).collect();
+            return (Status::Critical, parts.join("; "));
+        }
+
+        let mut summary = format!("leaf expires {} ({} days)", date(leaf.not_after), whole_days(leaf.days_left));
+        let (earliest_index, earliest) = self.chain.earliest();
+        if earliest_index > 0 {
+            let (day, days, name) = (date(earliest.not_after), whole_days(earliest.days_left), earliest.label());
+            summary.push_str(&format!(", chain {day} ({days} days, {name})"));
+        }
+        summary.push_str(&format!(", {}, {issuer}", self.protocol));
+
+        let (mut status, mut parts) = match self.expiry_threshold(earliest_index, earliest) {
+            Some((status, reason)) => (status, vec![reason]),
+            None => (Status::Ok, Vec::new()),
+        };
+        let unused: Vec<String> = unused.collect();
+        if !unused.is_empty() {
+            status = status.max(Status::Warning);
+            parts.extend(unused);
+        }
+        parts.push(summary);
+        (status, parts.join("; "))
+    }
+
+    /// The reasons for CRITICAL that are not about days left.
+    fn problems(&self) -> Vec<String> {
+        let name = self.server_name;
+        let mut problems = Vec::new();
+        for (index, cert) in self.chain.path.iter().enumerate() {
+            let what = if index == 0 { format!("certificate for {name}") } else { format!("chain certificate {}", cert.label()) };
+            if cert.expired(self.now) {
+                let ago = whole_days(-cert.days_left);
+                problems.push(format!("{what} expired {} ({ago} days ago)", date(cert.not_after)));
+            } else if cert.not_yet_valid(self.now) {
+                let until = whole_days((cert.not_before - self.now).num_seconds() as f64 / 86_400.0);
+                problems.push(format!("{what} is not valid until {} (in {until} days)", date(cert.not_before)));
+            }
+        }
+        if let Some(error) = &self.trust_error {
+            problems.push(format!("certificate for {name} is not trusted: {error}"));
+        }
+        if let Some(error) = &self.hostname_error {
+            problems.push(format!("hostname mismatch: {error}"));
+        }
+        problems
+    }
+
+    /// The status and reason when `earliest` (the first path certificate to
+    /// expire, at `index` on the path) has fewer days left than `crit_days` or `warn_days`.
+    fn expiry_threshold(&self, index: usize, earliest: &CertInfo) -> Option<(Status, String)> {
+        let (status, threshold, limit) = if earliest.days_left < f64::from(self.crit_days) {
+            (Status::Critical, "crit_days", self.crit_days)
+        } else if earliest.days_left < f64::from(self.warn_days) {
+            (Status::Warning, "warn_days", self.warn_days)
+        } else {
+            return None;
+        };
+        let which = if index == 0 {
+            "leaf".to_owned()
+        } else {
+            format!("intermediate {}", earliest.label())
+        };
+        let days = whole_days(earliest.days_left);
+        let reason = format!("{which} expires {} in {days} days (< {threshold} {limit})", date(earliest.not_after));
+        Some((status, reason))
+    }
+
+    /// Served certificates outside the path that have expired.
+    fn unused_expired(&self) -> impl Iterator<Item = &CertInfo> {
+        self.chain.unused.iter().filter(|cert| cert.expired(self.now))
+    }
+
+    fn details(&self) -> Value {
+        let brief = |cert: &CertInfo| {
+            json!({ "subject": cert.subject, "issuer": cert.issuer, "not_before": cert.not_before, "not_after": cert.not_after })
+        };
+        json!({
+            "address": self.address.to_string(),
+            "server_name": self.server_name,
+            "protocol": self.protocol,
+            "cipher": self.cipher,
+            "trusted": self.trust_error.is_none(),
+            "trust_error": self.trust_error,
+            "hostname_match": self.hostname_error.is_none(),
+            "hostname_error": self.hostname_error,
+            "leaf": self.chain.leaf(),
+            "chain": self.chain.path.iter().map(brief).collect::<Vec<_>>(),
+            "chain_anchored": self.chain.anchored,
+            "unused": self.chain.unused.iter().map(brief).collect::<Vec<_>>(),
+            "unused_expired": self.unused_expired().map(brief).collect::<Vec<_>>(),
+        })
+    }
+}
+
+fn date(time: DateTime<Utc>) -> String {
+    time.format("%Y-%m-%d").to_string()
+}
+
+/// Whole days, rounded down: a certificate with 6.9 days left has 6 full days.
+fn whole_days(days: f64) -> i64 {
+    days.floor() as i64
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use protocol::definition::IpFamily;
+    use tokio::io::AsyncWriteExt;
+    use tokio::net::TcpListener;
+
+    use super::*;
+    use crate::deny::DenyList;
+    use crate::test_pki::{Authority, Leaf, Validity, pem_file, serve_tls, server_config};
+
+    fn spec(addr: SocketAddr, sni: &str, ca_file: Option<&Path>) -> TlsSpec {
+        TlsSpec {
+            host: "127.0.0.1".to_owned(),
+            port: Some(addr.port()),
+            sni: Some(sni.to_owned()),
+            warn_days: None,
+            crit_days: None,
+            ip_family: IpFamily::default(),
+            ca_file: ca_file.map(Path::to_path_buf),
+        }
+    }
+
+    async fn check(spec: &TlsSpec) -> CheckOutcome {
+        let executor = Executor::new(DenyList::default()).expect("executor");
+        let o = run(&executor, spec, &Progress::default()).await; eprintln!("OUT {:?} {} {:?}", o.status, o.output, o.metrics); o
+    }
+
+    async fn serve(chain: Vec<CertificateDer<'static>>, leaf: Leaf) -> SocketAddr {
+        serve_tls(server_config(chain, leaf.key)).await
+    }
+
+    fn metric(outcome: &CheckOutcome, name: &str) -> f64 {
+        *outcome.metrics.get(name).unwrap_or_else(|| panic!("metric {name} in {outcome:?}"))
+    }
+
+    #[tokio::test]
+    async fn valid_chain_is_ok_with_days_left() {
+        let ca = Authority::root("picket test CA");
+        let leaf = ca.leaf(&["valid.test"], Validity::days(-1, 90));
+        let addr = serve(vec![leaf.cert.clone()], leaf).await;
+        let ca_file = ca.ca_file();
+
+        let outcome = check(&spec(addr, "valid.test", Some(ca_file.path()))).await;
+
+        assert_eq!(outcome.status, Status::Ok, "{outcome:?}");
+        let days = metric(&outcome, "days_left");
+        assert!((89.9..=90.0).contains(&days), "{days}");
+        assert_eq!(metric(&outcome, "chain_days_left"), days);
+        for phase in ["dns", "connect", "tls"] {
+            assert!(metric(&outcome, phase) >= 0.0);
+        }
+        assert!(outcome.output.starts_with("leaf expires "), "{}", outcome.output);
+        assert!(outcome.output.contains("(89 days), TLSv1.3, issuer CN=picket test CA"), "{}", outcome.output);
+        assert_eq!(outcome.details["trusted"], true);
+        assert_eq!(outcome.details["hostname_match"], true);
+        assert_eq!(outcome.details["leaf"]["sans"], json!(["valid.test"]));
+        assert_eq!(outcome.details["leaf"]["sha256"].as_str().map(str::len), Some(32 * 3 - 1));
+        assert_eq!(outcome.details["protocol"], "TLSv1.3");
+    }
+
+    #[tokio::test]
+    async fn leaf_expiring_soon_is_critical_or_warning_by_thresholds() {
+        let ca = Authority::root("picket test CA");
+        let leaf = ca.leaf(&["soon.test"], Validity::days(-80, 5));
+        let addr = serve(vec![leaf.cert.clone()], leaf).await;
+        let ca_file = ca.ca_file();
+        let mut spec = spec(addr, "soon.test", Some(ca_file.path()));
+
+        spec.crit_days = Some(7);
+        let critical = check(&spec).await;
+        assert_eq!(critical.status, Status::Critical, "{critical:?}");
+        assert!(critical.output.starts_with("leaf expires "), "{}", critical.output);
+        assert!(critical.output.contains("in 4 days (< crit_days 7)"), "{}", critical.output);
+
+        spec.crit_days = Some(3);
+        spec.warn_days = Some(21);
+        let warning = check(&spec).await;
+        assert_eq!(warning.status, Status::Warning, "{warning:?}");
+        assert!(warning.output.contains("in 4 days (< warn_days 21)"), "{}", warning.output);
+        let days = metric(&warning, "days_left");
+        assert!((4.9..5.0).contains(&days), "{days}");
+    }
+
+    #[tokio::test]
+    async fn expired_leaf_is_critical_with_reason_and_date() {
+        let ca = Authority::root("picket test CA");
+        let leaf = ca.leaf(&["expired.test"], Validity::days(-100, -5));
+        let expiry = date(Utc::now() - chrono::Duration::days(5));
+        let addr = serve(vec![leaf.cert.clone()], leaf).await;
+        let ca_file = ca.ca_file();
+
+        let outcome = check(&spec(addr, "expired.test", Some(ca_file.path()))).await;
+
+        assert_eq!(outcome.status, Status::Critical, "{outcome:?}");
+        assert_eq!(
+            outcome.output,
+            format!("certificate for expired.test expired {expiry} (5 days ago); issuer CN=picket test CA")
+        );
+        assert!(metric(&outcome, "days_left") < -4.9);
+        assert_eq!(outcome.details["trusted"], true, "an expired chain still leads to a trusted root");
+    }
+
+    #[tokio::test]
+    async fn wrong_host_name_is_critical() {
+        let ca = Authority::root("picket test CA");
+        let leaf = ca.leaf(&["right.test"], Validity::days(-1, 90));
+        let addr = serve(vec![leaf.cert.clone()], leaf).await;
+        let ca_file = ca.ca_file();
+
+        let outcome = check(&spec(addr, "wrong.test", Some(ca_file.path()))).await;
+
+        assert_eq!(outcome.status, Status::Critical, "{outcome:?}");
+        assert!(
+            outcome.output.starts_with("hostname mismatch: wrong.test is not among the certificate's names (right.test)"),
+            "{}",
+            outcome.output
+        );
+        assert_eq!(outcome.details["hostname_match"], false);
+        assert_eq!(outcome.details["trusted"], true);
+    }
+
+    #[tokio::test]
+    async fn self_signed_is_critical_and_chain_still_reported() {
+        let leaf = Leaf::self_signed(&["self.test"], Validity::days(-1, 90));
+        let addr = serve(vec![leaf.cert.clone()], leaf).await;
+
+        let outcome = check(&spec(addr, "self.test", None)).await;
+
+        assert_eq!(outcome.status, Status::Critical, "{outcome:?}");
+        assert_eq!(
+            outcome.output,
+            "certificate for self.test is not trusted: self-signed certificate; issuer CN=self.test"
+        );
+        assert_eq!(outcome.details["trusted"], false);
+        assert_eq!(outcome.details["chain"][0]["subject"], "CN=self.test");
+        assert_eq!(outcome.details["chain_anchored"], false);
+        assert!(metric(&outcome, "days_left") > 89.0);
+    }
+
+    #[tokio::test]
+    async fn self_signed_certificate_pinned_in_ca_file_is_ok() {
+        let leaf = Leaf::self_signed(&["pinned.test"], Validity::days(-1, 90));
+        let pinned = pem_file(&leaf.pem);
+        let addr = serve(vec![leaf.cert.clone()], leaf).await;
+
+        let outcome = check(&spec(addr, "pinned.test", Some(pinned.path()))).await;
+
+        assert_eq!(outcome.status, Status::Ok, "{outcome:?}");
+        assert_eq!(outcome.details["chain_anchored"], true);
+    }
+
+    #[tokio::test]
+    async fn ip_address_target_matches_an_ip_san() {
+        let ca = Authority::root("picket test CA");
+        let leaf = ca.leaf(&["127.0.0.1"], Validity::days(-1, 90));
+        let addr = serve(vec![leaf.cert.clone()], leaf).await;
+        let ca_file = ca.ca_file();
+        let mut spec = spec(addr, "unused", Some(ca_file.path()));
+        spec.sni = None;
+
+        let outcome = check(&spec).await;
+
+        assert_eq!(outcome.status, Status::Ok, "{outcome:?}");
+        assert_eq!(outcome.details["leaf"]["sans"], json!(["127.0.0.1"]));
+    }
+
+    #[tokio::test]
+    async fn unknown_ca_is_critical() {
+        let ca = Authority::root("picket unknown CA");
+        let leaf = ca.leaf(&["unknown.test"], Validity::days(-1, 90));
+        let addr = serve(vec![leaf.cert.clone()], leaf).await;
+
+        let outcome = check(&spec(addr, "unknown.test", None)).await;
+
+        assert_eq!(outcome.status, Status::Critical, "{outcome:?}");
+        assert!(
+            outcome.output.starts_with("certificate for unknown.test is not trusted: issuer CN=picket unknown CA"),
+            "{}",
+            outcome.output
+        );
+    }
+
+    #[tokio::test]
+    async fn intermediate_expiring_first_sets_chain_days_left() {
+        let ca = Authority::root("picket test CA");
+        let intermediate = ca.intermediate("picket test intermediate", Validity::days(-10, 30));
+        let leaf = intermediate.leaf(&["chain.test"], Validity::days(-1, 90));
+        let addr = serve(vec![leaf.cert.clone(), intermediate.cert.clone()], leaf).await;
+        let ca_file = ca.ca_file();
+        let mut spec = spec(addr, "chain.test", Some(ca_file.path()));
+
+        let outcome = check(&spec).await;
+
+        assert_eq!(outcome.status, Status::Ok, "{outcome:?}");
+        let (leaf_days, chain_days) = (metric(&outcome, "days_left"), metric(&outcome, "chain_days_left"));
+        assert!((89.9..=90.0).contains(&leaf_days), "{leaf_days}");
+        assert!((29.9..=30.0).contains(&chain_days), "{chain_days}");
+        assert!(
+            outcome.output.contains("(89 days), chain ") && outcome.output.contains("(29 days, CN=picket test intermediate)"),
+            "{}",
+            outcome.output
+        );
+        assert_eq!(outcome.details["chain"][1]["subject"], "CN=picket test intermediate");
+
+        spec.warn_days = Some(45);
+        let warning = check(&spec).await;
+        assert_eq!(warning.status, Status::Warning, "{warning:?}");
+        assert!(
+            warning.output.starts_with("intermediate CN=picket test intermediate expires "),
+            "{}",
+            warning.output
+        );
+    }
+
+    #[tokio::test]
+    async fn served_but_unused_expired_certificate_is_reported_not_mistaken_for_the_chain() {
+        let ca = Authority::root("picket test CA");
+        let old_root = Authority::root("picket old root");
+        let cross_signed = ca.cross_signed_by(&old_root, Validity::days(-400, -10));
+        let intermediate = ca.intermediate("picket test intermediate", Validity::days(-10, 60));
+        let leaf = intermediate.leaf(&["cross.test"], Validity::days(-1, 90));
+        let chain = vec![leaf.cert.clone(), intermediate.cert.clone(), cross_signed];
+        let addr = serve(chain, leaf).await;
+        let ca_file = ca.ca_file();
+
+        let outcome = check(&spec(addr, "cross.test", Some(ca_file.path()))).await;
+
+        assert_eq!(outcome.status, Status::Warning, "{outcome:?}");
+        let expiry = date(Utc::now() - chrono::Duration::days(10));
+        assert!(
+            outcome.output.starts_with(&format!(
+                "served certificate CN=picket test CA expired {expiry} and is not part of the chain; leaf expires"
+            )),
+            "{}",
+            outcome.output
+        );
+        let chain_days = metric(&outcome, "chain_days_left");
+        assert!((59.9..=60.0).contains(&chain_days), "{chain_days}");
+        assert_eq!(outcome.details["trusted"], true);
+        assert_eq!(outcome.details["chain"].as_array().map(Vec::len), Some(2));
+        assert_eq!(outcome.details["unused_expired"][0]["subject"], "CN=picket test CA");
+        assert_eq!(outcome.details["unused_expired"][0]["issuer"], "CN=picket old root");
+    }
+
+    #[tokio::test]
+    async fn garbage_instead_of_tls_is_critical() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let addr = listener.local_addr().expect("address");
+        tokio::spawn(async move {
+            while let Ok((mut tcp, _)) = listener.accept().await {
+                let _ = tcp.write_all(b"HTTP/1.1 400 Bad Request\r\n\r\nnot tls at all\r\n").await;
+            }
+        });
+
+        let outcome = check(&spec(addr, "garbage.test", None)).await;
+
+        assert_eq!(outcome.status, Status::Critical, "{outcome:?}");
+        assert!(outcome.output.starts_with(&format!("TLS handshake with {addr}: ")), "{}", outcome.output);
+        assert!(outcome.metrics.contains_key("connect"));
+        assert!(!outcome.metrics.contains_key("days_left"));
+    }
+
+    #[tokio::test]
+    async fn refused_connection_is_critical() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let addr = listener.local_addr().expect("address");
+        drop(listener);
+
+        let outcome = check(&spec(addr, "closed.test", None)).await;
+
+        assert_eq!(outcome.status, Status::Critical, "{outcome:?}");
+        assert!(outcome.output.starts_with(&format!("connect to {addr}: ")), "{}", outcome.output);
+    }
 }
