@@ -61,9 +61,9 @@ fn pick(catalog: Catalog, file: &Path, name: Option<&str>) -> Result<CheckDefini
     let names: Vec<String> = catalog.checks.iter().map(|c| c.name().to_owned()).collect();
     let mut checks = catalog.checks.into_iter();
     match name {
-        Some(name) => checks
-            .find(|c| c.name() == name)
-            .ok_or_else(|| Failure::Config(anyhow!("{} has no check named {name:?} (it has: {})", file.display(), names.join(", ")))),
+        Some(name) => checks.find(|c| c.name() == name).ok_or_else(|| {
+            Failure::Config(anyhow!("{} has no check named {name:?} (it has: {})", file.display(), names.join(", ")))
+        }),
         None if names.len() == 1 => Ok(checks.next().expect("one check")),
         None if names.is_empty() => Err(Failure::Data(anyhow!("{} defines no check", file.display()))),
         None => Err(Failure::Config(anyhow!(

@@ -1,6 +1,7 @@
 //! Configuration shared by several roles, read from flags or the environment
 //! (clap `env`) and validated before any socket is opened.
 
+use std::io::IsTerminal;
 use std::time::Duration;
 
 use anyhow::Context;
@@ -16,8 +17,12 @@ pub enum LogFormat {
 
 /// Logs go to stderr; stdout carries results (standalone, check) and events.
 pub fn init_logging(filter: &str, format: LogFormat) -> anyhow::Result<()> {
-    let filter = EnvFilter::try_new(filter).with_context(|| format!("PICKET_LOG {filter:?} is not a valid log filter"))?;
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let filter =
+        EnvFilter::try_new(filter).with_context(|| format!("PICKET_LOG {filter:?} is not a valid log filter"))?;
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal());
     match format {
         LogFormat::Text => builder.init(),
         LogFormat::Json => builder.json().flatten_event(true).init(),

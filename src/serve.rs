@@ -29,7 +29,8 @@ pub async fn bind(
     let listener = tokio::net::TcpListener::bind(addr)
         .await
         .map_err(|e| anyhow::anyhow!("cannot listen on {addr} (PICKET_LISTEN): {e}"))?;
-    tracing::info!(%addr, "serving /healthz /readyz /metrics");
+    let bound = listener.local_addr().unwrap_or(addr);
+    tracing::info!(addr = %bound, "serving /healthz /readyz /metrics");
     let app = Router::new()
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/readyz", get(readyz))

@@ -55,12 +55,8 @@ pub async fn run(plan: Plan) -> Result<ExitCode, Failure> {
 
     let transport = MemoryTransport::new();
     let executor = Arc::new(Executor::new(plan.runner.deny_cidrs.clone()).context("cannot build the check executor")?);
-    let mut subscriptions: Vec<String> = plan
-        .catalog
-        .checks
-        .iter()
-        .flat_map(|c| c.subscriptions().into_iter().map(str::to_owned))
-        .collect();
+    let mut subscriptions: Vec<String> =
+        plan.catalog.checks.iter().flat_map(|c| c.subscriptions().into_iter().map(str::to_owned)).collect();
     subscriptions.sort();
     subscriptions.dedup();
     let pool = RunnerPool::new(
@@ -74,7 +70,8 @@ pub async fn run(plan: Plan) -> Result<ExitCode, Failure> {
         },
         metrics.clone(),
     );
-    let scheduler = Scheduler::new(transport.clone(), SchedulerConfig { instance: crate::config::host_name() }, metrics);
+    let scheduler =
+        Scheduler::new(transport.clone(), SchedulerConfig { instance: crate::config::host_name() }, metrics);
     let (_catalog_tx, catalog_rx) = watch::channel(CheckSet::from(plan.catalog.checks.clone()));
 
     tracing::info!(
@@ -97,21 +94,12 @@ pub async fn run(plan: Plan) -> Result<ExitCode, Failure> {
     };
     ready.store(true, std::sync::atomic::Ordering::Relaxed);
 
-    scheduler
-        .run(catalog_rx, stop_scheduling)
-        .await
-        .map_err(|e| Failure::Runtime(e.into()))?;
+    scheduler.run(catalog_rx, stop_scheduling).await.map_err(|e| Failure::Runtime(e.into()))?;
     ready.store(false, std::sync::atomic::Ordering::Relaxed);
     stop_running.cancel();
-    runner
-        .await
-        .context("runner task panicked")?
-        .map_err(|e| Failure::Runtime(e.into()))?;
+    runner.await.context("runner task panicked")?.map_err(|e| Failure::Runtime(e.into()))?;
     stop_handling.cancel();
-    handler
-        .await
-        .context("handler task panicked")?
-        .map_err(|e| Failure::Runtime(e.into()))?;
+    handler.await.context("handler task panicked")?.map_err(|e| Failure::Runtime(e.into()))?;
     stop_serving.cancel();
     let _ = server.await;
     tracing::info!("standalone: stopped");

@@ -1,1 +1,6 @@
+//! End-to-end tests of the `picket` binary: one test binary, one module per
+//! area, so everything links once.
 
+mod cli;
+mod standalone;
+mod support;

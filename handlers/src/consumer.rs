@@ -29,7 +29,11 @@ impl<S: Accept<CheckResult> + Accept<DeadLetter>> ResultSink for S {}
 
 /// Consumes results and dead letters until `shutdown`, then settles whatever
 /// already arrived before returning.
-pub async fn consume<T: Transport, S: ResultSink>(transport: &T, sink: &S, shutdown: CancellationToken) -> Result<(), HandlerError> {
+pub async fn consume<T: Transport, S: ResultSink>(
+    transport: &T,
+    sink: &S,
+    shutdown: CancellationToken,
+) -> Result<(), HandlerError> {
     let mut results = transport.results().await?;
     let mut dead = transport.dead_letters().await?;
     loop {

@@ -74,10 +74,7 @@ impl FromStr for HumanDuration {
                 }
             };
             rest = &rest[unit_len..];
-            total_ms = value
-                .checked_mul(unit_ms)
-                .and_then(|ms| total_ms.checked_add(ms))
-                .ok_or_else(err)?;
+            total_ms = value.checked_mul(unit_ms).and_then(|ms| total_ms.checked_add(ms)).ok_or_else(err)?;
         }
         Ok(Self::from_millis(total_ms))
     }

@@ -191,7 +191,9 @@ mod tests {
     use serde_json::json;
 
     fn request() -> CheckRequest {
-        let check = parse_check(json!({"name": "web", "type": "http", "url": "http://127.0.0.1:1/", "interval": "10s"})).unwrap();
+        let check =
+            parse_check(json!({"name": "web", "type": "http", "url": "http://127.0.0.1:1/", "interval": "10s"}))
+                .unwrap();
         let slot = DateTime::from_timestamp(1_700_000_000, 0).unwrap();
         CheckRequest {
             id: CheckRequest::id_for("web", "default", slot),

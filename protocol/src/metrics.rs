@@ -80,9 +80,21 @@ impl Metrics {
         r.register("check_duration_seconds", "Time one check run took", m.check_duration.clone());
         r.register("check_lateness_seconds", "Start time minus scheduled slot time", m.check_lateness.clone());
         r.register("dead_lettered", "Requests dead-lettered instead of run, by reason", m.dead_lettered.clone());
-        r.register("slots_skipped", "Slots not run because the previous run of the check was still going", m.slots_skipped.clone());
-        r.register("slots_missed", "Slots the scheduler could not publish before their deadline", m.slots_missed.clone());
-        r.register("duplicates_dropped", "Results dropped as duplicates of an already seen request", m.duplicates_dropped.clone());
+        r.register(
+            "slots_skipped",
+            "Slots not run because the previous run of the check was still going",
+            m.slots_skipped.clone(),
+        );
+        r.register(
+            "slots_missed",
+            "Slots the scheduler could not publish before their deadline",
+            m.slots_missed.clone(),
+        );
+        r.register(
+            "duplicates_dropped",
+            "Results dropped as duplicates of an already seen request",
+            m.duplicates_dropped.clone(),
+        );
         r.register("checks_in_flight", "Checks running now", m.checks_in_flight.clone());
         m
     }

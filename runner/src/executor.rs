@@ -1,7 +1,7 @@
 //! Runs one check under its hard timeout. Built once per runner: the system
 //! resolver, trust roots and TLS client configurations are shared by every run.
 
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use protocol::definition::Schedule;
 use protocol::{CheckDefinition, CheckSpec};
@@ -30,12 +30,7 @@ pub struct Executor {
 
 impl Executor {
     pub fn new(deny: DenyList) -> Result<Self, ExecutorError> {
-        Ok(Self {
-            deny,
-            resolver: SystemResolver::new()?,
-            trust: Trust::new()?,
-            dns: checks::dns::DnsClient::new()?,
-        })
+        Ok(Self { deny, resolver: SystemResolver::new()?, trust: Trust::new()?, dns: checks::dns::DnsClient::new()? })
     }
 
     /// Runs `check` once. Never fails: every problem is a status with a reason,
@@ -66,9 +61,4 @@ pub fn describe_schedule(check: &CheckDefinition) -> String {
         Schedule::Every(every) => format!("every {}", protocol::HumanDuration::from(every)),
         Schedule::Cron(cron) => format!("cron {}", serde_json::to_string(cron).unwrap_or_default()),
     }
-}
-
-/// A timeout's remaining share, for inner steps that need their own limit.
-pub(crate) fn remaining(started: Instant, timeout: Duration) -> Duration {
-    timeout.saturating_sub(started.elapsed())
 }

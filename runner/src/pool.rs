@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use chrono::Utc;
 use protocol::message::{CheckRequest, CheckResult};
-use protocol::metrics::{self, Metrics, ReasonLabels};
+use protocol::metrics::{self, Metrics, ReasonLabels, ResultLabels};
 use protocol::transport::{DeadReason, Delivery, Transport, TransportError};
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
@@ -48,14 +48,7 @@ pub struct RunnerPool<T> {
 
 impl<T: Transport> RunnerPool<T> {
     pub fn new(transport: T, executor: Arc<Executor>, config: RunnerConfig, metrics: Metrics) -> Self {
-        Self {
-            transport,
-            executor,
-            config,
-            metrics,
-            stats: Arc::default(),
-            running: Arc::default(),
-        }
+        Self { transport, executor, config, metrics, stats: Arc::default(), running: Arc::default() }
     }
 
     pub fn stats(&self) -> Arc<RunnerStats> {
@@ -161,10 +154,7 @@ impl<T: Transport> RunnerPool<T> {
                 .remove(&(request.check.name().to_owned(), request.subscription.clone()));
             metrics.requests_executed.get_or_create(&metrics::subscription(&request.subscription)).inc();
             metrics.check_duration.get_or_create(&labels).observe(duration.as_secs_f64());
-            metrics
-                .check_lateness
-                .get_or_create(&labels)
-                .observe(lateness.to_std().unwrap_or_default().as_secs_f64());
+            metrics.check_lateness.get_or_create(&labels).observe(lateness.to_std().unwrap_or_default().as_secs_f64());
             let result = CheckResult {
                 request_id: request.id.clone(),
                 check: request.check.name().to_owned(),
@@ -180,6 +170,14 @@ impl<T: Transport> RunnerPool<T> {
                 details: outcome.details,
                 handlers: request.check.common.handlers.clone(),
             };
+            metrics
+                .results
+                .get_or_create(&ResultLabels {
+                    check: result.check.clone(),
+                    subscription: result.subscription.clone(),
+                    status: result.status.name().to_owned(),
+                })
+                .inc();
             match transport.publish_result(&result).await {
                 Ok(()) => {
                     metrics.results_published.get_or_create(&metrics::subscription(&result.subscription)).inc();

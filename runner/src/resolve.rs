@@ -24,8 +24,7 @@ pub(crate) struct SystemResolver {
 
 impl SystemResolver {
     pub(crate) fn new() -> Result<Self, ExecutorError> {
-        let mut builder =
-            TokioResolver::builder_tokio().map_err(|e| ExecutorError::Resolver(e.to_string()))?;
+        let mut builder = TokioResolver::builder_tokio().map_err(|e| ExecutorError::Resolver(e.to_string()))?;
         let options = builder.options_mut();
         options.cache_size = 0;
         options.use_hosts_file = ResolveHosts::Always;
@@ -33,9 +32,7 @@ impl SystemResolver {
         // judged by the deny list, and IPv4 is tried first because the
         // runner's containers often have no IPv6 route.
         options.ip_strategy = LookupIpStrategy::Ipv4AndIpv6;
-        let inner = builder
-            .build()
-            .map_err(|e| ExecutorError::Resolver(e.to_string()))?;
+        let inner = builder.build().map_err(|e| ExecutorError::Resolver(e.to_string()))?;
         Ok(Self { inner })
     }
 
@@ -47,11 +44,7 @@ impl SystemResolver {
             IpFamily::Ipv6 => self.inner.ipv6_lookup(name).await,
         }
         .map_err(|e| lookup_error(&e))?;
-        Ok(lookup
-            .answers()
-            .iter()
-            .filter_map(|record| record.data.ip_addr())
-            .collect())
+        Ok(lookup.answers().iter().filter_map(|record| record.data.ip_addr()).collect())
     }
 }
 
@@ -59,12 +52,10 @@ impl SystemResolver {
 /// is the debug form of the whole query).
 fn lookup_error(error: &NetError) -> String {
     match error {
-        NetError::Dns(DnsError::NoRecordsFound(NoRecords { response_code, .. })) => {
-            match response_code {
-                ResponseCode::NXDomain => "NXDOMAIN".to_owned(),
-                _ => "no address records".to_owned(),
-            }
-        }
+        NetError::Dns(DnsError::NoRecordsFound(NoRecords { response_code, .. })) => match response_code {
+            ResponseCode::NXDomain => "NXDOMAIN".to_owned(),
+            _ => "no address records".to_owned(),
+        },
         other => other.to_string(),
     }
 }
@@ -91,15 +82,10 @@ impl Executor {
         family: IpFamily,
         progress: &Progress,
     ) -> Result<Vec<SocketAddr>, CheckOutcome> {
-        let literal = host
-            .strip_prefix('[')
-            .and_then(|h| h.strip_suffix(']'))
-            .unwrap_or(host);
+        let literal = host.strip_prefix('[').and_then(|h| h.strip_suffix(']')).unwrap_or(host);
         if let Ok(ip) = literal.parse::<IpAddr>() {
             if let Some(net) = self.deny.denies(ip) {
-                return Err(CheckOutcome::unknown(format!(
-                    "{ip} is in denied network {net} (PICKET_DENY_CIDRS)"
-                )));
+                return Err(CheckOutcome::unknown(format!("{ip} is in denied network {net} (PICKET_DENY_CIDRS)")));
             }
             if !family.admits(ip) {
                 return Err(CheckOutcome::critical(format!(
@@ -114,27 +100,17 @@ impl Executor {
         let started = Instant::now();
         let looked_up = self.resolver.lookup(host, family).await;
         progress.metric("dns", ms(started.elapsed()));
-        let ips =
-            looked_up.map_err(|e| CheckOutcome::critical(format!("cannot resolve {host}: {e}")))?;
+        let ips = looked_up.map_err(|e| CheckOutcome::critical(format!("cannot resolve {host}: {e}")))?;
 
-        if let Some((ip, net)) = ips
-            .iter()
-            .find_map(|&ip| self.deny.denies(ip).map(|net| (ip, net)))
-        {
+        if let Some((ip, net)) = ips.iter().find_map(|&ip| self.deny.denies(ip).map(|net| (ip, net))) {
             return Err(CheckOutcome::unknown(format!(
                 "{host} resolves to {ip}, in denied network {net} (PICKET_DENY_CIDRS)"
             )));
         }
-        let addrs: Vec<SocketAddr> = ips
-            .into_iter()
-            .filter(|&ip| family.admits(ip))
-            .map(|ip| SocketAddr::new(ip, port))
-            .collect();
+        let addrs: Vec<SocketAddr> =
+            ips.into_iter().filter(|&ip| family.admits(ip)).map(|ip| SocketAddr::new(ip, port)).collect();
         if addrs.is_empty() {
-            return Err(CheckOutcome::critical(format!(
-                "cannot resolve {host}: no {}",
-                family_name(family)
-            )));
+            return Err(CheckOutcome::critical(format!("cannot resolve {host}: no {}", family_name(family))));
         }
         Ok(addrs)
     }
@@ -155,19 +131,10 @@ mod tests {
     async fn ip_literal_in_denied_network_is_unknown() {
         let exec = executor("169.254.0.0/16,fe80::/10");
         let progress = Progress::default();
-        let err = exec
-            .resolve_target("169.254.169.254", 80, IpFamily::Any, &progress)
-            .await
-            .unwrap_err();
+        let err = exec.resolve_target("169.254.169.254", 80, IpFamily::Any, &progress).await.unwrap_err();
         assert_eq!(err.status, Status::Unknown);
-        assert_eq!(
-            err.output,
-            "169.254.169.254 is in denied network 169.254.0.0/16 (PICKET_DENY_CIDRS)"
-        );
-        let err = exec
-            .resolve_target("[fe80::1]", 80, IpFamily::Any, &progress)
-            .await
-            .unwrap_err();
+        assert_eq!(err.output, "169.254.169.254 is in denied network 169.254.0.0/16 (PICKET_DENY_CIDRS)");
+        let err = exec.resolve_target("[fe80::1]", 80, IpFamily::Any, &progress).await.unwrap_err();
         assert_eq!(err.status, Status::Unknown);
         assert!(err.output.contains("fe80::/10"), "{}", err.output);
     }
@@ -176,22 +143,12 @@ mod tests {
     async fn name_resolving_into_denied_network_is_unknown() {
         let exec = executor("127.0.0.0/8,::1/128");
         let progress = Progress::default();
-        let err = exec
-            .resolve_target("localhost", 443, IpFamily::Any, &progress)
-            .await
-            .unwrap_err();
+        let err = exec.resolve_target("localhost", 443, IpFamily::Any, &progress).await.unwrap_err();
         assert_eq!(err.status, Status::Unknown);
+        assert!(err.output.starts_with("localhost resolves to "), "{}", err.output);
         assert!(
-            err.output.starts_with("localhost resolves to "),
-            "{}",
-            err.output
-        );
-        assert!(
-            err.output
-                .contains("in denied network 127.0.0.0/8 (PICKET_DENY_CIDRS)")
-                || err
-                    .output
-                    .contains("in denied network ::1/128 (PICKET_DENY_CIDRS)"),
+            err.output.contains("in denied network 127.0.0.0/8 (PICKET_DENY_CIDRS)")
+                || err.output.contains("in denied network ::1/128 (PICKET_DENY_CIDRS)"),
             "{}",
             err.output
         );
@@ -201,29 +158,14 @@ mod tests {
     async fn allowed_name_resolves_with_timing() {
         let exec = executor("");
         let progress = Progress::default();
-        let addrs = exec
-            .resolve_target("localhost", 8080, IpFamily::Any, &progress)
-            .await
-            .unwrap();
+        let addrs = exec.resolve_target("localhost", 8080, IpFamily::Any, &progress).await.unwrap();
         assert!(!addrs.is_empty());
-        assert!(
-            addrs
-                .iter()
-                .all(|a| a.ip().is_loopback() && a.port() == 8080),
-            "{addrs:?}"
-        );
+        assert!(addrs.iter().all(|a| a.ip().is_loopback() && a.port() == 8080), "{addrs:?}");
         let timed_out = progress.timed_out(std::time::Duration::from_secs(1));
-        assert!(
-            timed_out.output.ends_with("during dns"),
-            "{}",
-            timed_out.output
-        );
+        assert!(timed_out.output.ends_with("during dns"), "{}", timed_out.output);
         assert!(timed_out.metrics.contains_key("dns"));
 
-        let v4 = exec
-            .resolve_target("localhost", 80, IpFamily::Ipv4, &progress)
-            .await
-            .unwrap();
+        let v4 = exec.resolve_target("localhost", 80, IpFamily::Ipv4, &progress).await.unwrap();
         assert_eq!(v4, vec![SocketAddr::from(([127, 0, 0, 1], 80))]);
     }
 
@@ -231,19 +173,10 @@ mod tests {
     async fn literal_of_the_wrong_family_is_critical() {
         let exec = executor("");
         let progress = Progress::default();
-        let err = exec
-            .resolve_target("127.0.0.1", 80, IpFamily::Ipv6, &progress)
-            .await
-            .unwrap_err();
+        let err = exec.resolve_target("127.0.0.1", 80, IpFamily::Ipv6, &progress).await.unwrap_err();
         assert_eq!(err.status, Status::Critical);
-        assert_eq!(
-            err.output,
-            "cannot resolve 127.0.0.1: 127.0.0.1 is not an IPv6 address"
-        );
-        let ok = exec
-            .resolve_target("[::1]", 80, IpFamily::Ipv6, &progress)
-            .await
-            .unwrap();
+        assert_eq!(err.output, "cannot resolve 127.0.0.1: 127.0.0.1 is not an IPv6 address");
+        let ok = exec.resolve_target("[::1]", 80, IpFamily::Ipv6, &progress).await.unwrap();
         assert_eq!(ok, vec!["[::1]:80".parse().unwrap()]);
     }
 }

@@ -54,41 +54,27 @@ impl Trust {
         if roots.is_empty() {
             return Err(ExecutorError::Trust("no trust roots found".to_owned()));
         }
-        let probe = Arc::new(accepting_config(&provider).map_err(|e| {
-            ExecutorError::Trust(format!("cannot build the TLS client configuration: {e}"))
-        })?);
-        Ok(Self {
-            provider,
-            roots: Arc::new(roots),
-            anchors: Mutex::default(),
-            http_configs: Mutex::default(),
-            probe,
-        })
+        let probe = Arc::new(
+            accepting_config(&provider)
+                .map_err(|e| ExecutorError::Trust(format!("cannot build the TLS client configuration: {e}")))?,
+        );
+        Ok(Self { provider, roots: Arc::new(roots), anchors: Mutex::default(), http_configs: Mutex::default(), probe })
     }
 
     /// The client configuration of HTTPS checks (ALPN http/1.1): verifying
     /// against the system roots plus the anchors in `ca_file`, or accepting
     /// any certificate when `verify` is false. Built once per distinct input.
-    pub(crate) fn http_config(
-        &self,
-        ca_file: Option<&Path>,
-        verify: bool,
-    ) -> Result<Arc<ClientConfig>, String> {
-        let key = if verify {
-            HttpConfigKey::Verifying(ca_file.map(Path::to_path_buf))
-        } else {
-            HttpConfigKey::Accepting
-        };
+    pub(crate) fn http_config(&self, ca_file: Option<&Path>, verify: bool) -> Result<Arc<ClientConfig>, String> {
+        let key =
+            if verify { HttpConfigKey::Verifying(ca_file.map(Path::to_path_buf)) } else { HttpConfigKey::Accepting };
         if let Some(config) = lock(&self.http_configs).get(&key) {
             return Ok(Arc::clone(config));
         }
         let mut config = if verify {
-            let verifier = WebPkiServerVerifier::builder_with_provider(
-                self.anchors(ca_file)?,
-                Arc::clone(&self.provider),
-            )
-            .build()
-            .map_err(|e| format!("cannot build the certificate verifier: {e}"))?;
+            let verifier =
+                WebPkiServerVerifier::builder_with_provider(self.anchors(ca_file)?, Arc::clone(&self.provider))
+                    .build()
+                    .map_err(|e| format!("cannot build the certificate verifier: {e}"))?;
             ClientConfig::builder_with_provider(Arc::clone(&self.provider))
                 .with_safe_default_protocol_versions()
                 .map_err(|e| e.to_string())?
@@ -124,9 +110,7 @@ impl Trust {
         }
         let mut anchors = RootCertStore::clone(&self.roots);
         for cert in read_pem_certificates(path)? {
-            anchors
-                .add(cert)
-                .map_err(|e| format!("ca_file {}: {e}", path.display()))?;
+            anchors.add(cert).map_err(|e| format!("ca_file {}: {e}", path.display()))?;
         }
         let anchors = Arc::new(anchors);
         lock(&self.anchors).insert(key, Arc::clone(&anchors));
@@ -157,10 +141,7 @@ fn read_pem_certificates(path: &Path) -> Result<Vec<CertificateDer<'static>>, St
         .and_then(|iter| iter.collect::<Result<Vec<_>, _>>())
         .map_err(|e| format!("cannot read ca_file {}: {e}", path.display()))?;
     if certs.is_empty() {
-        return Err(format!(
-            "ca_file {} holds no PEM certificate",
-            path.display()
-        ));
+        return Err(format!("ca_file {} holds no PEM certificate", path.display()));
     }
     Ok(certs)
 }
@@ -168,9 +149,7 @@ fn read_pem_certificates(path: &Path) -> Result<Vec<CertificateDer<'static>>, St
 /// A client configuration whose verifier accepts any certificate. Resumption
 /// is off so every run sees the certificate the server serves now.
 fn accepting_config(provider: &Arc<CryptoProvider>) -> Result<ClientConfig, rustls::Error> {
-    let verifier = AcceptAnyCertificate {
-        algorithms: provider.signature_verification_algorithms,
-    };
+    let verifier = AcceptAnyCertificate { algorithms: provider.signature_verification_algorithms };
     let mut config = ClientConfig::builder_with_provider(Arc::clone(provider))
         .with_safe_default_protocol_versions()?
         .dangerous()

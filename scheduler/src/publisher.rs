@@ -69,13 +69,15 @@ impl<T: Transport> Scheduler<T> {
 
     /// Publishes requests until `shutdown`. Returns an error only when the
     /// transport fails; the caller decides whether to reconnect.
-    pub async fn run(&self, mut catalog: watch::Receiver<CheckSet>, shutdown: CancellationToken) -> Result<(), TransportError> {
+    pub async fn run(
+        &self,
+        mut catalog: watch::Receiver<CheckSet>,
+        shutdown: CancellationToken,
+    ) -> Result<(), TransportError> {
         let mut plan = Plan::new(catalog.borrow_and_update().clone(), Utc::now());
         let mut reloads_open = true;
         loop {
-            let wait = plan
-                .next_at()
-                .map(|at| (at - Utc::now()).to_std().unwrap_or_default());
+            let wait = plan.next_at().map(|at| (at - Utc::now()).to_std().unwrap_or_default());
             tokio::select! {
                 () = shutdown.cancelled() => return Ok(()),
                 changed = catalog.changed(), if reloads_open => {
@@ -95,7 +97,12 @@ impl<T: Transport> Scheduler<T> {
         }
     }
 
-    async fn publish_slot(&self, check: &CheckDefinition, slot: Slot, now: DateTime<Utc>) -> Result<(), TransportError> {
+    async fn publish_slot(
+        &self,
+        check: &CheckDefinition,
+        slot: Slot,
+        now: DateTime<Utc>,
+    ) -> Result<(), TransportError> {
         for subscription in check.subscriptions() {
             if now > slot.deadline {
                 // The scheduler itself was stalled past the slot's start window.

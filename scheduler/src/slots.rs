@@ -45,11 +45,7 @@ pub fn next_slot(check: &CheckDefinition, after: DateTime<Utc>) -> Option<Slot> 
             (at, cron.next_after(at)?)
         }
     };
-    let window = (next - at)
-        .to_std()
-        .ok()?
-        .saturating_sub(check.timeout())
-        .max(MIN_START_WINDOW);
+    let window = (next - at).to_std().ok()?.saturating_sub(check.timeout()).max(MIN_START_WINDOW);
     Some(Slot { at, deadline: at + chrono::Duration::from_std(window).ok()? })
 }
 

@@ -88,8 +88,8 @@ impl Catalog {
         let mut errors = Vec::new();
         let mut parsed = Vec::new();
         for path in files {
-            let text = std::fs::read_to_string(path)
-                .map_err(|source| CatalogError::Io { path: path.clone(), source })?;
+            let text =
+                std::fs::read_to_string(path).map_err(|source| CatalogError::Io { path: path.clone(), source })?;
             parsed.push(parse_file(path, text, &mut errors));
         }
         let catalog = cross_check(parsed, strict_handlers, &mut errors);
@@ -206,7 +206,10 @@ fn cross_check(files: Vec<ParsedFile>, strict_handlers: bool, errors: &mut Vec<D
 }
 
 fn origin_of(file: &ParsedFile, offset: usize, path: &str) -> Origin {
-    Origin { file: file.path.clone(), position: Position::of_offset(&file.text, locate(&file.text, offset, path, false)) }
+    Origin {
+        file: file.path.clone(),
+        position: Position::of_offset(&file.text, locate(&file.text, offset, path, false)),
+    }
 }
 
 fn list(mut names: Vec<&str>) -> String {
@@ -236,10 +239,9 @@ mod tests {
     fn problems(files: &[(&str, &str)]) -> Vec<String> {
         let (dir, result) = load(files);
         match result {
-            Err(CatalogError::Invalid(errors)) => errors
-                .iter()
-                .map(|e| e.to_string().replace(&format!("{}/", dir.path().display()), ""))
-                .collect(),
+            Err(CatalogError::Invalid(errors)) => {
+                errors.iter().map(|e| e.to_string().replace(&format!("{}/", dir.path().display()), "")).collect()
+            }
             other => panic!("expected problems, got {other:?}"),
         }
     }
@@ -258,14 +260,20 @@ mod tests {
 
     #[test]
     fn invalid_json_points_at_the_syntax_error() {
-        assert_eq!(one("a.json", "{\n  \"name\": \"x\",\n  \"type\" \"http\"\n}"), "a.json:3:10: invalid JSON: expected `:`");
+        assert_eq!(
+            one("a.json", "{\n  \"name\": \"x\",\n  \"type\" \"http\"\n}"),
+            "a.json:3:10: invalid JSON: expected `:`"
+        );
     }
 
     #[test]
     fn an_unknown_field_points_at_its_key() {
         let text = format!("{HTTP},\n  \"urll\": \"x\"\n}}");
         let problem = one("api.json", &text);
-        assert!(problem.starts_with("api.json:6:3: urll: unknown field for this http check; expected one of `url`"), "{problem}");
+        assert!(
+            problem.starts_with("api.json:6:3: urll: unknown field for this http check; expected one of `url`"),
+            "{problem}"
+        );
     }
 
     #[test]
@@ -314,7 +322,10 @@ mod tests {
     fn an_unknown_record_type_lists_the_known_ones() {
         let text = "{\"name\": \"d\", \"type\": \"dns\", \"query\": \"example.com\", \"record\": \"AXFR\", \"interval\": \"30s\"}";
         let problem = one("dns.json", text);
-        assert!(problem.starts_with("dns.json:1:64: record: unknown variant `AXFR`, expected one of `A`, `AAAA`"), "{problem}");
+        assert!(
+            problem.starts_with("dns.json:1:64: record: unknown variant `AXFR`, expected one of `A`, `AAAA`"),
+            "{problem}"
+        );
     }
 
     #[test]
@@ -326,7 +337,10 @@ mod tests {
     #[test]
     fn an_invalid_name_points_at_the_name() {
         let text = HTTP.replace("\"api\"", "\"My API\"") + "\n}";
-        assert_eq!(one("api.json", &text), "api.json:2:11: name: \"My API\" is not a valid name (1-128 of a-z 0-9 _ . -)");
+        assert_eq!(
+            one("api.json", &text),
+            "api.json:2:11: name: \"My API\" is not a valid name (1-128 of a-z 0-9 _ . -)"
+        );
     }
 
     #[test]
@@ -342,7 +356,10 @@ mod tests {
     fn a_secret_written_inline_is_refused_without_echoing_it() {
         let text = "[{\"name\": \"ops\", \"type\": \"slack\",\n  \"webhook_url\": \"https://hooks.slack.com/services/T0/B0/XYZ\"}]";
         let problem = one("handlers.json", text);
-        assert!(problem.starts_with("handlers.json:2:18: webhook_url: secrets are never written in definition files"), "{problem}");
+        assert!(
+            problem.starts_with("handlers.json:2:18: webhook_url: secrets are never written in definition files"),
+            "{problem}"
+        );
         assert!(!problem.contains("XYZ"));
     }
 

@@ -121,10 +121,6 @@ impl HttpExpect {
     }
 
     pub fn status_ok(&self, code: u16) -> bool {
-        if self.status.is_empty() {
-            (200..300).contains(&code)
-        } else {
-            self.status.iter().any(|p| p.matches(code))
-        }
+        if self.status.is_empty() { (200..300).contains(&code) } else { self.status.iter().any(|p| p.matches(code)) }
     }
 }

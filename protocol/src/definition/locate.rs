@@ -205,7 +205,8 @@ pub fn top_level_items(text: &str) -> Vec<usize> {
 mod tests {
     use super::*;
 
-    const TEXT: &str = "{\n  \"name\": \"a\",\n  \"expect\": {\n    \"status\": [200, \"2xz\"],\n    \"x\": {\"y\": \"]\"}\n  }\n}";
+    const TEXT: &str =
+        "{\n  \"name\": \"a\",\n  \"expect\": {\n    \"status\": [200, \"2xz\"],\n    \"x\": {\"y\": \"]\"}\n  }\n}";
 
     fn at(path: &str, at_key: bool) -> Position {
         Position::of_offset(TEXT, locate(TEXT, 0, path, at_key))

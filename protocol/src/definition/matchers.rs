@@ -194,13 +194,10 @@ impl AnswerMatch {
                 let missing: Vec<&String> = want.iter().filter(|w| !answers.contains(w)).collect();
                 (!missing.is_empty()).then(|| format!("answers lack {missing:?}"))
             }
-            Self::Regex(p) if answers.is_empty() => {
-                Some(format!("no answers to match /{}/", p.as_str()))
+            Self::Regex(p) if answers.is_empty() => Some(format!("no answers to match /{}/", p.as_str())),
+            Self::Regex(p) => {
+                answers.iter().find(|a| !p.is_match(a)).map(|a| format!("answer {a:?} does not match /{}/", p.as_str()))
             }
-            Self::Regex(p) => answers
-                .iter()
-                .find(|a| !p.is_match(a))
-                .map(|a| format!("answer {a:?} does not match /{}/", p.as_str())),
         }
     }
 }

@@ -157,9 +157,7 @@ impl CheckDefinition {
     }
 
     pub fn timeout(&self) -> Duration {
-        self.common
-            .timeout
-            .map_or_else(|| (self.period() / 2).min(MAX_DEFAULT_TIMEOUT), HumanDuration::get)
+        self.common.timeout.map_or_else(|| (self.period() / 2).min(MAX_DEFAULT_TIMEOUT), HumanDuration::get)
     }
 
     pub fn subscriptions(&self) -> Vec<&str> {
@@ -233,11 +231,7 @@ impl CronExpr {
     pub fn min_gap(&self) -> Duration {
         let start = DateTime::<Utc>::UNIX_EPOCH + chrono::Duration::days(20_000);
         let firings: Vec<_> = self.schedule.after(&start).take(65).collect();
-        firings
-            .windows(2)
-            .filter_map(|w| (w[1] - w[0]).to_std().ok())
-            .min()
-            .unwrap_or(Duration::from_secs(60))
+        firings.windows(2).filter_map(|w| (w[1] - w[0]).to_std().ok()).min().unwrap_or(Duration::from_secs(60))
     }
 }
 
@@ -263,8 +257,7 @@ impl FromStr for CronExpr {
             6 => text.to_owned(),
             n => return Err(format!("{text:?} has {n} fields; a cron line has 5 (minute first) or 6 (second first)")),
         };
-        let schedule = cron::Schedule::from_str(&six)
-            .map_err(|e| format!("{text:?} is not a valid cron line: {e}"))?;
+        let schedule = cron::Schedule::from_str(&six).map_err(|e| format!("{text:?} is not a valid cron line: {e}"))?;
         if schedule.upcoming(Utc).next().is_none() {
             return Err(format!("{text:?} never fires"));
         }
@@ -377,10 +370,9 @@ pub(crate) fn split(object: Map<String, Value>, common: &[&str]) -> (Map<String,
 pub(crate) fn take_type(rest: &mut Map<String, Value>, known: &[&str]) -> Result<String, FieldError> {
     match rest.remove("type") {
         Some(Value::String(t)) if known.contains(&t.as_str()) => Ok(t),
-        Some(other) => Err(FieldError::new(
-            "type",
-            format!("{other} is not a known type (one of {})", known.join(", ")),
-        )),
+        Some(other) => {
+            Err(FieldError::new("type", format!("{other} is not a known type (one of {})", known.join(", "))))
+        }
         None => Err(FieldError::new("", format!("missing field `type` (one of {})", known.join(", ")))),
     }
 }
@@ -396,11 +388,8 @@ pub(crate) fn typed<T: DeserializeOwned>(part: Map<String, Value>, part_name: &s
             Some(field) => {
                 // serde_path_to_error's path already ends at the unknown key.
                 let key = if path.is_empty() { field.to_owned() } else { path };
-                let owner = if part_name.is_empty() || key != field {
-                    String::new()
-                } else {
-                    format!(" for this {part_name}")
-                };
+                let owner =
+                    if part_name.is_empty() || key != field { String::new() } else { format!(" for this {part_name}") };
                 FieldError::new(key, format!("unknown field{owner}; {}", expected_part(&message)))
             }
             None => FieldError::new(path, message),
@@ -437,7 +426,9 @@ fn validate_common(common: &CheckCommon) -> Result<(), FieldError> {
             return Err(FieldError::new("low_flap_threshold", "must not exceed high_flap_threshold"));
         }
     }
-    for (field, value) in [("low_flap_threshold", common.low_flap_threshold), ("high_flap_threshold", common.high_flap_threshold)] {
+    for (field, value) in
+        [("low_flap_threshold", common.low_flap_threshold), ("high_flap_threshold", common.high_flap_threshold)]
+    {
         if value.is_some_and(|v| !(0.0..=100.0).contains(&v)) {
             return Err(FieldError::new(field, "a percentage between 0 and 100"));
         }
@@ -468,14 +459,22 @@ fn validate_spec(spec: &CheckSpec) -> Result<(), FieldError> {
                 return Err(FieldError::new("url", format!("{} has no host", http.url)));
             }
             for name in http.headers.keys().chain(http.expect.headers.keys()) {
-                if name.is_empty() || !name.bytes().all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)) {
-                    return Err(FieldError::new(format!("headers.{name}"), format!("{name:?} is not a valid header name")));
+                if name.is_empty()
+                    || !name.bytes().all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
+                {
+                    return Err(FieldError::new(
+                        format!("headers.{name}"),
+                        format!("{name:?} is not a valid header name"),
+                    ));
                 }
             }
             for (name, value) in &http.headers {
                 if let secret::TextOrSecret::Text(text) = value {
                     if text.bytes().any(|b| b == b'\r' || b == b'\n' || b == 0) {
-                        return Err(FieldError::new(format!("headers.{name}"), "header values cannot contain CR, LF or NUL"));
+                        return Err(FieldError::new(
+                            format!("headers.{name}"),
+                            "header values cannot contain CR, LF or NUL",
+                        ));
                     }
                 }
             }
@@ -494,7 +493,10 @@ fn validate_spec(spec: &CheckSpec) -> Result<(), FieldError> {
                 return Err(FieldError::new("port", "port 0 cannot be probed"));
             }
             if tls.crit_days() > tls.warn_days() {
-                return Err(FieldError::new("crit_days", format!("crit_days {} exceeds warn_days {}", tls.crit_days(), tls.warn_days())));
+                return Err(FieldError::new(
+                    "crit_days",
+                    format!("crit_days {} exceeds warn_days {}", tls.crit_days(), tls.warn_days()),
+                ));
             }
             Ok(())
         }
@@ -524,11 +526,7 @@ fn validate_hostname(path: &str, host: &str) -> Result<(), FieldError> {
                 && label.len() <= 63
                 && label.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_' || b == b'*')
         });
-    if labels_ok {
-        Ok(())
-    } else {
-        Err(FieldError::new(path, format!("{host:?} is not a valid host name")))
-    }
+    if labels_ok { Ok(()) } else { Err(FieldError::new(path, format!("{host:?} is not a valid host name"))) }
 }
 
 #[cfg(test)]
@@ -588,8 +586,10 @@ mod tests {
         let err = check(json!({"name": "w", "type": "http", "urll": "http://x/", "interval": "10s"})).unwrap_err();
         assert_eq!(err.path, "urll");
         assert!(err.message.starts_with("unknown field for this http check"), "{err}");
-        let err = check(json!({"name": "w", "type": "http", "url": "http://x/", "interval": "10s", "expect": {"stauts": []}}))
-            .unwrap_err();
+        let err = check(
+            json!({"name": "w", "type": "http", "url": "http://x/", "interval": "10s", "expect": {"stauts": []}}),
+        )
+        .unwrap_err();
         assert_eq!(err.path, "expect.stauts");
     }
 

@@ -1,8 +1,8 @@
 //! The JSON Schema of definition files (`picket schema`), derived from the
 //! same types the loader deserializes into.
 
-use schemars::generate::SchemaSettings;
 use schemars::Schema;
+use schemars::generate::SchemaSettings;
 use serde_json::{Value, json};
 
 use super::handler::{HandlerCommon, LogSpec, PagerDutySpec, SlackSpec};
@@ -112,8 +112,11 @@ mod tests {
         let samples = vec![
             (http.clone(), true),
             (json!({"name": "a", "type": "http", "url": "http://x/", "cron": "*/5 * * * *"}), true),
-            (json!({"name": "d", "type": "dns", "query": "example.com", "record": "MX", "interval": "30s",
-                    "expect": {"rcode": "NXDOMAIN", "answers": {"contains": ["10 mx.example.com"]}}}), true),
+            (
+                json!({"name": "d", "type": "dns", "query": "example.com", "record": "MX", "interval": "30s",
+                    "expect": {"rcode": "NXDOMAIN", "answers": {"contains": ["10 mx.example.com"]}}}),
+                true,
+            ),
             (json!({"name": "t", "type": "tls", "host": "example.com", "interval": "1h", "warn_days": 30}), true),
             (json!({"name": "s", "type": "slack", "webhook_url": {"env": "HOOK"}, "severities": ["critical"]}), true),
             (json!({"name": "p", "type": "pagerduty", "kind": "handler", "routing_key": {"file": "/run/k"}}), true),

@@ -112,8 +112,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("key");
         std::fs::write(&path, "s3cr3t\n").unwrap();
-        let secret: Secret =
-            serde_json::from_value(serde_json::json!({ "file": path })).unwrap();
+        let secret: Secret = serde_json::from_value(serde_json::json!({ "file": path })).unwrap();
         assert_eq!(secret.resolve().unwrap(), "s3cr3t");
         assert!(!format!("{secret:?}").contains("s3cr3t"));
         let missing = Secret::Env("PICKET_TEST_SURELY_UNSET".into());

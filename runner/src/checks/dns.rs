@@ -18,9 +18,7 @@ use hickory_resolver::net::tcp::TcpClientStream;
 use hickory_resolver::net::udp::UdpClientStream;
 use hickory_resolver::net::xfer::{DnsRequestSender, FirstAnswer};
 use hickory_resolver::net::{DnsHandle, NetError};
-use hickory_resolver::proto::op::{
-    DnsRequest, DnsRequestOptions, DnsResponse, Query, ResponseCode,
-};
+use hickory_resolver::proto::op::{DnsRequest, DnsRequestOptions, DnsResponse, Query, ResponseCode};
 use hickory_resolver::proto::rr::{self, Name, RData};
 use hickory_resolver::system_conf::read_system_conf;
 use protocol::HumanDuration;
@@ -53,20 +51,13 @@ impl DnsClient {
                 system_nameservers.push(addr);
             }
         }
-        Ok(Self {
-            system_nameservers,
-            runtime: TokioRuntimeProvider::default(),
-        })
+        Ok(Self { system_nameservers, runtime: TokioRuntimeProvider::default() })
     }
 
     /// The servers to ask, tried in turn by successive attempts: the check's
     /// own nameserver, refused when it lies in a denied network (it is chosen
     /// by a definition, the system's are chosen by whoever runs the runner).
-    fn nameservers(
-        &self,
-        spec: &DnsSpec,
-        deny: &DenyList,
-    ) -> Result<Vec<SocketAddr>, CheckOutcome> {
+    fn nameservers(&self, spec: &DnsSpec, deny: &DenyList) -> Result<Vec<SocketAddr>, CheckOutcome> {
         match spec.nameserver {
             Some(ns) => match deny.denies(ns.0.ip()) {
                 Some(net) => Err(CheckOutcome::unknown(format!(
@@ -74,9 +65,9 @@ impl DnsClient {
                 ))),
                 None => Ok(vec![ns.0]),
             },
-            None if self.system_nameservers.is_empty() => Err(CheckOutcome::unknown(
-                "no nameserver in the system DNS configuration",
-            )),
+            None if self.system_nameservers.is_empty() => {
+                Err(CheckOutcome::unknown("no nameserver in the system DNS configuration"))
+            }
             None => Ok(self.system_nameservers.clone()),
         }
     }
@@ -97,27 +88,14 @@ impl DnsClient {
             let nameserver = nameservers[usize::from(attempt) % nameservers.len()];
             match self.attempt(nameserver, query, protocol, limit).await {
                 Ok(reply) => {
-                    return Ok(Answered {
-                        nameserver,
-                        reply,
-                        attempts: attempt + 1,
-                    });
+                    return Ok(Answered { nameserver, reply, attempts: attempt + 1 });
                 }
                 Err(AttemptError::Timeout) => {}
                 Err(AttemptError::Failed(reason)) => last_error = Some(reason),
             }
         }
-        let tried = nameservers
-            .iter()
-            .take(usize::from(attempts))
-            .copied()
-            .collect();
-        Err(NoAnswer {
-            nameservers: tried,
-            budget,
-            attempts,
-            last_error,
-        })
+        let tried = nameservers.iter().take(usize::from(attempts)).copied().collect();
+        Err(NoAnswer { nameservers: tried, budget, attempts, last_error })
     }
 
     /// One try: over UDP, retried over TCP when the answer is truncated, or
@@ -132,43 +110,27 @@ impl DnsClient {
         let exchange = async {
             if protocol == DnsProtocol::Tcp {
                 let response = self.tcp(nameserver, query, limit).await?;
-                return Ok(Reply {
-                    response,
-                    transport: Transport::Tcp,
-                });
+                return Ok(Reply { response, transport: Transport::Tcp });
             }
             let response = self.udp(nameserver, query, limit).await?;
             if !response.truncation {
-                return Ok(Reply {
-                    response,
-                    transport: Transport::Udp,
-                });
+                return Ok(Reply { response, transport: Transport::Udp });
             }
             match self.tcp(nameserver, query, limit).await {
-                Ok(response) => Ok(Reply {
-                    response,
-                    transport: Transport::TcpAfterTruncation,
-                }),
+                Ok(response) => Ok(Reply { response, transport: Transport::TcpAfterTruncation }),
                 Err(e) => Err(match AttemptError::from(e) {
-                    AttemptError::Failed(reason) => AttemptError::Failed(format!(
-                        "TCP retry of a truncated UDP answer failed: {reason}"
-                    )),
+                    AttemptError::Failed(reason) => {
+                        AttemptError::Failed(format!("TCP retry of a truncated UDP answer failed: {reason}"))
+                    }
                     timeout => timeout,
                 }),
             }
         };
-        tokio::time::timeout(limit, exchange)
-            .await
-            .unwrap_or(Err(AttemptError::Timeout))
+        tokio::time::timeout(limit, exchange).await.unwrap_or(Err(AttemptError::Timeout))
     }
 
     /// A single datagram, no retransmission: retries are the check's attempts.
-    async fn udp(
-        &self,
-        nameserver: SocketAddr,
-        query: &Query,
-        limit: Duration,
-    ) -> Result<DnsResponse, NetError> {
+    async fn udp(&self, nameserver: SocketAddr, query: &Query, limit: Duration) -> Result<DnsResponse, NetError> {
         let mut stream = UdpClientStream::builder(nameserver, self.runtime.clone())
             .with_timeout(Some(limit))
             .with_max_retries(1)
@@ -178,14 +140,8 @@ impl DnsClient {
 
     /// A fresh connection per query, so its setup is part of the latency and
     /// no idle connection is kept to thousands of servers.
-    async fn tcp(
-        &self,
-        nameserver: SocketAddr,
-        query: &Query,
-        limit: Duration,
-    ) -> Result<DnsResponse, NetError> {
-        let exchange =
-            TcpClientStream::exchange(nameserver, None, limit, None, self.runtime.clone()).await?;
+    async fn tcp(&self, nameserver: SocketAddr, query: &Query, limit: Duration) -> Result<DnsResponse, NetError> {
+        let exchange = TcpClientStream::exchange(nameserver, None, limit, None, self.runtime.clone()).await?;
         exchange.send(request(query)).first_answer().await
     }
 }
@@ -250,10 +206,7 @@ impl NoAnswer {
         let servers: Vec<String> = self.nameservers.iter().map(ToString::to_string).collect();
         let servers = servers.join(", ");
         let output = match &self.last_error {
-            Some(reason) => format!(
-                "no answer from {servers} ({} attempts): {reason}",
-                self.attempts
-            ),
+            Some(reason) => format!("no answer from {servers} ({} attempts): {reason}", self.attempts),
             None => format!(
                 "no answer from {servers} within {} ({} attempts)",
                 HumanDuration::from(self.budget),
@@ -274,12 +227,7 @@ fn lookup_budget(timeout: Duration) -> Duration {
     timeout - (timeout / 10).min(Duration::from_millis(250))
 }
 
-pub async fn run(
-    executor: &Executor,
-    spec: &DnsSpec,
-    timeout: Duration,
-    progress: &Progress,
-) -> CheckOutcome {
+pub async fn run(executor: &Executor, spec: &DnsSpec, timeout: Duration, progress: &Progress) -> CheckOutcome {
     let name = match Name::from_str(&spec.query) {
         Ok(mut name) => {
             name.set_fqdn(true);
@@ -295,16 +243,8 @@ pub async fn run(
 
     progress.phase("query");
     let started = Instant::now();
-    let looked_up = executor
-        .dns
-        .lookup(
-            &nameservers,
-            &query,
-            spec.protocol,
-            spec.attempts(),
-            lookup_budget(timeout),
-        )
-        .await;
+    let looked_up =
+        executor.dns.lookup(&nameservers, &query, spec.protocol, spec.attempts(), lookup_budget(timeout)).await;
     let elapsed = started.elapsed();
     progress.metric("query", ms(elapsed));
     match looked_up {
@@ -315,18 +255,9 @@ pub async fn run(
 
 /// The outcome of a response: its rcode, then its answers, then its latency.
 fn judge(spec: &DnsSpec, answered: Answered, elapsed: Duration) -> CheckOutcome {
-    let Answered {
-        nameserver,
-        reply,
-        attempts,
-    } = answered;
+    let Answered { nameserver, reply, attempts } = answered;
     let wanted = hickory_type(spec.record);
-    let records: Vec<&rr::Record> = reply
-        .response
-        .answers
-        .iter()
-        .filter(|r| r.record_type() == wanted)
-        .collect();
+    let records: Vec<&rr::Record> = reply.response.answers.iter().filter(|r| r.record_type() == wanted).collect();
     let answers: Vec<String> = records.iter().map(|r| render(&r.data)).collect();
     let rcode = reply.response.response_code;
     let rcode_text = rcode_name(rcode);
@@ -357,12 +288,7 @@ fn judge(spec: &DnsSpec, answered: Answered, elapsed: Duration) -> CheckOutcome 
             expected.as_str()
         );
         (Status::Critical, output)
-    } else if let Some(reason) = spec
-        .expect
-        .answers
-        .as_ref()
-        .and_then(|m| m.mismatch(&answers))
-    {
+    } else if let Some(reason) = spec.expect.answers.as_ref().and_then(|m| m.mismatch(&answers)) {
         (Status::Critical, format!("{what}: {reason}"))
     } else {
         match latency_status(elapsed, spec.expect.latency()) {
@@ -370,18 +296,12 @@ fn judge(spec: &DnsSpec, answered: Answered, elapsed: Duration) -> CheckOutcome 
             (status, None) => (status, ok_line(&what, &rcode_text, &answers, elapsed)),
         }
     };
-    CheckOutcome::new(status, output)
-        .with_metrics(metrics)
-        .with_details(details)
+    CheckOutcome::new(status, output).with_metrics(metrics).with_details(details)
 }
 
 /// `A example.test: 10.0.0.1, 10.0.0.2 in 3ms`, or the rcode when nothing was answered.
 fn ok_line(what: &str, rcode: &str, answers: &[String], elapsed: Duration) -> String {
-    let found = if answers.is_empty() {
-        format!("{rcode}, no answers")
-    } else {
-        answers.join(", ")
-    };
+    let found = if answers.is_empty() { format!("{rcode}, no answers") } else { answers.join(", ") };
     format!("{what}: {found} in {:.0}ms", ms(elapsed))
 }
 
@@ -405,19 +325,9 @@ fn render(data: &RData) -> String {
         RData::NS(name) => bare(&name.0),
         RData::PTR(name) => bare(&name.0),
         RData::MX(mx) => format!("{} {}", mx.preference, bare(&mx.exchange)),
-        RData::TXT(txt) => txt
-            .txt_data
-            .iter()
-            .map(|s| String::from_utf8_lossy(s))
-            .collect(),
+        RData::TXT(txt) => txt.txt_data.iter().map(|s| String::from_utf8_lossy(s)).collect(),
         RData::SRV(srv) => {
-            format!(
-                "{} {} {} {}",
-                srv.priority,
-                srv.weight,
-                srv.port,
-                bare(&srv.target)
-            )
+            format!("{} {} {} {}", srv.priority, srv.weight, srv.port, bare(&srv.target))
         }
         RData::SOA(soa) => format!(
             "{} {} {} {} {} {} {}",
@@ -521,11 +431,8 @@ mod tests {
                     break (tcp, Arc::new(udp));
                 }
             };
-            let server = Self {
-                addr: tcp.local_addr().unwrap(),
-                udp_queries: Arc::default(),
-                tcp_queries: Arc::default(),
-            };
+            let server =
+                Self { addr: tcp.local_addr().unwrap(), udp_queries: Arc::default(), tcp_queries: Arc::default() };
             let udp_queries = server.udp_queries.clone();
             tokio::spawn(async move {
                 let mut buf = vec![0; 4096];
@@ -536,10 +443,7 @@ mod tests {
                     let socket = udp.clone();
                     tokio::spawn(async move {
                         if let Some(response) = respond(&request, false).await {
-                            socket
-                                .send_to(&response.to_vec().unwrap(), peer)
-                                .await
-                                .unwrap();
+                            socket.send_to(&response.to_vec().unwrap(), peer).await.unwrap();
                         }
                     });
                 }
@@ -572,10 +476,7 @@ mod tests {
             let request = Message::from_vec(&buf).unwrap();
             if let Some(response) = respond(&request, true).await {
                 let bytes = response.to_vec().unwrap();
-                stream
-                    .write_u16(u16::try_from(bytes.len()).unwrap())
-                    .await
-                    .unwrap();
+                stream.write_u16(u16::try_from(bytes.len()).unwrap()).await.unwrap();
                 stream.write_all(&bytes).await.unwrap();
             }
         }
@@ -594,10 +495,7 @@ mod tests {
                 response.add_answer(record(60, RData::A(A(Ipv4Addr::new(10, 0, 0, 2)))));
             }
             ("v6.test.", rr::RecordType::AAAA) => {
-                response.add_answer(record(
-                    300,
-                    RData::AAAA(AAAA(Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, 1))),
-                ));
+                response.add_answer(record(300, RData::AAAA(AAAA(Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, 1)))));
             }
             ("mail.test.", rr::RecordType::MX) => {
                 response.add_answer(record(300, RData::MX(MX::new(20, name("mx2.mail.test.")))));
@@ -609,11 +507,7 @@ mod tests {
             }
             ("alias.test.", rr::RecordType::A) => {
                 response.add_answer(record(300, RData::CNAME(CNAME(name("two.test.")))));
-                let target = Record::from_rdata(
-                    name("two.test."),
-                    30,
-                    RData::A(A(Ipv4Addr::new(10, 0, 0, 1))),
-                );
+                let target = Record::from_rdata(name("two.test."), 30, RData::A(A(Ipv4Addr::new(10, 0, 0, 1))));
                 response.add_answer(target);
             }
             ("big.test.", rr::RecordType::A) if !over_tcp => {
@@ -647,17 +541,9 @@ mod tests {
     #[tokio::test]
     async fn a_records_and_answer_expectations() {
         let server = TestServer::start().await;
-        let ok = check(
-            &server.spec(json!({"query": "two.test", "record": "A"})),
-            TIMEOUT,
-        )
-        .await;
+        let ok = check(&server.spec(json!({"query": "two.test", "record": "A"})), TIMEOUT).await;
         assert_eq!(ok.status, Status::Ok, "{}", ok.output);
-        assert!(
-            ok.output.starts_with("A two.test: 10.0.0.1, 10.0.0.2 in "),
-            "{}",
-            ok.output
-        );
+        assert!(ok.output.starts_with("A two.test: 10.0.0.1, 10.0.0.2 in "), "{}", ok.output);
         assert!(ok.output.ends_with("ms"), "{}", ok.output);
         assert_eq!(ok.metrics["answers"], 2.0);
         assert_eq!(ok.metrics["rcode"], 0.0);
@@ -684,20 +570,13 @@ mod tests {
         }));
         let bad = check(&spec, TIMEOUT).await;
         assert_eq!(bad.status, Status::Critical);
-        assert_eq!(
-            bad.output,
-            r#"A two.test: answers ["10.0.0.1", "10.0.0.2"] != expected ["10.0.0.1"]"#
-        );
+        assert_eq!(bad.output, r#"A two.test: answers ["10.0.0.1", "10.0.0.2"] != expected ["10.0.0.1"]"#);
         let spec = server.spec(json!({
             "query": "two.test", "record": "A", "expect": {"answers": {"regex": "^10\\.0\\.0\\.1$"}}
         }));
         let bad = check(&spec, TIMEOUT).await;
         assert_eq!(bad.status, Status::Critical);
-        assert!(
-            bad.output.contains(r#"answer "10.0.0.2" does not match"#),
-            "{}",
-            bad.output
-        );
+        assert!(bad.output.contains(r#"answer "10.0.0.2" does not match"#), "{}", bad.output);
     }
 
     #[tokio::test]
@@ -705,11 +584,7 @@ mod tests {
         let server = TestServer::start().await;
         for (query, record, answers) in [
             ("v6.test", "AAAA", json!(["2001:db8::1"])),
-            (
-                "mail.test",
-                "MX",
-                json!(["20 mx2.mail.test", "10 mx1.mail.test"]),
-            ),
+            ("mail.test", "MX", json!(["20 mx2.mail.test", "10 mx1.mail.test"])),
             ("txt.test", "TXT", json!(["v=spf1 -all"])),
             ("alias.test", "A", json!(["10.0.0.1"])),
         ] {
@@ -717,12 +592,7 @@ mod tests {
                 "query": query, "record": record, "expect": {"answers": {"equals": answers.clone()}}
             }));
             let outcome = check(&spec, TIMEOUT).await;
-            assert_eq!(
-                outcome.status,
-                Status::Ok,
-                "{query} {record}: {}",
-                outcome.output
-            );
+            assert_eq!(outcome.status, Status::Ok, "{query} {record}: {}", outcome.output);
             assert_eq!(outcome.details["answers"], answers, "{query} {record}");
         }
     }
@@ -730,73 +600,37 @@ mod tests {
     #[tokio::test]
     async fn nxdomain_is_an_outcome_judged_against_the_expected_rcode() {
         let server = TestServer::start().await;
-        let spec = server
-            .spec(json!({"query": "nx.test", "record": "A", "expect": {"rcode": "NXDOMAIN"}}));
+        let spec = server.spec(json!({"query": "nx.test", "record": "A", "expect": {"rcode": "NXDOMAIN"}}));
         let expected = check(&spec, TIMEOUT).await;
         assert_eq!(expected.status, Status::Ok, "{}", expected.output);
-        assert!(
-            expected
-                .output
-                .starts_with("A nx.test: NXDOMAIN, no answers in "),
-            "{}",
-            expected.output
-        );
+        assert!(expected.output.starts_with("A nx.test: NXDOMAIN, no answers in "), "{}", expected.output);
         assert_eq!(expected.metrics["rcode"], 3.0);
         assert_eq!(expected.metrics["answers"], 0.0);
         assert_eq!(expected.details["min_ttl"], Value::Null);
 
-        let unexpected = check(
-            &server.spec(json!({"query": "nx.test", "record": "A"})),
-            TIMEOUT,
-        )
-        .await;
+        let unexpected = check(&server.spec(json!({"query": "nx.test", "record": "A"})), TIMEOUT).await;
         assert_eq!(unexpected.status, Status::Critical);
-        assert_eq!(
-            unexpected.output,
-            format!(
-                "NXDOMAIN for nx.test A from {} (expected NOERROR)",
-                server.addr
-            )
-        );
+        assert_eq!(unexpected.output, format!("NXDOMAIN for nx.test A from {} (expected NOERROR)", server.addr));
         assert_eq!(unexpected.details["rcode"], "NXDOMAIN");
     }
 
     #[tokio::test]
     async fn servfail_is_reported_with_its_rcode() {
         let server = TestServer::start().await;
-        let outcome = check(
-            &server.spec(json!({"query": "fail.test", "record": "A"})),
-            TIMEOUT,
-        )
-        .await;
+        let outcome = check(&server.spec(json!({"query": "fail.test", "record": "A"})), TIMEOUT).await;
         assert_eq!(outcome.status, Status::Critical);
-        assert_eq!(
-            outcome.output,
-            format!(
-                "SERVFAIL for fail.test A from {} (expected NOERROR)",
-                server.addr
-            )
-        );
+        assert_eq!(outcome.output, format!("SERVFAIL for fail.test A from {} (expected NOERROR)", server.addr));
         assert_eq!(outcome.metrics["rcode"], 2.0);
-        assert_eq!(
-            server.udp_queries.load(Ordering::SeqCst),
-            1,
-            "a response is not retried"
-        );
+        assert_eq!(server.udp_queries.load(Ordering::SeqCst), 1, "a response is not retried");
 
-        let spec = server
-            .spec(json!({"query": "fail.test", "record": "A", "expect": {"rcode": "SERVFAIL"}}));
+        let spec = server.spec(json!({"query": "fail.test", "record": "A", "expect": {"rcode": "SERVFAIL"}}));
         assert_eq!(check(&spec, TIMEOUT).await.status, Status::Ok);
     }
 
     #[tokio::test]
     async fn truncated_udp_answer_is_retried_over_tcp() {
         let server = TestServer::start().await;
-        let outcome = check(
-            &server.spec(json!({"query": "big.test", "record": "A"})),
-            TIMEOUT,
-        )
-        .await;
+        let outcome = check(&server.spec(json!({"query": "big.test", "record": "A"})), TIMEOUT).await;
         assert_eq!(outcome.status, Status::Ok, "{}", outcome.output);
         assert_eq!(outcome.details["answers"], json!(["10.0.0.9"]));
         assert_eq!(outcome.details["protocol"], "tcp");
@@ -826,10 +660,7 @@ mod tests {
         let outcome = check(&spec, timeout).await;
         let elapsed = started.elapsed();
         assert_eq!(outcome.status, Status::Critical);
-        assert_eq!(
-            outcome.output,
-            format!("no answer from {} within 540ms (2 attempts)", server.addr)
-        );
+        assert_eq!(outcome.output, format!("no answer from {} within 540ms (2 attempts)", server.addr));
         assert!(elapsed < timeout, "took {elapsed:?}");
         assert!(elapsed >= Duration::from_millis(500), "took {elapsed:?}");
         assert_eq!(server.udp_queries.load(Ordering::SeqCst), 2);
@@ -838,12 +669,7 @@ mod tests {
 
     #[tokio::test]
     async fn refused_tcp_connection_is_critical_with_the_reason() {
-        let port = TcpListener::bind("127.0.0.1:0")
-            .await
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
+        let port = TcpListener::bind("127.0.0.1:0").await.unwrap().local_addr().unwrap().port();
         let spec: DnsSpec = serde_json::from_value(json!({
             "query": "two.test", "record": "A", "protocol": "tcp", "nameserver": format!("127.0.0.1:{port}")
         }))
@@ -851,9 +677,7 @@ mod tests {
         let outcome = check(&spec, TIMEOUT).await;
         assert_eq!(outcome.status, Status::Critical);
         assert!(
-            outcome
-                .output
-                .starts_with(&format!("no answer from 127.0.0.1:{port} (2 attempts): ")),
+            outcome.output.starts_with(&format!("no answer from 127.0.0.1:{port} (2 attempts): ")),
             "{}",
             outcome.output
         );
@@ -862,16 +686,11 @@ mod tests {
     #[tokio::test]
     async fn latency_thresholds_apply_to_the_whole_lookup() {
         let server = TestServer::start().await;
-        let spec = server
-            .spec(json!({"query": "slow.test", "record": "A", "expect": {"latency_warn": "10ms"}}));
+        let spec = server.spec(json!({"query": "slow.test", "record": "A", "expect": {"latency_warn": "10ms"}}));
         let warn = check(&spec, TIMEOUT).await;
         assert_eq!(warn.status, Status::Warning, "{}", warn.output);
         assert!(warn.output.starts_with("A slow.test: "), "{}", warn.output);
-        assert!(
-            warn.output.ends_with("> latency_warn 10ms"),
-            "{}",
-            warn.output
-        );
+        assert!(warn.output.ends_with("> latency_warn 10ms"), "{}", warn.output);
         assert!(warn.metrics["query"] >= SLOW.as_millis() as f64);
 
         let spec = server.spec(json!({
@@ -882,53 +701,31 @@ mod tests {
 
     #[tokio::test]
     async fn denied_nameserver_and_bad_names_are_unknown() {
-        let spec: DnsSpec = serde_json::from_value(
-            json!({"query": "two.test", "record": "A", "nameserver": "169.254.169.254"}),
-        )
-        .unwrap();
-        let outcome = run(
-            &executor("169.254.0.0/16"),
-            &spec,
-            TIMEOUT,
-            &Progress::default(),
-        )
-        .await;
+        let spec: DnsSpec =
+            serde_json::from_value(json!({"query": "two.test", "record": "A", "nameserver": "169.254.169.254"}))
+                .unwrap();
+        let outcome = run(&executor("169.254.0.0/16"), &spec, TIMEOUT, &Progress::default()).await;
         assert_eq!(outcome.status, Status::Unknown);
         assert_eq!(
             outcome.output,
             "nameserver 169.254.169.254:53 is in denied network 169.254.0.0/16 (PICKET_DENY_CIDRS)"
         );
 
-        let spec: DnsSpec = serde_json::from_value(
-            json!({"query": "a..b", "record": "A", "nameserver": "127.0.0.1"}),
-        )
-        .unwrap();
+        let spec: DnsSpec =
+            serde_json::from_value(json!({"query": "a..b", "record": "A", "nameserver": "127.0.0.1"})).unwrap();
         let outcome = check(&spec, TIMEOUT).await;
         assert_eq!(outcome.status, Status::Unknown);
-        assert!(
-            outcome.output.starts_with(r#""a..b" is not a DNS name"#),
-            "{}",
-            outcome.output
-        );
+        assert!(outcome.output.starts_with(r#""a..b" is not a DNS name"#), "{}", outcome.output);
     }
 
     #[test]
     fn renders_every_record_type_without_trailing_dots() {
         let name = |text: &str| Name::from_ascii(text).unwrap();
         let cases = [
-            (
-                RData::CNAME(CNAME(name("www.example.test."))),
-                "www.example.test",
-            ),
+            (RData::CNAME(CNAME(name("www.example.test."))), "www.example.test"),
             (RData::NS(NS(name("ns1.example.test."))), "ns1.example.test"),
-            (
-                RData::PTR(PTR(name("host.example.test."))),
-                "host.example.test",
-            ),
-            (
-                RData::SRV(SRV::new(10, 5, 5060, name("sip.example.test."))),
-                "10 5 5060 sip.example.test",
-            ),
+            (RData::PTR(PTR(name("host.example.test."))), "host.example.test"),
+            (RData::SRV(SRV::new(10, 5, 5060, name("sip.example.test."))), "10 5 5060 sip.example.test"),
             (
                 RData::SOA(SOA::new(
                     name("ns1.example.test."),
@@ -941,10 +738,7 @@ mod tests {
                 )),
                 "ns1.example.test hostmaster.example.test 2024010101 7200 3600 1209600 300",
             ),
-            (
-                RData::CAA(CAA::new_issue(false, Some(name("letsencrypt.org")), vec![])),
-                r#"0 issue "letsencrypt.org""#,
-            ),
+            (RData::CAA(CAA::new_issue(false, Some(name("letsencrypt.org")), vec![])), r#"0 issue "letsencrypt.org""#),
         ];
         for (data, text) in cases {
             assert_eq!(render(&data), text);

@@ -73,10 +73,8 @@ pub async fn run(executor: &Executor, spec: &HttpSpec, progress: &Progress) -> C
             return with_hops(outcome, &hops, &next);
         }
         if hops.len() > usize::from(spec.max_redirects()) {
-            let outcome = CheckOutcome::critical(format!(
-                "more than {} redirects (last to {next})",
-                spec.max_redirects()
-            ));
+            let outcome =
+                CheckOutcome::critical(format!("more than {} redirects (last to {next})", spec.max_redirects()));
             return with_hops(outcome, &hops, &next);
         }
         url = next;
@@ -88,7 +86,12 @@ fn is_redirect(status: u16) -> bool {
 }
 
 /// One request on a fresh connection to `url`.
-async fn fetch(executor: &Executor, spec: &HttpSpec, url: &Url, progress: &Progress) -> Result<HopResponse, CheckOutcome> {
+async fn fetch(
+    executor: &Executor,
+    spec: &HttpSpec,
+    url: &Url,
+    progress: &Progress,
+) -> Result<HopResponse, CheckOutcome> {
     let mut timings = BTreeMap::new();
     let mut lap = Instant::now();
     let mut record = |name: &str, timings: &mut BTreeMap<String, f64>| {
@@ -166,15 +169,11 @@ fn build_request(spec: &HttpSpec, url: &Url) -> Result<Request<Full<Bytes>>, Che
         // tell the server not to keep it.
         .header(CONNECTION, "close");
     for (name, value) in &spec.headers {
-        let value = value
-            .resolve()
-            .map_err(|e| CheckOutcome::unknown(format!("header {name}: {e}")))?;
+        let value = value.resolve().map_err(|e| CheckOutcome::unknown(format!("header {name}: {e}")))?;
         builder = builder.header(name.as_str(), value.as_ref());
     }
     let body = Bytes::from(spec.body.clone().unwrap_or_default());
-    builder
-        .body(Full::new(body))
-        .map_err(|e| CheckOutcome::unknown(format!("cannot build the request: {e}")))
+    builder.body(Full::new(body)).map_err(|e| CheckOutcome::unknown(format!("cannot build the request: {e}")))
 }
 
 /// Sends the request and reads the response within the body limit. The
@@ -292,11 +291,8 @@ fn evaluate(spec: &HttpSpec, response: HopResponse, hops: &[Hop], url: &Url, sta
         findings.push((Status::Critical, format!("HTTP {} (expected {})", response.status, wanted.join(", "))));
     }
     let body = String::from_utf8_lossy(&response.body);
-    let truncated_note = if response.truncated {
-        format!(" (in the first {} bytes read)", response.bytes)
-    } else {
-        String::new()
-    };
+    let truncated_note =
+        if response.truncated { format!(" (in the first {} bytes read)", response.bytes) } else { String::new() };
     if let Some(needle) = &expect.body_contains {
         if !body.contains(needle.as_str()) {
             findings.push((Status::Critical, format!("body does not contain {needle:?}{truncated_note}")));
@@ -333,7 +329,11 @@ fn evaluate(spec: &HttpSpec, response: HopResponse, hops: &[Hop], url: &Url, sta
         "HTTP {} in {:.0}ms{}",
         response.status,
         ms(total),
-        if response.truncated { format!(", body cut at the {} byte read limit", response.bytes) } else { String::new() }
+        if response.truncated {
+            format!(", body cut at the {} byte read limit", response.bytes)
+        } else {
+            String::new()
+        }
     );
     let output = if findings.is_empty() {
         summary
@@ -473,7 +473,10 @@ mod tests {
     async fn ok_with_phase_timings() {
         let server = serve(|_| Script::Reply(ok("all ok"))).await;
         let url = format!("http://{}/health", server.addr);
-        let outcome = run(json!({"url": url, "expect": {"body_contains": "ok", "headers": {"content-type": {"contains": "text"}}}})).await;
+        let outcome = run(
+            json!({"url": url, "expect": {"body_contains": "ok", "headers": {"content-type": {"contains": "text"}}}}),
+        )
+        .await;
         assert_eq!(outcome.status, Status::Ok, "{outcome:?}");
         assert!(outcome.output.starts_with("HTTP 200 in "), "{}", outcome.output);
         for phase in ["dns", "connect", "ttfb", "transfer", "total"] {
@@ -489,7 +492,11 @@ mod tests {
         let server = serve(|_| Script::Reply("HTTP/1.1 500 Oops\r\nContent-Length: 4\r\n\r\nfail".into())).await;
         let outcome = run(json!({"url": format!("http://{}/", server.addr), "expect": {"body_regex": "^ok$"}})).await;
         assert_eq!(outcome.status, Status::Critical);
-        assert!(outcome.output.starts_with("HTTP 500 (expected 2xx); body does not match /^ok$/"), "{}", outcome.output);
+        assert!(
+            outcome.output.starts_with("HTTP 500 (expected 2xx); body does not match /^ok$/"),
+            "{}",
+            outcome.output
+        );
         let expected = run(json!({"url": format!("http://{}/", server.addr), "expect": {"status": [500]}})).await;
         assert_eq!(expected.status, Status::Ok, "{expected:?}");
         let header = run(json!({"url": format!("http://{}/", server.addr), "expect": {"status": ["5xx"], "headers": {"x-id": {"equals": "1"}}}})).await;
@@ -558,7 +565,11 @@ mod tests {
         let outcome = run(json!({"url": format!("http://{}/", server.addr), "body_limit": 65536, "expect": {"body_contains": "needle"}})).await;
         assert_eq!(outcome.status, Status::Critical);
         assert_eq!(outcome.metrics["bytes"], 65536.0);
-        assert!(outcome.output.contains("body does not contain \"needle\" (in the first 65536 bytes read)"), "{}", outcome.output);
+        assert!(
+            outcome.output.contains("body does not contain \"needle\" (in the first 65536 bytes read)"),
+            "{}",
+            outcome.output
+        );
         assert!(outcome.output.contains("body cut at the 65536 byte read limit"), "{}", outcome.output);
         assert_eq!(outcome.details["body_truncated"], true);
     }

@@ -45,9 +45,8 @@ async fn inspect(
     progress: &Progress,
     timings: &mut Timings<'_>,
 ) -> Result<CheckOutcome, CheckOutcome> {
-    let server_name = ServerName::try_from(spec.server_name().to_owned()).map_err(|e| {
-        CheckOutcome::unknown(format!("{:?} is not a TLS server name: {e}", spec.server_name()))
-    })?;
+    let server_name = ServerName::try_from(spec.server_name().to_owned())
+        .map_err(|e| CheckOutcome::unknown(format!("{:?} is not a TLS server name: {e}", spec.server_name())))?;
     let anchors = executor
         .trust
         .anchors(spec.ca_file.as_deref())
@@ -74,8 +73,8 @@ async fn inspect(
     drop(tls);
 
     let now = Utc::now();
-    let chain = chain::analyze(&served, &anchors.roots, now)
-        .map_err(|e| CheckOutcome::critical(format!("{e} ({address})")))?;
+    let chain =
+        chain::analyze(&served, &anchors.roots, now).map_err(|e| CheckOutcome::critical(format!("{e} ({address})")))?;
     let verdict = Verdict::new(&served, &anchors, &server_name, executor);
     let findings = Findings {
         server_name: spec.server_name(),
@@ -208,8 +207,10 @@ fn unknown_issuer(chain: &ServedChain) -> String {
     if chain.leaf_self_signed {
         return "self-signed certificate".to_owned();
     }
-    let last = chain.path.last().unwrap_or(chain.leaf());
-    format!("issuer {} is not a trusted CA", last.issuer)
+    match chain.path.as_slice() {
+        [_, .., last] => format!("unknown issuer {} of {}", last.issuer, last.label()),
+        _ => "unknown issuer".to_owned(),
+    }
 }
 
 fn protocol_name(version: ProtocolVersion) -> String {
@@ -259,23 +260,28 @@ impl Findings<'_> {
             return (Status::Critical, parts.join("; "));
         }
 
-        let mut summary = format!("leaf expires {} ({} days)", date(leaf.not_after), whole_days(leaf.days_left));
+        // The certificate that crossed a threshold leads the output, with the
+        // threshold next to its days left.
         let (earliest_index, earliest) = self.chain.earliest();
+        let threshold = self.expiry_threshold(earliest.days_left);
+        let below = threshold.as_ref().map(|(_, below)| below.as_str()).unwrap_or_default();
+        let mut status = threshold.as_ref().map_or(Status::Ok, |(status, _)| *status);
+        let mut parts: Vec<String> = unused.collect();
+        if !parts.is_empty() {
+            status = status.max(Status::Warning);
+        }
+        let leaf_below = if earliest_index == 0 { below } else { "" };
+        let mut summary =
+            format!("leaf expires {} ({} days{leaf_below})", date(leaf.not_after), whole_days(leaf.days_left));
         if earliest_index > 0 {
             let (day, days, name) = (date(earliest.not_after), whole_days(earliest.days_left), earliest.label());
-            summary.push_str(&format!(", chain {day} ({days} days, {name})"));
+            if threshold.is_some() {
+                parts.insert(0, format!("intermediate {name} expires {day} ({days} days{below})"));
+            } else {
+                summary.push_str(&format!(", chain {day} ({days} days, {name})"));
+            }
         }
         summary.push_str(&format!(", {}, {issuer}", self.protocol));
-
-        let (mut status, mut parts) = match self.expiry_threshold(earliest_index, earliest) {
-            Some((status, reason)) => (status, vec![reason]),
-            None => (Status::Ok, Vec::new()),
-        };
-        let unused: Vec<String> = unused.collect();
-        if !unused.is_empty() {
-            status = status.max(Status::Warning);
-            parts.extend(unused);
-        }
         parts.push(summary);
         (status, parts.join("; "))
     }
@@ -285,7 +291,11 @@ impl Findings<'_> {
         let name = self.server_name;
         let mut problems = Vec::new();
         for (index, cert) in self.chain.path.iter().enumerate() {
-            let what = if index == 0 { format!("certificate for {name}") } else { format!("chain certificate {}", cert.label()) };
+            let what = if index == 0 {
+                format!("certificate for {name}")
+            } else {
+                format!("chain certificate {}", cert.label())
+            };
             if cert.expired(self.now) {
                 let ago = whole_days(-cert.days_left);
                 problems.push(format!("{what} expired {} ({ago} days ago)", date(cert.not_after)));
@@ -303,24 +313,16 @@ impl Findings<'_> {
         problems
     }
 
-    /// The status and reason when `earliest` (the first path certificate to
-    /// expire, at `index` on the path) has fewer days left than `crit_days` or `warn_days`.
-    fn expiry_threshold(&self, index: usize, earliest: &CertInfo) -> Option<(Status, String)> {
-        let (status, threshold, limit) = if earliest.days_left < f64::from(self.crit_days) {
-            (Status::Critical, "crit_days", self.crit_days)
-        } else if earliest.days_left < f64::from(self.warn_days) {
-            (Status::Warning, "warn_days", self.warn_days)
+    /// The status earned by the chain's least days left, with the threshold
+    /// it fell below (as " < warn_days 21"), None when above both.
+    fn expiry_threshold(&self, days_left: f64) -> Option<(Status, String)> {
+        if days_left < f64::from(self.crit_days) {
+            Some((Status::Critical, format!(" < crit_days {}", self.crit_days)))
+        } else if days_left < f64::from(self.warn_days) {
+            Some((Status::Warning, format!(" < warn_days {}", self.warn_days)))
         } else {
-            return None;
-        };
-        let which = if index == 0 {
-            "leaf".to_owned()
-        } else {
-            format!("intermediate {}", earliest.label())
-        };
-        let days = whole_days(earliest.days_left);
-        let reason = format!("{which} expires {} in {days} days (< {threshold} {limit})", date(earliest.not_after));
-        Some((status, reason))
+            None
+        }
     }
 
     /// Served certificates outside the path that have expired.
@@ -329,9 +331,7 @@ impl Findings<'_> {
     }
 
     fn details(&self) -> Value {
-        let brief = |cert: &CertInfo| {
-            json!({ "subject": cert.subject, "issuer": cert.issuer, "not_before": cert.not_before, "not_after": cert.not_after })
-        };
+        let brief = |cert: &CertInfo| json!({ "subject": cert.subject, "issuer": cert.issuer, "not_before": cert.not_before, "not_after": cert.not_after });
         json!({
             "address": self.address.to_string(),
             "server_name": self.server_name,
@@ -385,7 +385,7 @@ mod tests {
 
     async fn check(spec: &TlsSpec) -> CheckOutcome {
         let executor = Executor::new(DenyList::default()).expect("executor");
-        let o = run(&executor, spec, &Progress::default()).await; eprintln!("OUT {:?} {} {:?}", o.status, o.output, o.metrics); o
+        run(&executor, spec, &Progress::default()).await
     }
 
     async fn serve(chain: Vec<CertificateDer<'static>>, leaf: Leaf) -> SocketAddr {
@@ -432,14 +432,17 @@ mod tests {
         spec.crit_days = Some(7);
         let critical = check(&spec).await;
         assert_eq!(critical.status, Status::Critical, "{critical:?}");
-        assert!(critical.output.starts_with("leaf expires "), "{}", critical.output);
-        assert!(critical.output.contains("in 4 days (< crit_days 7)"), "{}", critical.output);
+        let expiry = date(Utc::now() + chrono::Duration::days(5));
+        assert_eq!(
+            critical.output,
+            format!("leaf expires {expiry} (4 days < crit_days 7), TLSv1.3, issuer CN=picket test CA")
+        );
 
         spec.crit_days = Some(3);
         spec.warn_days = Some(21);
         let warning = check(&spec).await;
         assert_eq!(warning.status, Status::Warning, "{warning:?}");
-        assert!(warning.output.contains("in 4 days (< warn_days 21)"), "{}", warning.output);
+        assert!(warning.output.contains(" (4 days < warn_days 21), TLSv1.3"), "{}", warning.output);
         let days = metric(&warning, "days_left");
         assert!((4.9..5.0).contains(&days), "{days}");
     }
@@ -474,7 +477,9 @@ mod tests {
 
         assert_eq!(outcome.status, Status::Critical, "{outcome:?}");
         assert!(
-            outcome.output.starts_with("hostname mismatch: wrong.test is not among the certificate's names (right.test)"),
+            outcome
+                .output
+                .starts_with("hostname mismatch: wrong.test is not among the certificate's names (right.test)"),
             "{}",
             outcome.output
         );
@@ -532,15 +537,27 @@ mod tests {
         let ca = Authority::root("picket unknown CA");
         let leaf = ca.leaf(&["unknown.test"], Validity::days(-1, 90));
         let addr = serve(vec![leaf.cert.clone()], leaf).await;
-
         let outcome = check(&spec(addr, "unknown.test", None)).await;
+        assert_eq!(outcome.status, Status::Critical, "{outcome:?}");
+        assert_eq!(
+            outcome.output,
+            "certificate for unknown.test is not trusted: unknown issuer; issuer CN=picket unknown CA"
+        );
 
+        let intermediate = ca.intermediate("picket unknown intermediate", Validity::days(-1, 90));
+        let leaf = intermediate.leaf(&["unknown.test"], Validity::days(-1, 90));
+        let addr = serve(vec![leaf.cert.clone(), intermediate.cert.clone()], leaf).await;
+        let outcome = check(&spec(addr, "unknown.test", None)).await;
         assert_eq!(outcome.status, Status::Critical, "{outcome:?}");
         assert!(
-            outcome.output.starts_with("certificate for unknown.test is not trusted: issuer CN=picket unknown CA"),
+            outcome.output.starts_with(
+                "certificate for unknown.test is not trusted: \
+                 unknown issuer CN=picket unknown CA of CN=picket unknown intermediate;"
+            ),
             "{}",
             outcome.output
         );
+        assert_eq!(outcome.details["chain"].as_array().map(Vec::len), Some(2));
     }
 
     #[tokio::test]
@@ -559,7 +576,8 @@ mod tests {
         assert!((89.9..=90.0).contains(&leaf_days), "{leaf_days}");
         assert!((29.9..=30.0).contains(&chain_days), "{chain_days}");
         assert!(
-            outcome.output.contains("(89 days), chain ") && outcome.output.contains("(29 days, CN=picket test intermediate)"),
+            outcome.output.contains("(89 days), chain ")
+                && outcome.output.contains("(29 days, CN=picket test intermediate), TLSv1.3"),
             "{}",
             outcome.output
         );
@@ -569,7 +587,8 @@ mod tests {
         let warning = check(&spec).await;
         assert_eq!(warning.status, Status::Warning, "{warning:?}");
         assert!(
-            warning.output.starts_with("intermediate CN=picket test intermediate expires "),
+            warning.output.starts_with("intermediate CN=picket test intermediate expires ")
+                && warning.output.contains(" (29 days < warn_days 45); leaf expires "),
             "{}",
             warning.output
         );

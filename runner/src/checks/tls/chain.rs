@@ -105,11 +105,16 @@ impl ServedChain {
 /// Analyses `served` (leaf first) against `anchors` at `now`. Served
 /// certificates that do not parse cannot be on any path and are left out;
 /// a leaf that does not parse is an error.
-pub(super) fn analyze(served: &[CertificateDer<'_>], anchors: &[TrustAnchor<'_>], now: DateTime<Utc>) -> Result<ServedChain, String> {
+pub(super) fn analyze(
+    served: &[CertificateDer<'_>],
+    anchors: &[TrustAnchor<'_>],
+    now: DateTime<Utc>,
+) -> Result<ServedChain, String> {
     let Some(leaf_der) = served.first() else {
         return Err("the server sent no certificate".to_owned());
     };
-    let (_, leaf) = X509Certificate::from_der(leaf_der).map_err(|e| format!("the served certificate does not parse: {e}"))?;
+    let (_, leaf) =
+        X509Certificate::from_der(leaf_der).map_err(|e| format!("the served certificate does not parse: {e}"))?;
     let mut certs = vec![(leaf_der, leaf)];
     certs.extend(served[1..].iter().filter_map(|der| X509Certificate::from_der(der).ok().map(|(_, cert)| (der, cert))));
     let parsed: Vec<&X509Certificate<'_>> = certs.iter().map(|(_, cert)| cert).collect();
@@ -204,7 +209,8 @@ impl PathFinder<'_, '_> {
         self.anchors.iter().filter(|anchor| anchor.subject.as_ref() == issuer.content.as_ref()).any(|anchor| {
             // The anchor keeps the SubjectPublicKeyInfo's contents: wrap them
             // back into the SEQUENCE x509-parser expects.
-            let Ok(spki_der) = Sequence::new(Cow::Borrowed(anchor.subject_public_key_info.as_ref())).to_der_vec() else {
+            let Ok(spki_der) = Sequence::new(Cow::Borrowed(anchor.subject_public_key_info.as_ref())).to_der_vec()
+            else {
                 return false;
             };
             SubjectPublicKeyInfo::from_der(&spki_der).is_ok_and(|(_, spki)| self.verifies(cert, &spki))

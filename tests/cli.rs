@@ -1,0 +1,88 @@
+//! `picket validate`, `schema` and `check` as a user runs them.
+
+use crate::support::{checks_dir, path_str, repo, run, spawn_target, stderr, stdout};
+
+#[test]
+fn validate_accepts_the_shipped_checks_and_examples() {
+    for dir in ["checks", "examples"] {
+        let out = run(&["validate", &path_str(&repo(dir))]);
+        assert_eq!(out.status.code(), Some(0), "{dir}: {}{}", stdout(&out), stderr(&out));
+        assert!(stdout(&out).contains("all valid"));
+    }
+}
+
+#[test]
+fn validate_lists_every_problem_and_exits_65() {
+    let dir = checks_dir(&[
+        ("a.json", r#"{"name": "a", "type": "http", "url": "http://x/", "interval": "10s", "timeout": "20s"}"#.into()),
+        (
+            "b.json",
+            r#"{"name": "b", "type": "dns", "query": "x", "record": "A", "interval": "10s", "handlers": ["nope"]}"#
+                .into(),
+        ),
+    ]);
+    let out = run(&["validate", &path_str(dir.path())]);
+    assert_eq!(out.status.code(), Some(65));
+    let text = stdout(&out);
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines.len(), 2, "{text}");
+    assert!(lines[0].ends_with("a.json:1:81: timeout: timeout 20s must be below the interval 10s"), "{text}");
+    assert!(lines[1].ends_with("b.json:1:91: handlers[0]: no handler is named \"nope\" (defined: none)"), "{text}");
+    assert!(stderr(&out).contains("2 problem(s)"));
+}
+
+#[test]
+fn validate_of_a_missing_directory_is_a_usage_error() {
+    let out = run(&["validate", "/nonexistent/picket-checks"]);
+    assert_eq!(out.status.code(), Some(64), "{}", stderr(&out));
+    assert!(stderr(&out).contains("/nonexistent/picket-checks"));
+}
+
+#[test]
+fn schema_prints_a_json_schema() {
+    let out = run(&["schema"]);
+    assert_eq!(out.status.code(), Some(0));
+    let schema: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(schema["$schema"], "https://json-schema.org/draft/2020-12/schema");
+    assert!(schema["$defs"]["HttpSpec"]["properties"]["url"].is_object());
+}
+
+#[test]
+fn check_exits_with_the_status_and_prints_json() {
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let target = spawn_target(&runtime, std::time::Duration::ZERO);
+    let ok = format!(r#"{{"name": "up", "type": "http", "url": "http://{}/", "interval": "10s"}}"#, target.addr);
+    let down = r#"{"name": "down", "type": "http", "url": "http://127.0.0.1:9/", "interval": "10s"}"#;
+    let dir = checks_dir(&[("both.json", format!("[{ok}, {down}]"))]);
+    let file = path_str(&dir.path().join("both.json"));
+
+    let out = run(&["check", &file, "--name", "up"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert!(stdout(&out).starts_with("up OK: HTTP 200 in "), "{}", stdout(&out));
+
+    let out = run(&["check", &file, "--name", "down", "--json"]);
+    assert_eq!(out.status.code(), Some(2));
+    let result: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(result["status"], 2);
+    assert_eq!(result["check"], "down");
+    assert!(result["output"].as_str().unwrap().starts_with("connect to 127.0.0.1:9: "), "{result}");
+
+    let out = run(&["check", &file]);
+    assert_eq!(out.status.code(), Some(64));
+    assert!(stderr(&out).contains("pick one with --name (up, down)"), "{}", stderr(&out));
+    assert_eq!(target.connections.load(std::sync::atomic::Ordering::SeqCst), 1);
+}
+
+#[test]
+fn bad_configuration_exits_64_naming_the_setting() {
+    let dir =
+        checks_dir(&[("a.json", r#"{"name": "a", "type": "http", "url": "http://x/", "interval": "10s"}"#.into())]);
+    let out = crate::support::picket()
+        .args(["standalone", "--checks", &path_str(dir.path())])
+        .env("PICKET_DENY_CIDRS", "10.0.0.0/33")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(64));
+    assert!(stderr(&out).contains("PICKET_DENY_CIDRS") || stderr(&out).contains("--deny-cidrs"), "{}", stderr(&out));
+    assert!(stderr(&out).contains("10.0.0.0/33"), "{}", stderr(&out));
+}
