@@ -26,10 +26,10 @@ fn lines_of(stream: impl Read + Send + 'static) -> mpsc::Receiver<String> {
 fn listen_addr(stderr: &mpsc::Receiver<String>) -> String {
     let deadline = Instant::now() + Duration::from_secs(10);
     while Instant::now() < deadline {
-        if let Ok(line) = stderr.recv_timeout(Duration::from_millis(100)) {
-            if let Some(rest) = line.split("addr=").nth(1) {
-                return rest.split_whitespace().next().unwrap().to_owned();
-            }
+        if let Ok(line) = stderr.recv_timeout(Duration::from_millis(100))
+            && let Some(rest) = line.split("addr=").nth(1)
+        {
+            return rest.split_whitespace().next().unwrap().to_owned();
         }
     }
     panic!("picket never announced its listen address");

@@ -147,7 +147,8 @@ pub struct Keepalive {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum Message {
-    CheckRequest(CheckRequest),
+    /// Boxed: a request carries a whole check definition, far larger than the rest.
+    CheckRequest(Box<CheckRequest>),
     CheckResult(CheckResult),
     Keepalive(Keepalive),
 }
@@ -177,7 +178,7 @@ pub fn encode(message: &Message) -> Vec<u8> {
 pub fn decode(bytes: &[u8]) -> Result<Message, DecodeError> {
     let mut value: Value = serde_json::from_slice(bytes).map_err(DecodeError::Json)?;
     let version = value.as_object_mut().and_then(|m| m.remove("v")).unwrap_or(Value::Null);
-    if version != Value::from(WIRE_VERSION) {
+    if version.as_u64() != Some(WIRE_VERSION) {
         return Err(DecodeError::Version(version));
     }
     let kind = value.get("kind").and_then(Value::as_str).unwrap_or("message").to_owned();
@@ -208,7 +209,7 @@ mod tests {
 
     #[test]
     fn requests_round_trip_in_the_envelope() {
-        let msg = Message::CheckRequest(request());
+        let msg = Message::CheckRequest(Box::new(request()));
         let bytes = encode(&msg);
         let text = std::str::from_utf8(&bytes).unwrap();
         assert!(text.contains(r#""v":1"#) && text.contains(r#""kind":"check_request""#), "{text}");

@@ -63,7 +63,8 @@ impl Trust {
 
     /// The client configuration of HTTPS checks (ALPN http/1.1): verifying
     /// against the system roots plus the anchors in `ca_file`, or accepting
-    /// any certificate when `verify` is false. Built once per distinct input.
+    /// any certificate when `verify` is false. Built once per distinct input
+    /// (a `ca_file` is read once; a changed file takes a runner restart).
     pub(crate) fn http_config(&self, ca_file: Option<&Path>, verify: bool) -> Result<Arc<ClientConfig>, String> {
         let key =
             if verify { HttpConfigKey::Verifying(ca_file.map(Path::to_path_buf)) } else { HttpConfigKey::Accepting };

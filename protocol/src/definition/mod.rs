@@ -310,10 +310,8 @@ impl FieldError {
 pub fn parse_check(value: Value) -> Result<CheckDefinition, FieldError> {
     let object = into_object(value)?;
     let (common, mut rest) = split(object, COMMON_FIELDS);
-    if let Some(kind) = rest.remove("kind") {
-        if kind != "check" {
-            return Err(FieldError::new("kind", "a check object has kind \"check\" (or no kind)"));
-        }
+    if rest.remove("kind").is_some_and(|kind| kind != "check") {
+        return Err(FieldError::new("kind", "a check object has kind \"check\" (or no kind)"));
     }
     let type_name = take_type(&mut rest, &["http", "dns", "tls"])?;
     let common: CheckCommon = typed(common, "")?;
@@ -421,10 +419,10 @@ fn validate_common(common: &CheckCommon) -> Result<(), FieldError> {
     for (i, sub) in common.subscriptions.iter().enumerate() {
         validate_name(&format!("subscriptions[{i}]"), sub)?;
     }
-    if let (Some(low), Some(high)) = (common.low_flap_threshold, common.high_flap_threshold) {
-        if low > high {
-            return Err(FieldError::new("low_flap_threshold", "must not exceed high_flap_threshold"));
-        }
+    if let (Some(low), Some(high)) = (common.low_flap_threshold, common.high_flap_threshold)
+        && low > high
+    {
+        return Err(FieldError::new("low_flap_threshold", "must not exceed high_flap_threshold"));
     }
     for (field, value) in
         [("low_flap_threshold", common.low_flap_threshold), ("high_flap_threshold", common.high_flap_threshold)]
@@ -469,13 +467,13 @@ fn validate_spec(spec: &CheckSpec) -> Result<(), FieldError> {
                 }
             }
             for (name, value) in &http.headers {
-                if let secret::TextOrSecret::Text(text) = value {
-                    if text.bytes().any(|b| b == b'\r' || b == b'\n' || b == 0) {
-                        return Err(FieldError::new(
-                            format!("headers.{name}"),
-                            "header values cannot contain CR, LF or NUL",
-                        ));
-                    }
+                if let secret::TextOrSecret::Text(text) = value
+                    && text.bytes().any(|b| b == b'\r' || b == b'\n' || b == 0)
+                {
+                    return Err(FieldError::new(
+                        format!("headers.{name}"),
+                        "header values cannot contain CR, LF or NUL",
+                    ));
                 }
             }
             validate_latency("expect", http.expect.latency())

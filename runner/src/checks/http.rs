@@ -293,15 +293,15 @@ fn evaluate(spec: &HttpSpec, response: HopResponse, hops: &[Hop], url: &Url, sta
     let body = String::from_utf8_lossy(&response.body);
     let truncated_note =
         if response.truncated { format!(" (in the first {} bytes read)", response.bytes) } else { String::new() };
-    if let Some(needle) = &expect.body_contains {
-        if !body.contains(needle.as_str()) {
-            findings.push((Status::Critical, format!("body does not contain {needle:?}{truncated_note}")));
-        }
+    if let Some(needle) = &expect.body_contains
+        && !body.contains(needle.as_str())
+    {
+        findings.push((Status::Critical, format!("body does not contain {needle:?}{truncated_note}")));
     }
-    if let Some(pattern) = &expect.body_regex {
-        if !pattern.is_match(&body) {
-            findings.push((Status::Critical, format!("body does not match /{}/{truncated_note}", pattern.as_str())));
-        }
+    if let Some(pattern) = &expect.body_regex
+        && !pattern.is_match(&body)
+    {
+        findings.push((Status::Critical, format!("body does not match /{}/{truncated_note}", pattern.as_str())));
     }
     for (name, matcher) in &expect.headers {
         match response.headers.get(name.as_str()).map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned()) {

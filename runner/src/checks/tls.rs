@@ -18,6 +18,7 @@ use chrono::{DateTime, Utc};
 use protocol::Status;
 use protocol::definition::TlsSpec;
 use rustls::client::{verify_server_cert_signed_by_trust_anchor, verify_server_name};
+use rustls::crypto::WebPkiSupportedAlgorithms;
 use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
 use rustls::server::ParsedCertificate;
 use rustls::{CertificateError, ProtocolVersion, RootCertStore};
@@ -72,10 +73,14 @@ async fn inspect(
     );
     drop(tls);
 
+    let Some((leaf, intermediates)) = served.split_first() else {
+        return Err(CheckOutcome::critical(format!("{address} completed the handshake without a certificate")));
+    };
     let now = Utc::now();
-    let chain =
-        chain::analyze(&served, &anchors.roots, now).map_err(|e| CheckOutcome::critical(format!("{e} ({address})")))?;
-    let verdict = Verdict::new(&served, &anchors, &server_name, executor);
+    let chain = chain::analyze(leaf, intermediates, &anchors.roots, now)
+        .map_err(|e| CheckOutcome::critical(format!("{e} ({address})")))?;
+    let algorithms = executor.trust.signature_algorithms();
+    let verdict = Verdict::new(leaf, intermediates, &anchors, &server_name, algorithms);
     let findings = Findings {
         server_name: spec.server_name(),
         warn_days: spec.warn_days(),
@@ -132,15 +137,12 @@ struct Verdict {
 
 impl Verdict {
     fn new(
-        served: &[CertificateDer<'static>],
+        leaf: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
         anchors: &RootCertStore,
         server_name: &ServerName<'_>,
-        executor: &Executor,
+        algorithms: WebPkiSupportedAlgorithms,
     ) -> Self {
-        let Some((leaf, intermediates)) = served.split_first() else {
-            let missing = rustls::Error::NoCertificatesPresented;
-            return Self { trust: Err(missing.clone()), hostname: Err(missing) };
-        };
         match ParsedCertificate::try_from(leaf) {
             Ok(parsed) => Self {
                 trust: verify_server_cert_signed_by_trust_anchor(
@@ -148,7 +150,7 @@ impl Verdict {
                     anchors,
                     intermediates,
                     UnixTime::now(),
-                    executor.trust.signature_algorithms().all,
+                    algorithms.all,
                 ),
                 hostname: verify_server_name(&parsed, server_name),
             },
@@ -161,16 +163,11 @@ impl Verdict {
     /// webpki rejects only for its dates is trusted when the path reaches a
     /// trust anchor.
     fn trust_error(&self, chain: &ServedChain) -> Option<String> {
-        let error = self.trust.as_ref().err()?;
-        match error {
-            rustls::Error::InvalidCertificate(cert_error) if is_date_error(cert_error) && chain.anchored => None,
-            rustls::Error::InvalidCertificate(
-                CertificateError::UnknownIssuer
-                | CertificateError::Expired
-                | CertificateError::ExpiredContext { .. }
-                | CertificateError::NotValidYet
-                | CertificateError::NotValidYetContext { .. },
-            ) => Some(unknown_issuer(chain)),
+        match self.trust.as_ref().err()? {
+            rustls::Error::InvalidCertificate(error) if is_date_error(error) => {
+                (!chain.anchored).then(|| unknown_issuer(chain))
+            }
+            rustls::Error::InvalidCertificate(CertificateError::UnknownIssuer) => Some(unknown_issuer(chain)),
             other => Some(other.to_string()),
         }
     }
@@ -272,13 +269,14 @@ impl Findings<'_> {
         }
         let leaf_below = if earliest_index == 0 { below } else { "" };
         let mut summary =
-            format!("leaf expires {} ({} days{leaf_below})", date(leaf.not_after), whole_days(leaf.days_left));
+            format!("leaf expires {} ({}{leaf_below})", date(leaf.not_after), days_text(whole_days(leaf.days_left)));
         if earliest_index > 0 {
-            let (day, days, name) = (date(earliest.not_after), whole_days(earliest.days_left), earliest.label());
+            let (day, days, name) =
+                (date(earliest.not_after), days_text(whole_days(earliest.days_left)), earliest.label());
             if threshold.is_some() {
-                parts.insert(0, format!("intermediate {name} expires {day} ({days} days{below})"));
+                parts.insert(0, format!("intermediate {name} expires {day} ({days}{below})"));
             } else {
-                summary.push_str(&format!(", chain {day} ({days} days, {name})"));
+                summary.push_str(&format!(", chain {day} ({days}, {name})"));
             }
         }
         summary.push_str(&format!(", {}, {issuer}", self.protocol));
@@ -297,11 +295,13 @@ impl Findings<'_> {
                 format!("chain certificate {}", cert.label())
             };
             if cert.expired(self.now) {
-                let ago = whole_days(-cert.days_left);
-                problems.push(format!("{what} expired {} ({ago} days ago)", date(cert.not_after)));
+                let ago = days_text(whole_days(-cert.days_left));
+                problems.push(format!("{what} expired {} ({ago} ago)", date(cert.not_after)));
             } else if cert.not_yet_valid(self.now) {
-                let until = whole_days((cert.not_before - self.now).num_seconds() as f64 / 86_400.0);
-                problems.push(format!("{what} is not valid until {} (in {until} days)", date(cert.not_before)));
+                // Rounded up: valid in 9.5 days is "in 10 days".
+                let until = (cert.not_before - self.now).num_seconds() as f64 / 86_400.0;
+                let until = days_text(until.ceil() as i64);
+                problems.push(format!("{what} is not valid until {} (in {until})", date(cert.not_before)));
             }
         }
         if let Some(error) = &self.trust_error {
@@ -331,7 +331,14 @@ impl Findings<'_> {
     }
 
     fn details(&self) -> Value {
-        let brief = |cert: &CertInfo| json!({ "subject": cert.subject, "issuer": cert.issuer, "not_before": cert.not_before, "not_after": cert.not_after });
+        let brief = |cert: &CertInfo| {
+            json!({
+                "subject": cert.subject,
+                "issuer": cert.issuer,
+                "not_before": cert.not_before,
+                "not_after": cert.not_after,
+            })
+        };
         json!({
             "address": self.address.to_string(),
             "server_name": self.server_name,
@@ -357,6 +364,10 @@ fn date(time: DateTime<Utc>) -> String {
 /// Whole days, rounded down: a certificate with 6.9 days left has 6 full days.
 fn whole_days(days: f64) -> i64 {
     days.floor() as i64
+}
+
+fn days_text(days: i64) -> String {
+    if days == 1 { "1 day".to_owned() } else { format!("{days} days") }
 }
 
 #[cfg(test)]
@@ -464,6 +475,39 @@ mod tests {
         );
         assert!(metric(&outcome, "days_left") < -4.9);
         assert_eq!(outcome.details["trusted"], true, "an expired chain still leads to a trusted root");
+    }
+
+    #[tokio::test]
+    async fn not_yet_valid_leaf_and_expired_intermediate_are_critical() {
+        let ca = Authority::root("picket test CA");
+        let ca_file = ca.ca_file();
+        let leaf = ca.leaf(&["future.test"], Validity::days(10, 100));
+        let valid_from = date(Utc::now() + chrono::Duration::days(10));
+        let addr = serve(vec![leaf.cert.clone()], leaf).await;
+        let outcome = check(&spec(addr, "future.test", Some(ca_file.path()))).await;
+        assert_eq!(outcome.status, Status::Critical, "{outcome:?}");
+        assert_eq!(
+            outcome.output,
+            format!(
+                "certificate for future.test is not valid until {valid_from} (in 10 days); issuer CN=picket test CA"
+            )
+        );
+
+        let intermediate = ca.intermediate("picket old intermediate", Validity::days(-100, -1));
+        let leaf = intermediate.leaf(&["stale.test"], Validity::days(-10, 90));
+        let expiry = date(Utc::now() - chrono::Duration::days(1));
+        let addr = serve(vec![leaf.cert.clone(), intermediate.cert.clone()], leaf).await;
+        let outcome = check(&spec(addr, "stale.test", Some(ca_file.path()))).await;
+        assert_eq!(outcome.status, Status::Critical, "{outcome:?}");
+        assert_eq!(
+            outcome.output,
+            format!(
+                "chain certificate CN=picket old intermediate expired {expiry} (1 day ago); \
+                 issuer CN=picket old intermediate"
+            )
+        );
+        assert!(metric(&outcome, "chain_days_left") < 0.0);
+        assert!(metric(&outcome, "days_left") > 89.0);
     }
 
     #[tokio::test]

@@ -91,6 +91,7 @@ pub(super) struct ServedChain {
 }
 
 impl ServedChain {
+    /// The path always starts with the leaf, so it is never empty.
     pub(super) fn leaf(&self) -> &CertInfo {
         &self.path[0]
     }
@@ -102,21 +103,19 @@ impl ServedChain {
     }
 }
 
-/// Analyses `served` (leaf first) against `anchors` at `now`. Served
-/// certificates that do not parse cannot be on any path and are left out;
-/// a leaf that does not parse is an error.
+/// Analyses the served `leaf` and `others` against `anchors` at `now`.
+/// Served certificates that do not parse cannot be on any path and are left
+/// out; a leaf that does not parse is an error.
 pub(super) fn analyze(
-    served: &[CertificateDer<'_>],
+    leaf_der: &CertificateDer<'_>,
+    others: &[CertificateDer<'_>],
     anchors: &[TrustAnchor<'_>],
     now: DateTime<Utc>,
 ) -> Result<ServedChain, String> {
-    let Some(leaf_der) = served.first() else {
-        return Err("the server sent no certificate".to_owned());
-    };
     let (_, leaf) =
         X509Certificate::from_der(leaf_der).map_err(|e| format!("the served certificate does not parse: {e}"))?;
     let mut certs = vec![(leaf_der, leaf)];
-    certs.extend(served[1..].iter().filter_map(|der| X509Certificate::from_der(der).ok().map(|(_, cert)| (der, cert))));
+    certs.extend(others.iter().filter_map(|der| X509Certificate::from_der(der).ok().map(|(_, cert)| (der, cert))));
     let parsed: Vec<&X509Certificate<'_>> = certs.iter().map(|(_, cert)| cert).collect();
 
     let finder = PathFinder { certs: &parsed, anchors, now: now.timestamp(), budget: Cell::new(SIGNATURE_BUDGET) };
