@@ -606,6 +606,57 @@ mod tests {
         assert_eq!(server.connections.load(Ordering::SeqCst), 0);
     }
 
+    /// An HTTPS server for `names` answering every request with 200 "secure".
+    async fn serve_https(
+        leaf: &crate::test_pki::Leaf,
+        chain_extra: Vec<rustls::pki_types::CertificateDer<'static>>,
+    ) -> std::net::SocketAddr {
+        let mut chain = vec![leaf.cert.clone()];
+        chain.extend(chain_extra);
+        let config = crate::test_pki::server_config(chain, leaf.key.clone_key());
+        crate::test_pki::serve_tls_with(config, |mut stream| async move {
+            let mut buf = [0u8; 2048];
+            let _ = stream.read(&mut buf).await;
+            let _ = stream.write_all(ok("secure").as_bytes()).await;
+            let _ = stream.shutdown().await;
+        })
+        .await
+    }
+
+    #[tokio::test]
+    async fn https_is_verified_against_the_ca_file_and_timed() {
+        use crate::test_pki::{Authority, Validity};
+        let ca = Authority::root("picket test CA");
+        let leaf = ca.leaf(&["web.test"], Validity::days(-1, 30));
+        let addr = serve_https(&leaf, vec![]).await;
+        let ca_file = ca.ca_file();
+        let by_ip = format!("https://127.0.0.1:{}/", addr.port());
+        let outcome = run(json!({"url": by_ip, "ca_file": ca_file.path()})).await;
+        assert_eq!(outcome.status, Status::Critical, "the certificate is for web.test, not 127.0.0.1: {outcome:?}");
+        assert!(outcome.output.starts_with("TLS handshake with 127.0.0.1:"), "{}", outcome.output);
+
+        let ip_leaf = ca.leaf(&["127.0.0.1"], Validity::days(-1, 30));
+        let ip_addr = serve_https(&ip_leaf, vec![]).await;
+        let outcome = run(json!({"url": format!("https://127.0.0.1:{}/", ip_addr.port()), "ca_file": ca_file.path(), "expect": {"body_contains": "secure"}})).await;
+        assert_eq!(outcome.status, Status::Ok, "{outcome:?}");
+        assert!(outcome.metrics.contains_key("tls"), "{:?}", outcome.metrics);
+        let days = outcome.metrics["cert_days_left"];
+        assert!((29.0..=30.0).contains(&days), "cert_days_left {days}");
+    }
+
+    #[tokio::test]
+    async fn an_untrusted_certificate_fails_unless_verification_is_off() {
+        use crate::test_pki::{Leaf, Validity};
+        let leaf = Leaf::self_signed(&["127.0.0.1"], Validity::days(-1, 30));
+        let addr = serve_https(&leaf, vec![]).await;
+        let url = format!("https://127.0.0.1:{}/", addr.port());
+        let verified = run(json!({"url": url})).await;
+        assert_eq!(verified.status, Status::Critical);
+        assert!(verified.output.contains("invalid peer certificate"), "{}", verified.output);
+        let unverified = run(json!({"url": url, "tls_verify": false})).await;
+        assert_eq!(unverified.status, Status::Ok, "{unverified:?}");
+    }
+
     #[tokio::test]
     async fn secret_headers_are_read_from_the_environment() {
         let server = serve(|_| Script::Reply(ok("x"))).await;
