@@ -661,7 +661,9 @@ mod tests {
         let elapsed = started.elapsed();
         assert_eq!(outcome.status, Status::Critical);
         assert_eq!(outcome.output, format!("no answer from {} within 540ms (2 attempts)", server.addr));
-        assert!(elapsed < timeout, "took {elapsed:?}");
+        // The exact output above shows the check's own budget ended the run;
+        // the slack only absorbs scheduling delays on a loaded machine.
+        assert!(elapsed < timeout + Duration::from_secs(1), "took {elapsed:?}");
         assert!(elapsed >= Duration::from_millis(500), "took {elapsed:?}");
         assert_eq!(server.udp_queries.load(Ordering::SeqCst), 2);
         assert_eq!(outcome.details["attempts"], 2);
