@@ -9,6 +9,7 @@ use anyhow::anyhow;
 use chrono::Utc;
 use protocol::definition::CatalogError;
 use protocol::definition::schema::definition_file_schema;
+use protocol::message::AlertPolicy;
 use protocol::{Catalog, CheckDefinition, CheckRequest, CheckResult};
 use runner::Executor;
 
@@ -96,7 +97,7 @@ pub async fn check(file: &Path, name: Option<&str>, json: bool, deny: runner::De
         lateness_ms: 0,
         metrics: outcome.metrics,
         details: outcome.details,
-        handlers: check.common.handlers.clone(),
+        policy: AlertPolicy::of(&check),
     };
     if json {
         let text = serde_json::to_string_pretty(&result).map_err(|e| Failure::Runtime(e.into()))?;

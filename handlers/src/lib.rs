@@ -5,6 +5,8 @@
 
 pub mod console;
 pub mod consumer;
+pub mod event;
 
 pub use console::Console;
 pub use consumer::{Accept, HandlerError, ResultSink, consume};
+pub use event::{Event, EventKind};

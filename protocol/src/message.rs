@@ -125,9 +125,41 @@ pub struct CheckResult {
     /// Type-specific facts (certificate data, DNS answers, HTTP hops).
     #[serde(default, skip_serializing_if = "Value::is_null")]
     pub details: Value,
-    /// The handlers the check names, so the handler needs no definition files.
+    /// How the handler should alert on this check, carried with each result
+    /// so the handler needs no check definitions.
+    #[serde(default)]
+    pub policy: AlertPolicy,
+}
+
+/// The alerting settings of a check (DESIGN.md §3), as the handler needs them.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AlertPolicy {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub handlers: Vec<String>,
+    /// Consecutive non-OK results before a problem is notified (at least 1).
+    pub occurrences: u32,
+    /// Seconds between reminders while a problem lasts.
+    pub refresh_secs: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub low_flap_threshold: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub high_flap_threshold: Option<f64>,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub labels: BTreeMap<String, String>,
+}
+
+impl AlertPolicy {
+    pub fn of(check: &CheckDefinition) -> Self {
+        Self {
+            handlers: check.common.handlers.clone(),
+            occurrences: check.occurrences(),
+            refresh_secs: check.refresh().as_secs(),
+            low_flap_threshold: check.common.low_flap_threshold,
+            high_flap_threshold: check.common.high_flap_threshold,
+            labels: check.common.labels.clone(),
+        }
+    }
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]

@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use chrono::Utc;
-use protocol::message::{CheckRequest, CheckResult};
+use protocol::message::{AlertPolicy, CheckRequest, CheckResult};
 use protocol::metrics::{self, Metrics, ReasonLabels, ResultLabels};
 use protocol::transport::{DeadReason, Delivery, Transport, TransportError};
 use tokio::sync::Semaphore;
@@ -168,7 +168,7 @@ impl<T: Transport> RunnerPool<T> {
                 lateness_ms: lateness.num_milliseconds(),
                 metrics: outcome.metrics,
                 details: outcome.details,
-                handlers: request.check.common.handlers.clone(),
+                policy: AlertPolicy::of(&request.check),
             };
             metrics
                 .results

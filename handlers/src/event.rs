@@ -1,0 +1,85 @@
+//! Events: what the handler decided is worth telling someone about. The state
+//! machine produces them; notifiers deliver them.
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use chrono::{DateTime, Utc};
+use protocol::Status;
+use serde::{Deserialize, Serialize};
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum EventKind {
+    /// Status turned non-OK and the check's occurrences were reached, or a
+    /// notified problem changed status (WARNING → CRITICAL).
+    Problem,
+    /// Back to OK after a notified problem.
+    Resolved,
+    /// Still failing `refresh` after the last notification.
+    Reminder,
+    FlappingStart,
+    FlappingEnd,
+    /// No keepalive from a runner for 3 of its intervals (handler's clock).
+    RunnerLost,
+    RunnerBack,
+    /// Requests for a subscription expired unrun: the pool is not keeping up.
+    Missed,
+}
+
+impl EventKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Problem => "problem",
+            Self::Resolved => "resolved",
+            Self::Reminder => "reminder",
+            Self::FlappingStart => "flapping_start",
+            Self::FlappingEnd => "flapping_end",
+            Self::RunnerLost => "runner_lost",
+            Self::RunnerBack => "runner_back",
+            Self::Missed => "missed",
+        }
+    }
+}
+
+impl fmt::Display for EventKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// One event, complete enough for any notifier to render on its own.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Event {
+    /// Unique per event; notifiers use it to make retries idempotent.
+    pub id: String,
+    pub kind: EventKind,
+    /// The check, for check events; empty for runner events.
+    pub check: String,
+    /// The subscription (runner pool) the event concerns.
+    pub subscription: String,
+    /// The runner that produced the result, or the runner lost/back.
+    pub runner: String,
+    pub status: Status,
+    /// The status before this event, when it changed.
+    pub previous: Option<Status>,
+    /// One human line: the check's output or what happened.
+    pub output: String,
+    pub metrics: BTreeMap<String, f64>,
+    pub labels: BTreeMap<String, String>,
+    pub occurred_at: DateTime<Utc>,
+    /// The handler names this event is routed to.
+    pub handlers: Vec<String>,
+}
+
+impl Event {
+    /// PagerDuty's dedup key, also the identity of an incident: one per
+    /// (subscription, check), or per runner for runner events.
+    pub fn incident_key(&self) -> String {
+        if self.check.is_empty() {
+            format!("picket/{}/runner/{}", self.subscription, self.runner)
+        } else {
+            format!("picket/{}/{}", self.subscription, self.check)
+        }
+    }
+}
