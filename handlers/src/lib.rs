@@ -6,6 +6,7 @@
 pub mod console;
 pub mod consumer;
 pub mod event;
+pub mod notify;
 
 pub use console::Console;
 pub use consumer::{Accept, HandlerError, ResultSink, consume};
