@@ -90,8 +90,6 @@ pub struct CheckRequest {
     /// The latest useful start; a request not started by then is dead-lettered, never run.
     pub deadline: DateTime<Utc>,
     pub scheduler: String,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub sig: Option<String>,
 }
 
 impl CheckRequest {
@@ -235,7 +233,6 @@ mod tests {
             scheduled_at: slot,
             deadline: slot + chrono::Duration::seconds(5),
             scheduler: "s1".into(),
-            sig: None,
         }
     }
 

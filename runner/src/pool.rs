@@ -230,7 +230,6 @@ mod tests {
             scheduled_at,
             deadline: scheduled_at + window,
             scheduler: "test".into(),
-            sig: None,
         }
     }
 

@@ -117,7 +117,6 @@ impl<T: Transport> Scheduler<T> {
                 scheduled_at: slot.at,
                 deadline: slot.deadline,
                 scheduler: self.config.instance.clone(),
-                sig: None,
             };
             self.transport.publish_request(&request).await?;
             self.metrics.requests_published.get_or_create(&metrics::subscription(subscription)).inc();

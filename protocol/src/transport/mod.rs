@@ -5,6 +5,7 @@
 //! when its work is done (for a request: its result is published), `reject`
 //! to dead-letter it. A delivery dropped unsettled is redelivered by a broker.
 
+pub mod amqp;
 pub mod memory;
 
 use std::fmt;
