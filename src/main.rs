@@ -4,8 +4,10 @@
 
 #![forbid(unsafe_code)]
 
+mod broker;
 mod commands;
 mod config;
+mod roles;
 mod serve;
 mod shutdown;
 mod standalone;
@@ -42,6 +44,12 @@ enum Command {
         #[arg(long, env = "PICKET_LISTEN", default_value = "0.0.0.0:9750")]
         listen: std::net::SocketAddr,
     },
+    /// Publish check requests on schedule (RabbitMQ); standbys take over the leader lock.
+    Scheduler(roles::scheduler::SchedulerRoleArgs),
+    /// Consume check requests for some subscriptions, run them, publish results.
+    Runner(roles::runner::RunnerRoleArgs),
+    /// Consume results, keepalives and dead letters.
+    Handler(roles::handler::HandlerRoleArgs),
     /// Validate every definition under a directory; exit 65 on any problem.
     Validate {
         #[arg(default_value = "checks")]
@@ -130,6 +138,9 @@ fn run(command: Command) -> Result<ExitCode, Failure> {
         Command::Check { file, name, json, deny_cidrs } => {
             runtime()?.block_on(commands::check(&file, name.as_deref(), json, deny_cidrs))
         }
+        Command::Scheduler(args) => runtime()?.block_on(roles::scheduler::run(args)),
+        Command::Runner(args) => runtime()?.block_on(roles::runner::run(args)),
+        Command::Handler(args) => runtime()?.block_on(roles::handler::run(args)),
         Command::Standalone { checks, runner, listen } => {
             let plan = standalone::Plan::new(&checks, runner, listen)?;
             runtime()?.block_on(standalone::run(plan))

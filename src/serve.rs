@@ -12,18 +12,25 @@ use axum::routing::get;
 use prometheus_client::registry::Registry;
 use tokio_util::sync::CancellationToken;
 
+/// Whether a role can do its work now (e.g. its broker connection is up).
+pub type Readiness = Arc<dyn Fn() -> bool + Send + Sync>;
+
+/// Readiness that follows a flag the role sets.
+pub fn flag(ready: Arc<AtomicBool>) -> Readiness {
+    Arc::new(move || ready.load(Ordering::Relaxed))
+}
+
 #[derive(Clone)]
 struct Probe {
     registry: Arc<Registry>,
-    /// True while the role can do its work (e.g. its broker connection is up).
-    ready: Arc<AtomicBool>,
+    ready: Readiness,
 }
 
 /// Binds `addr` now (so a taken port fails at start) and serves until `shutdown`.
 pub async fn bind(
     addr: SocketAddr,
     registry: Registry,
-    ready: Arc<AtomicBool>,
+    ready: Readiness,
     shutdown: CancellationToken,
 ) -> anyhow::Result<impl Future<Output = ()> + Send> {
     let listener = tokio::net::TcpListener::bind(addr)
@@ -45,11 +52,7 @@ pub async fn bind(
 }
 
 async fn readyz(State(probe): State<Probe>) -> impl IntoResponse {
-    if probe.ready.load(Ordering::Relaxed) {
-        (StatusCode::OK, "ready\n")
-    } else {
-        (StatusCode::SERVICE_UNAVAILABLE, "not ready\n")
-    }
+    if (probe.ready)() { (StatusCode::OK, "ready\n") } else { (StatusCode::SERVICE_UNAVAILABLE, "not ready\n") }
 }
 
 async fn metrics(State(probe): State<Probe>) -> impl IntoResponse {

@@ -50,7 +50,8 @@ pub async fn run(plan: Plan) -> Result<ExitCode, Failure> {
     let stop_scheduling = CancellationToken::new();
     crate::shutdown::on_signal(stop_scheduling.clone()).context("cannot install signal handlers")?;
     let stop_serving = CancellationToken::new();
-    let server = crate::serve::bind(plan.listen, registry, ready.clone(), stop_serving.clone()).await?;
+    let server =
+        crate::serve::bind(plan.listen, registry, crate::serve::flag(ready.clone()), stop_serving.clone()).await?;
     let server = tokio::spawn(server);
 
     let transport = MemoryTransport::new();
@@ -94,7 +95,7 @@ pub async fn run(plan: Plan) -> Result<ExitCode, Failure> {
     };
     ready.store(true, std::sync::atomic::Ordering::Relaxed);
 
-    scheduler.run(catalog_rx, stop_scheduling).await.map_err(|e| Failure::Runtime(e.into()))?;
+    scheduler.run(catalog_rx, stop_scheduling).await;
     ready.store(false, std::sync::atomic::Ordering::Relaxed);
     stop_running.cancel();
     runner.await.context("runner task panicked")?.map_err(|e| Failure::Runtime(e.into()))?;

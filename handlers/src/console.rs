@@ -4,6 +4,7 @@ use std::io::Write;
 use std::sync::Mutex;
 
 use protocol::CheckResult;
+use protocol::message::Keepalive;
 use protocol::transport::DeadLetter;
 
 use crate::consumer::{Accept, HandlerError};
@@ -57,6 +58,13 @@ pub fn dead_letter_line(letter: &DeadLetter) -> String {
 impl<W: Write + Send> Accept<CheckResult> for Console<W> {
     async fn accept(&self, result: &CheckResult) -> Result<(), HandlerError> {
         self.line(&result_line(result))
+    }
+}
+
+/// Runner liveness is the alerting handler's business; the console shows results only.
+impl<W: Write + Send> Accept<Keepalive> for Console<W> {
+    async fn accept(&self, _: &Keepalive) -> Result<(), HandlerError> {
+        Ok(())
     }
 }
 

@@ -5,6 +5,7 @@ use std::future::Future;
 use std::time::Duration;
 
 use protocol::CheckResult;
+use protocol::message::Keepalive;
 use protocol::transport::{DeadLetter, Delivery, Inbox, Transport, TransportError};
 use tokio_util::sync::CancellationToken;
 
@@ -23,9 +24,9 @@ pub trait Accept<M>: Send + Sync {
 
 /// Where results and dead letters go: the console now, the alerting state
 /// machine later. The seam between the transport and what acts on results.
-pub trait ResultSink: Accept<CheckResult> + Accept<DeadLetter> {}
+pub trait ResultSink: Accept<CheckResult> + Accept<DeadLetter> + Accept<Keepalive> {}
 
-impl<S: Accept<CheckResult> + Accept<DeadLetter>> ResultSink for S {}
+impl<S: Accept<CheckResult> + Accept<DeadLetter> + Accept<Keepalive>> ResultSink for S {}
 
 /// Consumes results and dead letters until `shutdown`, then settles whatever
 /// already arrived before returning.
@@ -36,16 +37,19 @@ pub async fn consume<T: Transport, S: ResultSink>(
 ) -> Result<(), HandlerError> {
     let mut results = transport.results().await?;
     let mut dead = transport.dead_letters().await?;
+    let mut keepalives = transport.keepalives().await?;
     loop {
         tokio::select! {
             () = shutdown.cancelled() => break,
             Some(delivery) = results.next() => settle(sink, delivery).await?,
             Some(delivery) = dead.next() => settle(sink, delivery).await?,
+            Some(delivery) = keepalives.next() => settle(sink, delivery).await?,
             else => return Ok(()),
         }
     }
     drain(sink, &mut results).await?;
-    drain(sink, &mut dead).await
+    drain(sink, &mut dead).await?;
+    drain(sink, &mut keepalives).await
 }
 
 async fn settle<M, S: Accept<M>>(sink: &S, delivery: Delivery<M>) -> Result<(), HandlerError> {

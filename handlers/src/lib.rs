@@ -6,6 +6,7 @@
 pub mod console;
 pub mod consumer;
 pub mod event;
+pub mod json_log;
 pub mod notify;
 
 pub use console::Console;

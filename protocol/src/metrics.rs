@@ -44,6 +44,12 @@ fn histogram_family() -> Family<CheckLabels, Histogram> {
 #[derive(Clone)]
 pub struct Metrics {
     pub requests_published: Family<SubscriptionLabels, Counter>,
+    pub publish_failures: Family<SubscriptionLabels, Counter>,
+    pub results_received: Family<SubscriptionLabels, Counter>,
+    pub dead_letters_received: Family<ReasonLabels, Counter>,
+    pub queue_depth: Family<SubscriptionLabels, Gauge>,
+    pub queue_consumers: Family<SubscriptionLabels, Gauge>,
+    pub backlog_per_runner: Family<SubscriptionLabels, Gauge<f64, std::sync::atomic::AtomicU64>>,
     pub requests_executed: Family<SubscriptionLabels, Counter>,
     pub results_published: Family<SubscriptionLabels, Counter>,
     pub results: Family<ResultLabels, Counter>,
@@ -61,6 +67,12 @@ impl Metrics {
     pub fn register(registry: &mut Registry) -> Self {
         let m = Self {
             requests_published: Family::default(),
+            publish_failures: Family::default(),
+            results_received: Family::default(),
+            dead_letters_received: Family::default(),
+            queue_depth: Family::default(),
+            queue_consumers: Family::default(),
+            backlog_per_runner: Family::default(),
             requests_executed: Family::default(),
             results_published: Family::default(),
             results: Family::default(),
@@ -74,6 +86,24 @@ impl Metrics {
         };
         let r = registry.sub_registry_with_prefix("picket");
         r.register("requests_published", "Check requests published by the scheduler", m.requests_published.clone());
+        r.register("publish_failures", "Check requests the scheduler could not publish", m.publish_failures.clone());
+        r.register(
+            "results_received",
+            "Check results the handler received (duplicates excluded)",
+            m.results_received.clone(),
+        );
+        r.register(
+            "dead_letters_received",
+            "Dead-lettered requests the handler received, by reason",
+            m.dead_letters_received.clone(),
+        );
+        r.register("queue_depth", "Ready requests in a subscription's queue", m.queue_depth.clone());
+        r.register("queue_consumers", "Runners consuming a subscription's queue", m.queue_consumers.clone());
+        r.register(
+            "backlog_per_runner",
+            "Queue depth divided by consumers: the autoscaling signal",
+            m.backlog_per_runner.clone(),
+        );
         r.register("requests_executed", "Check requests a runner executed", m.requests_executed.clone());
         r.register("results_published", "Check results a runner published", m.results_published.clone());
         r.register("results", "Check results received, by status", m.results.clone());

@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 use protocol::metrics::{self, Metrics};
-use protocol::transport::{Transport, TransportError};
+use protocol::transport::Transport;
 use protocol::{CheckDefinition, CheckRequest};
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
@@ -67,19 +67,15 @@ impl<T: Transport> Scheduler<T> {
         Self { transport, config, metrics }
     }
 
-    /// Publishes requests until `shutdown`. Returns an error only when the
-    /// transport fails; the caller decides whether to reconnect.
-    pub async fn run(
-        &self,
-        mut catalog: watch::Receiver<CheckSet>,
-        shutdown: CancellationToken,
-    ) -> Result<(), TransportError> {
+    /// Publishes requests until `shutdown`. A request the transport cannot take
+    /// is logged and counted, and scheduling goes on with the next slots.
+    pub async fn run(&self, mut catalog: watch::Receiver<CheckSet>, shutdown: CancellationToken) {
         let mut plan = Plan::new(catalog.borrow_and_update().clone(), Utc::now());
         let mut reloads_open = true;
         loop {
             let wait = plan.next_at().map(|at| (at - Utc::now()).to_std().unwrap_or_default());
             tokio::select! {
-                () = shutdown.cancelled() => return Ok(()),
+                () = shutdown.cancelled() => return,
                 changed = catalog.changed(), if reloads_open => {
                     match changed {
                         Ok(()) => plan = Plan::new(catalog.borrow_and_update().clone(), Utc::now()),
@@ -92,17 +88,12 @@ impl<T: Transport> Scheduler<T> {
             let now = Utc::now();
             while let Some((slot, i)) = plan.pop_due(now) {
                 let check = plan.checks[i].clone();
-                self.publish_slot(&check, slot, now).await?;
+                self.publish_slot(&check, slot, now).await;
             }
         }
     }
 
-    async fn publish_slot(
-        &self,
-        check: &CheckDefinition,
-        slot: Slot,
-        now: DateTime<Utc>,
-    ) -> Result<(), TransportError> {
+    async fn publish_slot(&self, check: &CheckDefinition, slot: Slot, now: DateTime<Utc>) {
         for subscription in check.subscriptions() {
             if now > slot.deadline {
                 // The scheduler itself was stalled past the slot's start window.
@@ -118,10 +109,14 @@ impl<T: Transport> Scheduler<T> {
                 deadline: slot.deadline,
                 scheduler: self.config.instance.clone(),
             };
-            self.transport.publish_request(&request).await?;
-            self.metrics.requests_published.get_or_create(&metrics::subscription(subscription)).inc();
+            match self.transport.publish_request(&request).await {
+                Ok(()) => self.metrics.requests_published.get_or_create(&metrics::subscription(subscription)).inc(),
+                Err(e) => {
+                    tracing::warn!(check = check.name(), subscription, slot = %slot.at, error = %e, "request not published");
+                    self.metrics.publish_failures.get_or_create(&metrics::subscription(subscription)).inc()
+                }
+            };
         }
-        Ok(())
     }
 }
 
@@ -168,6 +163,6 @@ mod tests {
         }
         assert_eq!(slots[1] - slots[0], chrono::Duration::seconds(1));
         shutdown.cancel();
-        task.await.unwrap().unwrap();
+        task.await.unwrap();
     }
 }

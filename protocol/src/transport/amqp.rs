@@ -41,7 +41,15 @@ pub struct AmqpConfig {
     /// Shown by the broker (`rabbitmqctl list_connections name`).
     pub connection_name: String,
     /// Signs published requests and refuses unsigned or badly signed ones.
-    pub signing_key: Option<ring::hmac::Key>,
+    pub signing_key: Option<String>,
+}
+
+/// Checks an AMQP URL without connecting; the error never repeats the URL
+/// (it may hold a password).
+pub fn check_url(url: &str) -> Result<(), String> {
+    url.parse::<lapin::uri::AMQPUri>()
+        .map(|_| ())
+        .map_err(|e| format!("not an amqp:// or amqps:// URL ({})", redact(&e, url)))
 }
 
 /// Exchange and queue names under one prefix.
@@ -94,6 +102,7 @@ struct Live {
 struct Inner {
     config: AmqpConfig,
     names: Names,
+    key: Option<ring::hmac::Key>,
     live: watch::Receiver<Option<Live>>,
 }
 
@@ -124,7 +133,8 @@ impl AmqpTransport {
     pub fn start(config: AmqpConfig, shutdown: tokio_util::sync::CancellationToken) -> Self {
         let (tx, rx) = watch::channel(None);
         let names = Names::new(&config.prefix);
-        let inner = Arc::new(Inner { config, names, live: rx });
+        let key = config.signing_key.as_ref().map(|k| ring::hmac::Key::new(ring::hmac::HMAC_SHA256, k.as_bytes()));
+        let inner = Arc::new(Inner { config, names, key, live: rx });
         tokio::spawn(supervise(inner.clone(), tx, shutdown));
         Self { inner }
     }
@@ -255,12 +265,12 @@ impl AmqpTransport {
     }
 
     fn sign(&self, body: &[u8]) -> Option<String> {
-        let key = self.inner.config.signing_key.as_ref()?;
+        let key = self.inner.key.as_ref()?;
         Some(hex(ring::hmac::sign(key, body).as_ref()))
     }
 
     fn verify(&self, body: &[u8], headers: Option<&FieldTable>) -> Result<(), String> {
-        let Some(key) = &self.inner.config.signing_key else { return Ok(()) };
+        let Some(key) = &self.inner.key else { return Ok(()) };
         let sig = header_str(headers, SIGNATURE_HEADER).ok_or("unsigned request (PICKET_SIGNING_KEY is set)")?;
         let bytes = unhex(&sig).ok_or("malformed signature")?;
         ring::hmac::verify(key, body, &bytes).map_err(|_| "bad signature".to_owned())
@@ -272,6 +282,7 @@ impl AmqpTransport {
     fn consume<M: Send + 'static>(
         &self,
         queues: Vec<String>,
+        subscriptions: Vec<String>,
         prefetch: u16,
         decode: fn(&AmqpTransport, &lapin::message::Delivery) -> Result<M, String>,
     ) -> Inbox<M> {
@@ -284,7 +295,13 @@ impl AmqpTransport {
                     Ok(live) => live.clone().expect("waited for Some"),
                     Err(_) => return,
                 };
-                if let Err(e) = transport.consume_on(&live, &queues, prefetch, decode, &tx).await {
+                let consumed = async {
+                    for subscription in &subscriptions {
+                        transport.ensure_subscription(&live, subscription).await?;
+                    }
+                    transport.consume_on(&live, &queues, prefetch, decode, &tx).await
+                };
+                if let Err(e) = consumed.await {
                     tracing::warn!(error = %e, queues = ?queues, "consumer interrupted; resubscribing");
                 }
                 // Don't spin on a connection that is still marked live but broken.
@@ -595,23 +612,20 @@ impl Transport for AmqpTransport {
     }
 
     async fn requests(&self, subscriptions: &[String], prefetch: u16) -> Result<Inbox<CheckRequest>, TransportError> {
-        for subscription in subscriptions {
-            self.declare_subscription(subscription).await?;
-        }
         let queues = subscriptions.iter().map(|s| self.inner.names.subscription(s)).collect();
-        Ok(self.consume(queues, prefetch, decode_request))
+        Ok(self.consume(queues, subscriptions.to_vec(), prefetch, decode_request))
     }
 
     async fn results(&self) -> Result<Inbox<CheckResult>, TransportError> {
-        Ok(self.consume(vec![self.inner.names.results()], 256, decode_result))
+        Ok(self.consume(vec![self.inner.names.results()], vec![], 256, decode_result))
     }
 
     async fn keepalives(&self) -> Result<Inbox<Keepalive>, TransportError> {
-        Ok(self.consume(vec![self.inner.names.keepalives()], 64, decode_keepalive))
+        Ok(self.consume(vec![self.inner.names.keepalives()], vec![], 64, decode_keepalive))
     }
 
     async fn dead_letters(&self) -> Result<Inbox<DeadLetter>, TransportError> {
-        Ok(self.consume(vec![self.inner.names.dead()], 64, decode_dead_letter))
+        Ok(self.consume(vec![self.inner.names.dead()], vec![], 64, decode_dead_letter))
     }
 }
 

@@ -1,0 +1,119 @@
+//! `picket runner`: consumes requests for its subscriptions, runs checks,
+//! publishes results and keepalives. SIGTERM drains in-flight checks.
+
+use std::net::SocketAddr;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use anyhow::Context;
+use chrono::Utc;
+use clap::Args;
+use protocol::HumanDuration;
+use protocol::message::Keepalive;
+use protocol::metrics::Metrics;
+use protocol::transport::Transport;
+use protocol::transport::amqp::AmqpTransport;
+use runner::pool::RunnerStats;
+use runner::{Executor, RunnerConfig, RunnerPool};
+use tokio_util::sync::CancellationToken;
+
+use crate::Failure;
+use crate::broker::BrokerArgs;
+use crate::config::RunnerArgs;
+
+#[derive(Args, Clone, Debug)]
+pub struct RunnerRoleArgs {
+    #[command(flatten)]
+    pub broker: BrokerArgs,
+    #[command(flatten)]
+    pub runner: RunnerArgs,
+    /// Runner pools to join (comma-separated).
+    #[arg(long, env = "PICKET_SUBSCRIPTIONS", default_value = "default", value_delimiter = ',')]
+    pub subscriptions: Vec<String>,
+    /// Period of keepalives; the handler declares a runner lost after 3 missed.
+    #[arg(long, env = "PICKET_KEEPALIVE_INTERVAL", default_value = "10s")]
+    pub keepalive_interval: HumanDuration,
+    #[arg(long, env = "PICKET_LISTEN", default_value = "0.0.0.0:9750")]
+    pub listen: SocketAddr,
+}
+
+pub async fn run(args: RunnerRoleArgs) -> Result<ExitCode, Failure> {
+    let name = args.runner.runner_name();
+    let config = args.broker.config(format!("picket-runner-{name}"))?;
+    let subscriptions: Vec<String> =
+        args.subscriptions.iter().map(|s| s.trim().to_owned()).filter(|s| !s.is_empty()).collect();
+    if subscriptions.is_empty() {
+        return Err(Failure::Config(anyhow::anyhow!("PICKET_SUBSCRIPTIONS names no subscription")));
+    }
+    if args.keepalive_interval.get() < Duration::from_secs(1) {
+        return Err(Failure::Config(anyhow::anyhow!("PICKET_KEEPALIVE_INTERVAL must be at least 1s")));
+    }
+    let (registry, metrics) = Metrics::standalone();
+    let stop = CancellationToken::new();
+    crate::shutdown::on_signal(stop.clone()).context("cannot install signal handlers")?;
+    let stop_transport = CancellationToken::new();
+    let transport = AmqpTransport::start(config, stop_transport.clone());
+    let stop_serving = CancellationToken::new();
+    let server = crate::serve::bind(args.listen, registry, super::connected(&transport), stop_serving.clone()).await?;
+    let server = tokio::spawn(server);
+
+    let executor = Arc::new(Executor::new(args.runner.deny_cidrs.clone()).context("cannot build the check executor")?);
+    let pool = RunnerPool::new(
+        transport.clone(),
+        executor,
+        RunnerConfig {
+            name: name.clone(),
+            subscriptions: subscriptions.clone(),
+            concurrency: args.runner.concurrency,
+            drain_timeout: args.runner.drain_timeout(),
+        },
+        metrics,
+    );
+    let keepalives = tokio::spawn(send_keepalives(
+        transport.clone(),
+        pool.stats(),
+        Keepalive {
+            runner: name.clone(),
+            subscriptions: subscriptions.clone(),
+            version: env!("CARGO_PKG_VERSION").to_owned(),
+            started_at: Utc::now(),
+            in_flight: 0,
+            executed: 0,
+            interval: args.keepalive_interval.get().as_secs(),
+        },
+        args.keepalive_interval.get(),
+        stop.clone(),
+    ));
+    tracing::info!(runner = %name, subscriptions = ?subscriptions, concurrency = args.runner.concurrency, "runner starting");
+    // The consumer waits for the broker and resubscribes after reconnects on its own.
+    pool.run(stop.clone()).await.map_err(|e| Failure::Runtime(e.into()))?;
+    let _ = keepalives.await;
+    stop_transport.cancel();
+    stop_serving.cancel();
+    let _ = server.await;
+    tracing::info!(runner = %name, "runner stopped");
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn send_keepalives(
+    transport: AmqpTransport,
+    stats: Arc<RunnerStats>,
+    mut keepalive: Keepalive,
+    every: Duration,
+    stop: CancellationToken,
+) {
+    let mut ticker = tokio::time::interval(every);
+    loop {
+        tokio::select! {
+            () = stop.cancelled() => return,
+            _ = ticker.tick() => {}
+        }
+        keepalive.in_flight = stats.in_flight.load(Ordering::Relaxed);
+        keepalive.executed = stats.executed.load(Ordering::Relaxed);
+        if let Err(e) = transport.publish_keepalive(&keepalive).await {
+            tracing::warn!(error = %e, "keepalive not published");
+        }
+    }
+}

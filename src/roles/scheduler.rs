@@ -1,0 +1,230 @@
+//! `picket scheduler`: loads the checks, holds the leader lock, publishes
+//! requests on schedule, reloads on SIGHUP or file changes, and reports queue
+//! depth (the autoscaling signal).
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::{Duration, SystemTime};
+
+use anyhow::Context;
+use clap::Args;
+use protocol::Catalog;
+use protocol::metrics::{self, Metrics};
+use protocol::transport::amqp::AmqpTransport;
+use scheduler::publisher::CheckSet;
+use scheduler::{Scheduler, SchedulerConfig};
+use serde_json::json;
+use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
+
+use crate::Failure;
+use crate::broker::BrokerArgs;
+
+/// How often a standby tries to take the leader lock.
+const STANDBY_RETRY: Duration = Duration::from_secs(2);
+const DEPTH_EVERY: Duration = Duration::from_secs(10);
+const RELOAD_POLL: Duration = Duration::from_secs(2);
+
+#[derive(Args, Clone, Debug)]
+pub struct SchedulerRoleArgs {
+    #[command(flatten)]
+    pub broker: BrokerArgs,
+    /// Directory of definition files; reloaded on SIGHUP and when a file changes.
+    #[arg(long, env = "PICKET_CHECKS", default_value = "checks")]
+    pub checks: PathBuf,
+    #[arg(long, env = "PICKET_LISTEN", default_value = "0.0.0.0:9750")]
+    pub listen: SocketAddr,
+    /// Also print queue depth as CloudWatch Embedded Metric Format lines on stdout.
+    #[arg(long, env = "PICKET_EMF", default_value_t = false, value_parser = clap::builder::BoolishValueParser::new())]
+    pub emf: bool,
+}
+
+fn load(dir: &Path) -> Result<Catalog, Failure> {
+    let catalog = Catalog::load_dir(dir).map_err(|e| match e {
+        e @ protocol::definition::CatalogError::Io { .. } => Failure::Config(e.into()),
+        e => Failure::Data(e.into()),
+    })?;
+    if catalog.checks.is_empty() {
+        return Err(Failure::Data(anyhow::anyhow!("no checks found under {}", dir.display())));
+    }
+    Ok(catalog)
+}
+
+pub async fn run(args: SchedulerRoleArgs) -> Result<ExitCode, Failure> {
+    let instance = crate::config::host_name();
+    let config = args.broker.config(format!("picket-scheduler-{instance}-{}", std::process::id()))?;
+    let catalog = load(&args.checks)?;
+    let (registry, metrics) = Metrics::standalone();
+    let stop = CancellationToken::new();
+    crate::shutdown::on_signal(stop.clone()).context("cannot install signal handlers")?;
+    let stop_transport = CancellationToken::new();
+    let transport = AmqpTransport::start(config, stop_transport.clone());
+    let stop_serving = CancellationToken::new();
+    let server = crate::serve::bind(args.listen, registry, super::connected(&transport), stop_serving.clone()).await?;
+    let server = tokio::spawn(server);
+
+    let (catalog_tx, catalog_rx) = watch::channel(CheckSet::from(catalog.checks));
+    tokio::spawn(reload(args.checks.clone(), catalog_tx, stop.clone()));
+    let scheduler = Scheduler::new(transport.clone(), SchedulerConfig { instance: instance.clone() }, metrics.clone());
+    loop {
+        let attempt = tokio::select! {
+            () = stop.cancelled() => break,
+            attempt = transport.try_lock() => attempt,
+        };
+        match attempt {
+            Ok(Some(lock)) => {
+                tracing::info!(scheduler = %instance, "leader: publishing requests");
+                let lead = stop.child_token();
+                tokio::spawn(report_depth(
+                    transport.clone(),
+                    catalog_rx.clone(),
+                    metrics.clone(),
+                    args.emf,
+                    lead.clone(),
+                ));
+                tokio::select! {
+                    () = scheduler.run(catalog_rx.clone(), lead.clone()) => {}
+                    () = lock.lost() => tracing::warn!("leadership lost with the broker connection"),
+                }
+                lead.cancel();
+            }
+            Ok(None) => {
+                tracing::debug!("standby: another scheduler holds the lock");
+                tokio::select! {
+                    () = stop.cancelled() => break,
+                    () = tokio::time::sleep(STANDBY_RETRY) => {}
+                }
+            }
+            Err(e) => {
+                tracing::debug!(error = %e, "cannot try the leader lock yet");
+                tokio::select! {
+                    () = stop.cancelled() => break,
+                    () = tokio::time::sleep(STANDBY_RETRY) => {}
+                }
+            }
+        }
+    }
+    stop_transport.cancel();
+    stop_serving.cancel();
+    let _ = server.await;
+    tracing::info!("scheduler stopped");
+    Ok(ExitCode::SUCCESS)
+}
+
+/// A cheap summary of the directory: changes when any definition file changes.
+fn fingerprint(dir: &Path) -> Vec<(PathBuf, u64, Option<SystemTime>)> {
+    let mut entries = Vec::new();
+    let mut stack = vec![dir.to_owned()];
+    while let Some(dir) = stack.pop() {
+        let Ok(read) = std::fs::read_dir(&dir) else { continue };
+        for entry in read.flatten() {
+            let path = entry.path();
+            let Ok(meta) = entry.metadata() else { continue };
+            if meta.is_dir() {
+                stack.push(path);
+            } else if path.extension().is_some_and(|e| e == "json") {
+                entries.push((path, meta.len(), meta.modified().ok()));
+            }
+        }
+    }
+    entries.sort();
+    entries
+}
+
+/// Reloads on SIGHUP or a file change; an invalid set is refused and logged,
+/// and the running set is kept.
+async fn reload(dir: PathBuf, tx: watch::Sender<CheckSet>, stop: CancellationToken) {
+    let mut hangup = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) {
+        Ok(signal) => signal,
+        Err(e) => {
+            tracing::error!(error = %e, "cannot watch SIGHUP; reloading on file changes only");
+            return;
+        }
+    };
+    let mut seen = fingerprint(&dir);
+    loop {
+        tokio::select! {
+            () = stop.cancelled() => return,
+            _ = hangup.recv() => tracing::info!("SIGHUP: reloading checks"),
+            () = tokio::time::sleep(RELOAD_POLL) => {
+                let now = fingerprint(&dir);
+                if now == seen {
+                    continue;
+                }
+                tracing::info!(dir = %dir.display(), "checks changed: reloading");
+            }
+        }
+        seen = fingerprint(&dir);
+        match load(&dir) {
+            Ok(catalog) => {
+                tracing::info!(checks = catalog.checks.len(), "reloaded");
+                tx.send_replace(CheckSet::from(catalog.checks));
+            }
+            Err(failure) => {
+                tracing::error!(error = %format!("{:#}", failure.error()), "reload refused; keeping the running checks");
+            }
+        }
+    }
+}
+
+/// Reads each subscription queue every 10 s: depth, consumers, backlog per runner.
+async fn report_depth(
+    transport: AmqpTransport,
+    catalog: watch::Receiver<CheckSet>,
+    metrics: Metrics,
+    emf: bool,
+    stop: CancellationToken,
+) {
+    let mut ticker = tokio::time::interval(DEPTH_EVERY);
+    loop {
+        tokio::select! {
+            () = stop.cancelled() => return,
+            _ = ticker.tick() => {}
+        }
+        let mut subscriptions: Vec<String> =
+            catalog.borrow().iter().flat_map(|c| c.subscriptions().into_iter().map(str::to_owned)).collect();
+        subscriptions.sort();
+        subscriptions.dedup();
+        for subscription in subscriptions {
+            let (depth, consumers) = match transport.queue_depth(&subscription).await {
+                Ok(read) => read,
+                Err(e) => {
+                    tracing::warn!(%subscription, error = %e, "cannot read queue depth");
+                    continue;
+                }
+            };
+            let backlog = f64::from(depth) / f64::from(consumers.max(1));
+            let labels = metrics::subscription(&subscription);
+            metrics.queue_depth.get_or_create(&labels).set(i64::from(depth));
+            metrics.queue_consumers.get_or_create(&labels).set(i64::from(consumers));
+            metrics.backlog_per_runner.get_or_create(&labels).set(backlog);
+            if emf {
+                println!("{}", emf_line(&subscription, depth, consumers, backlog));
+            }
+        }
+    }
+}
+
+/// A CloudWatch Embedded Metric Format record; the awslogs driver turns it
+/// into the `picket/BacklogPerRunner` metric the runner service scales on.
+fn emf_line(subscription: &str, depth: u32, consumers: u32, backlog: f64) -> serde_json::Value {
+    json!({
+        "_aws": {
+            "Timestamp": chrono::Utc::now().timestamp_millis(),
+            "CloudWatchMetrics": [{
+                "Namespace": "picket",
+                "Dimensions": [["Subscription"]],
+                "Metrics": [
+                    { "Name": "QueueDepth", "Unit": "Count" },
+                    { "Name": "Consumers", "Unit": "Count" },
+                    { "Name": "BacklogPerRunner", "Unit": "Count" }
+                ]
+            }]
+        },
+        "Subscription": subscription,
+        "QueueDepth": depth,
+        "Consumers": consumers,
+        "BacklogPerRunner": backlog
+    })
+}
