@@ -34,7 +34,7 @@ pub fn init_logging(filter: &str, format: LogFormat) -> anyhow::Result<()> {
 #[derive(Args, Clone, Debug)]
 pub struct RunnerArgs {
     /// Checks run at once (and the broker prefetch).
-    #[arg(long, env = "PICKET_CONCURRENCY", default_value_t = 256, value_parser = clap::value_parser!(u16).range(1..))]
+    #[arg(long, env = "PICKET_CONCURRENCY", default_value_t = 256)]
     pub concurrency: u16,
     /// Networks no check may reach (comma-separated CIDRs; empty denies nothing).
     #[arg(long, env = "PICKET_DENY_CIDRS", default_value = runner::deny::DEFAULT_DENY_CIDRS)]
@@ -48,6 +48,16 @@ pub struct RunnerArgs {
 }
 
 impl RunnerArgs {
+    /// Checks what clap's types cannot.
+    pub fn validate(&self) -> Result<(), crate::Failure> {
+        if self.concurrency == 0 {
+            return Err(crate::Failure::Config(anyhow::anyhow!(
+                "PICKET_CONCURRENCY (--concurrency) must be at least 1"
+            )));
+        }
+        Ok(())
+    }
+
     pub fn drain_timeout(&self) -> Duration {
         self.drain_timeout.get()
     }

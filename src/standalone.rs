@@ -33,6 +33,7 @@ pub struct Plan {
 
 impl Plan {
     pub fn new(checks_dir: &Path, runner: RunnerArgs, listen: SocketAddr) -> Result<Self, Failure> {
+        runner.validate()?;
         let catalog = Catalog::load_dir(checks_dir).map_err(|e| match e {
             e @ protocol::definition::CatalogError::Io { .. } => Failure::Config(e.into()),
             e => Failure::Data(e.into()),

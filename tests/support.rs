@@ -85,3 +85,190 @@ pub fn spawn_target(runtime: &tokio::runtime::Runtime, delay: Duration) -> Targe
     });
     Target { addr, connections, max_concurrent }
 }
+
+pub const AMQP_URL: &str = "amqp://guest:guest@127.0.0.1:5672/%2f";
+
+/// A running picket process whose output lines are collected as they come.
+pub struct Role {
+    pub child: std::process::Child,
+    pub stdout: Arc<std::sync::Mutex<Vec<String>>>,
+    pub stderr: Arc<std::sync::Mutex<Vec<String>>>,
+}
+
+fn collect(stream: impl std::io::Read + Send + 'static) -> Arc<std::sync::Mutex<Vec<String>>> {
+    use std::io::BufRead;
+    let lines = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let sink = lines.clone();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stream).lines().map_while(Result::ok) {
+            sink.lock().unwrap().push(line);
+        }
+    });
+    lines
+}
+
+impl Role {
+    /// Starts `picket <args>` under `prefix` with the broker URL and a free listen port.
+    pub fn start(prefix: &str, args: &[&str], env: &[(&str, &str)]) -> Self {
+        let mut cmd = picket();
+        cmd.args(args)
+            .env("PICKET_AMQP_URL", AMQP_URL)
+            .env("PICKET_PREFIX", prefix)
+            .env("PICKET_LISTEN", "127.0.0.1:0")
+            .env("PICKET_LOG", "info,lapin=warn")
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped());
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let mut child = cmd.spawn().expect("picket starts");
+        let stdout = collect(child.stdout.take().unwrap());
+        let stderr = collect(child.stderr.take().unwrap());
+        Self { child, stdout, stderr }
+    }
+
+    pub fn stdout_lines(&self) -> Vec<String> {
+        self.stdout.lock().unwrap().clone()
+    }
+
+    pub fn stderr_text(&self) -> String {
+        self.stderr.lock().unwrap().join("\n")
+    }
+
+    /// Waits until a stderr line contains `needle`.
+    pub fn wait_log(&self, needle: &str, limit: Duration) -> bool {
+        let deadline = std::time::Instant::now() + limit;
+        while std::time::Instant::now() < deadline {
+            if self.stderr.lock().unwrap().iter().any(|l| l.contains(needle)) {
+                return true;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        false
+    }
+
+    /// The address its health endpoint bound.
+    pub fn listen_addr(&self) -> String {
+        assert!(self.wait_log("addr=", Duration::from_secs(10)), "no listen address: {}", self.stderr_text());
+        let text = self.stderr_text();
+        let rest = text.split("addr=").nth(1).unwrap();
+        rest.split_whitespace().next().unwrap().to_owned()
+    }
+
+    pub fn get(&self, path: &str) -> String {
+        use std::io::{Read, Write};
+        let mut stream = std::net::TcpStream::connect(self.listen_addr()).unwrap();
+        write!(stream, "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").unwrap();
+        let mut text = String::new();
+        stream.read_to_string(&mut text).unwrap();
+        text
+    }
+
+    /// Waits for `/readyz` to answer 200.
+    pub fn wait_ready(&self, limit: Duration) {
+        let deadline = std::time::Instant::now() + limit;
+        while !self.get("/readyz").starts_with("HTTP/1.1 200") {
+            assert!(std::time::Instant::now() < deadline, "never ready: {}", self.stderr_text());
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// The value of a counter or gauge on `/metrics`, summed over its label sets.
+    pub fn metric(&self, name: &str) -> f64 {
+        self.get("/metrics")
+            .lines()
+            .filter(|l| l.starts_with(name) && (l[name.len()..].starts_with('{') || l[name.len()..].starts_with(' ')))
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+            .sum()
+    }
+
+    pub fn signal(&self, signal: &str) {
+        let status = Command::new("kill").args([signal, &self.child.id().to_string()]).status().unwrap();
+        assert!(status.success());
+    }
+
+    /// Waits for the process to exit.
+    pub fn wait_exit(&mut self, limit: Duration) -> Option<std::process::ExitStatus> {
+        let deadline = std::time::Instant::now() + limit;
+        while std::time::Instant::now() < deadline {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return Some(status);
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        None
+    }
+}
+
+impl Drop for Role {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A unique broker prefix for one test; its queues and exchanges are deleted at the end.
+pub struct BrokerPrefix {
+    pub prefix: String,
+    subscriptions: Vec<String>,
+}
+
+impl BrokerPrefix {
+    pub fn new(test: &str, subscriptions: &[&str]) -> Self {
+        let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().subsec_nanos();
+        Self {
+            prefix: format!("t-{test}-{}-{nanos}", std::process::id()),
+            subscriptions: subscriptions.iter().map(|s| (*s).to_owned()).collect(),
+        }
+    }
+
+    /// A connection for the test's own publishing and inspection.
+    pub async fn channel(&self) -> lapin::Channel {
+        let connection = lapin::Connection::connect(AMQP_URL, lapin::ConnectionProperties::default())
+            .await
+            .expect("broker reachable");
+        connection.create_channel().await.unwrap()
+    }
+}
+
+impl Drop for BrokerPrefix {
+    fn drop(&mut self) {
+        let prefix = self.prefix.clone();
+        let subscriptions = self.subscriptions.clone();
+        let cleanup = async move {
+            let Ok(connection) = lapin::Connection::connect(AMQP_URL, lapin::ConnectionProperties::default()).await
+            else {
+                return;
+            };
+            let mut queues: Vec<String> = subscriptions.iter().map(|s| format!("{prefix}.sub.{s}")).collect();
+            queues.extend(["results", "keepalives", "dead"].iter().map(|q| format!("{prefix}.{q}")));
+            for queue in queues {
+                if let Ok(channel) = connection.create_channel().await {
+                    let _ = channel.queue_delete(queue.as_str().into(), Default::default()).await;
+                }
+            }
+            for exchange in ["requests", "results", "keepalives", "dead"] {
+                if let Ok(channel) = connection.create_channel().await {
+                    let _ = channel
+                        .exchange_delete(format!("{prefix}.{exchange}").as_str().into(), Default::default())
+                        .await;
+                }
+            }
+            let _ = connection.close(200, "test done".into()).await;
+        };
+        if let Ok(runtime) = tokio::runtime::Runtime::new() {
+            runtime.block_on(cleanup);
+        }
+    }
+}
+
+/// The handler's JSON lines of one kind (`check_result`, `dead_letter`, `keepalive`).
+pub fn handler_records(handler: &Role, kind: &str) -> Vec<serde_json::Value> {
+    handler
+        .stdout_lines()
+        .iter()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter(|v| v["kind"] == kind)
+        .map(|v| v[kind.trim_start_matches("check_")].clone())
+        .collect()
+}

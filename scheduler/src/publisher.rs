@@ -5,6 +5,7 @@
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use chrono::{DateTime, Utc};
 use protocol::metrics::{self, Metrics};
@@ -27,6 +28,8 @@ pub struct Scheduler<T> {
     transport: T,
     config: SchedulerConfig,
     metrics: Metrics,
+    /// Requests the transport confirmed, for the shutdown report.
+    published: AtomicU64,
 }
 
 /// Each check's next slot, earliest first.
@@ -64,7 +67,12 @@ impl Plan {
 
 impl<T: Transport> Scheduler<T> {
     pub fn new(transport: T, config: SchedulerConfig, metrics: Metrics) -> Self {
-        Self { transport, config, metrics }
+        Self { transport, config, metrics, published: AtomicU64::new(0) }
+    }
+
+    /// Requests published so far (confirmed by the transport).
+    pub fn published(&self) -> u64 {
+        self.published.load(Ordering::Relaxed)
     }
 
     /// Publishes requests until `shutdown`. A request the transport cannot take
@@ -110,12 +118,15 @@ impl<T: Transport> Scheduler<T> {
                 scheduler: self.config.instance.clone(),
             };
             match self.transport.publish_request(&request).await {
-                Ok(()) => self.metrics.requests_published.get_or_create(&metrics::subscription(subscription)).inc(),
+                Ok(()) => {
+                    self.published.fetch_add(1, Ordering::Relaxed);
+                    self.metrics.requests_published.get_or_create(&metrics::subscription(subscription)).inc();
+                }
                 Err(e) => {
                     tracing::warn!(check = check.name(), subscription, slot = %slot.at, error = %e, "request not published");
-                    self.metrics.publish_failures.get_or_create(&metrics::subscription(subscription)).inc()
+                    self.metrics.publish_failures.get_or_create(&metrics::subscription(subscription)).inc();
                 }
-            };
+            }
         }
     }
 }

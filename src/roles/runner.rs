@@ -40,6 +40,7 @@ pub struct RunnerRoleArgs {
 }
 
 pub async fn run(args: RunnerRoleArgs) -> Result<ExitCode, Failure> {
+    args.runner.validate()?;
     let name = args.runner.runner_name();
     let config = args.broker.config(format!("picket-runner-{name}"))?;
     let subscriptions: Vec<String> =

@@ -108,7 +108,7 @@ pub async fn run(args: SchedulerRoleArgs) -> Result<ExitCode, Failure> {
     stop_transport.cancel();
     stop_serving.cancel();
     let _ = server.await;
-    tracing::info!("scheduler stopped");
+    tracing::info!(published = scheduler.published(), "scheduler stopped");
     Ok(ExitCode::SUCCESS)
 }
 

@@ -1,0 +1,311 @@
+//! The distributed roles over the real RabbitMQ on 127.0.0.1:5672, each test
+//! under its own prefix. `scripts/services` makes sure the broker is up.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+
+use crate::support::{BrokerPrefix, Role, checks_dir, handler_records, path_str, picket, spawn_target};
+
+fn checks(defs: Value) -> tempfile::TempDir {
+    checks_dir(&[("checks.json", defs.to_string())])
+}
+
+fn http_check(name: &str, addr: std::net::SocketAddr, interval: &str, timeout: &str, subs: &[&str]) -> Value {
+    json!({"name": name, "type": "http", "url": format!("http://{addr}/"), "interval": interval, "timeout": timeout, "subscriptions": subs})
+}
+
+fn runner(prefix: &str, name: &str, subscriptions: &str, extra: &[(&str, &str)]) -> Role {
+    let mut env =
+        vec![("PICKET_RUNNER_NAME", name), ("PICKET_SUBSCRIPTIONS", subscriptions), ("PICKET_DRAIN_TIMEOUT", "10s")];
+    env.extend_from_slice(extra);
+    let role = Role::start(prefix, &["runner"], &env);
+    role.wait_ready(Duration::from_secs(15));
+    role
+}
+
+fn handler(prefix: &str) -> Role {
+    let role = Role::start(prefix, &["handler"], &[]);
+    role.wait_ready(Duration::from_secs(15));
+    role
+}
+
+fn scheduler(prefix: &str, dir: &tempfile::TempDir, extra: &[(&str, &str)]) -> Role {
+    Role::start(prefix, &["scheduler", "--checks", &path_str(dir.path())], extra)
+}
+
+/// Stops the scheduler and returns how many requests it published.
+fn stop_scheduler(mut scheduler: Role) -> u64 {
+    scheduler.signal("-TERM");
+    let status = scheduler.wait_exit(Duration::from_secs(10)).expect("scheduler exits on SIGTERM");
+    assert_eq!(status.code(), Some(0), "{}", scheduler.stderr_text());
+    let text = scheduler.stderr_text();
+    let line = text.lines().find(|l| l.contains("scheduler stopped")).expect("stop report");
+    line.split("published=").nth(1).unwrap().split_whitespace().next().unwrap().parse().unwrap()
+}
+
+/// Waits until the handler has seen `n` results and dead letters in all.
+fn wait_accounted(handler: &Role, n: usize, limit: Duration) -> (Vec<Value>, Vec<Value>) {
+    let deadline = Instant::now() + limit;
+    loop {
+        let results = handler_records(handler, "check_result");
+        let dead = handler_records(handler, "dead_letter");
+        if results.len() + dead.len() >= n || Instant::now() > deadline {
+            return (results, dead);
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+fn wait_until(limit: Duration, mut condition: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + limit;
+    while Instant::now() < deadline {
+        if condition() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    false
+}
+
+#[test]
+fn three_runners_share_a_subscription_and_each_request_runs_once() {
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let target = spawn_target(&rt, Duration::ZERO);
+    let prefix = BrokerPrefix::new("three", &["pool"]);
+    let defs: Vec<Value> =
+        (0..6).map(|i| http_check(&format!("c{i}"), target.addr, "1s", "500ms", &["pool"])).collect();
+    let dir = checks(json!(defs));
+    let handler = handler(&prefix.prefix);
+    let runners: Vec<Role> = ["r1", "r2", "r3"].iter().map(|n| runner(&prefix.prefix, n, "pool", &[])).collect();
+    let scheduler = scheduler(&prefix.prefix, &dir, &[]);
+    std::thread::sleep(Duration::from_secs(6));
+    let published = stop_scheduler(scheduler);
+    assert!(published >= 24, "published {published}");
+    let (results, dead) = wait_accounted(&handler, published as usize, Duration::from_secs(10));
+    assert_eq!(results.len() + dead.len(), published as usize, "lost requests: {}", handler.stderr_text());
+
+    let ids: HashSet<&str> = results.iter().map(|r| r["request_id"].as_str().unwrap()).collect();
+    assert_eq!(ids.len(), results.len(), "a request produced two results");
+    assert_eq!(handler.metric("picket_duplicates_dropped_total"), 0.0, "a request ran twice");
+    let mut by_runner: HashMap<&str, usize> = HashMap::new();
+    for result in &results {
+        *by_runner.entry(result["runner"].as_str().unwrap()).or_default() += 1;
+    }
+    for (name, role) in ["r1", "r2", "r3"].iter().zip(&runners) {
+        let executed = role.metric("picket_requests_executed_total");
+        assert_eq!(executed as usize, by_runner.get(name).copied().unwrap_or(0), "{name}");
+        assert!(executed > 0.0, "{name} got no work: {by_runner:?}");
+    }
+}
+
+#[test]
+fn a_check_with_two_subscriptions_runs_once_in_each_pool_per_slot() {
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let target = spawn_target(&rt, Duration::ZERO);
+    let prefix = BrokerPrefix::new("twosubs", &["east", "west"]);
+    let dir = checks(json!([http_check("both", target.addr, "1s", "500ms", &["east", "west"])]));
+    let handler = handler(&prefix.prefix);
+    let _east = runner(&prefix.prefix, "east-1", "east", &[]);
+    let _west = runner(&prefix.prefix, "west-1", "west", &[]);
+    let scheduler = scheduler(&prefix.prefix, &dir, &[]);
+    std::thread::sleep(Duration::from_millis(4500));
+    let published = stop_scheduler(scheduler);
+    let (results, dead) = wait_accounted(&handler, published as usize, Duration::from_secs(10));
+    assert!(dead.is_empty(), "{dead:?}");
+    assert_eq!(results.len(), published as usize);
+    let mut slots: BTreeMap<String, Vec<(String, String)>> = BTreeMap::new();
+    for r in &results {
+        let entry = (r["subscription"].as_str().unwrap().to_owned(), r["runner"].as_str().unwrap().to_owned());
+        slots.entry(r["scheduled_at"].as_str().unwrap().to_owned()).or_default().push(entry);
+    }
+    assert!(slots.len() >= 3, "{slots:?}");
+    for (slot, mut runs) in slots {
+        runs.sort();
+        assert_eq!(
+            runs,
+            vec![("east".to_owned(), "east-1".to_owned()), ("west".to_owned(), "west-1".to_owned())],
+            "slot {slot}"
+        );
+    }
+}
+
+#[test]
+fn a_runner_killed_mid_check_loses_nothing() {
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let target = spawn_target(&rt, Duration::from_secs(2));
+    let prefix = BrokerPrefix::new("sigkill", &["default"]);
+    let dir = checks(json!([http_check("slow", target.addr, "20s", "5s", &["default"])]));
+    let handler = handler(&prefix.prefix);
+    let mut first = runner(&prefix.prefix, "doomed", "default", &[]);
+    let scheduler = scheduler(&prefix.prefix, &dir, &[]);
+    assert!(wait_until(Duration::from_secs(25), || target.connections.load(Ordering::SeqCst) >= 1), "never ran");
+    first.signal("-KILL");
+    first.wait_exit(Duration::from_secs(5)).expect("killed");
+    let published = stop_scheduler(scheduler);
+    assert_eq!(published, 1);
+    let _second = runner(&prefix.prefix, "rescuer", "default", &[]);
+    let (results, dead) = wait_accounted(&handler, 1, Duration::from_secs(15));
+    assert!(dead.is_empty(), "{dead:?}");
+    assert_eq!(results.len(), 1, "{}", handler.stderr_text());
+    assert_eq!(results[0]["runner"], "rescuer");
+    assert_eq!(results[0]["status"], 0, "{}", results[0]["output"]);
+}
+
+#[test]
+fn sigterm_drains_in_flight_checks_and_exits_0() {
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let target = spawn_target(&rt, Duration::from_secs(2));
+    let prefix = BrokerPrefix::new("sigterm", &["default"]);
+    let dir = checks(json!([http_check("slow", target.addr, "20s", "5s", &["default"])]));
+    let handler = handler(&prefix.prefix);
+    let mut busy = runner(&prefix.prefix, "busy", "default", &[]);
+    let scheduler = scheduler(&prefix.prefix, &dir, &[]);
+    assert!(wait_until(Duration::from_secs(25), || target.connections.load(Ordering::SeqCst) >= 1), "never ran");
+    busy.signal("-TERM");
+    let status = busy.wait_exit(Duration::from_secs(10)).expect("runner exits within the drain timeout");
+    assert_eq!(status.code(), Some(0), "{}", busy.stderr_text());
+    let published = stop_scheduler(scheduler);
+    let (results, _) = wait_accounted(&handler, published as usize, Duration::from_secs(10));
+    assert_eq!(results.len(), 1);
+    assert_eq!(results[0]["runner"], "busy");
+    assert_eq!(results[0]["status"], 0, "{}", results[0]["output"]);
+}
+
+#[test]
+fn requests_nobody_took_in_time_are_dead_lettered_never_run_late() {
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let target = spawn_target(&rt, Duration::ZERO);
+    let prefix = BrokerPrefix::new("stale", &["default"]);
+    let dir = checks(json!([http_check("lonely", target.addr, "2s", "1s", &["default"])]));
+    let handler = handler(&prefix.prefix);
+    let scheduler = scheduler(&prefix.prefix, &dir, &[]);
+    std::thread::sleep(Duration::from_secs(7));
+    let published = stop_scheduler(scheduler);
+    assert!(published >= 3, "published {published}");
+    let _late = runner(&prefix.prefix, "late", "default", &[]);
+    let (results, dead) = wait_accounted(&handler, published as usize, Duration::from_secs(10));
+    assert_eq!(results.len() + dead.len(), published as usize);
+    // Only the newest slot may still have been inside its start window (1s) when the runner came.
+    assert!(results.len() <= 1, "stale requests ran: {results:?}");
+    for result in &results {
+        assert!(result["lateness_ms"].as_i64().unwrap() < 1000, "ran after its deadline: {result}");
+    }
+    assert!(dead.len() >= 2, "{dead:?}");
+    assert!(dead.iter().all(|d| d["reason"] == "expired" && d["check"] == "lonely"), "{dead:?}");
+    assert_eq!(target.connections.load(Ordering::SeqCst), results.len());
+}
+
+#[test]
+fn poison_messages_are_dead_lettered_and_the_runner_keeps_consuming() {
+    use lapin::options::BasicPublishOptions;
+    use lapin::types::{AMQPValue, FieldTable};
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let target = spawn_target(&rt, Duration::ZERO);
+    let prefix = BrokerPrefix::new("poison", &["default"]);
+    let key = ("PICKET_SIGNING_KEY", "a-test-signing-key-0123456789");
+    let handler = handler(&prefix.prefix);
+    let _runner = runner(&prefix.prefix, "sturdy", "default", &[key]);
+    let forged = {
+        let check = protocol::definition::parse_check(http_check("forged", target.addr, "10s", "1s", &[])).unwrap();
+        let now = chrono::Utc::now();
+        protocol::message::encode(&protocol::message::Message::CheckRequest(Box::new(protocol::CheckRequest {
+            id: "forged".into(),
+            check,
+            subscription: "default".into(),
+            scheduled_at: now,
+            deadline: now + chrono::Duration::seconds(30),
+            scheduler: "mallory".into(),
+        })))
+    };
+    rt.block_on(async {
+        let channel = prefix.channel().await;
+        let mut bad_sig = FieldTable::default();
+        bad_sig.insert("x-picket-sig".into(), AMQPValue::LongString("00ff".into()));
+        for (body, headers) in [
+            (b"not json".to_vec(), FieldTable::default()),
+            (br#"{"v": 2, "kind": "check_request"}"#.to_vec(), FieldTable::default()),
+            (forged.clone(), FieldTable::default()),
+            (forged, bad_sig),
+        ] {
+            channel
+                .basic_publish(
+                    format!("{}.requests", prefix.prefix).as_str().into(),
+                    "default".into(),
+                    BasicPublishOptions::default(),
+                    &body,
+                    lapin::BasicProperties::default().with_headers(headers),
+                )
+                .await
+                .unwrap()
+                .await
+                .unwrap();
+        }
+    });
+    let (_, dead) = wait_accounted(&handler, 4, Duration::from_secs(10));
+    assert_eq!(dead.len(), 4, "{dead:?}");
+    assert!(dead.iter().all(|d| d["reason"] == "malformed"), "{dead:?}");
+    assert!(_runner.stderr_text().contains("unsigned request"), "{}", _runner.stderr_text());
+    assert!(_runner.stderr_text().contains("bad signature"), "{}", _runner.stderr_text());
+
+    let dir = checks(json!([http_check("honest", target.addr, "1s", "500ms", &["default"])]));
+    let scheduler = scheduler(&prefix.prefix, &dir, &[key]);
+    assert!(
+        wait_until(Duration::from_secs(10), || !handler_records(&handler, "check_result").is_empty()),
+        "the runner stopped consuming after the poison"
+    );
+    stop_scheduler(scheduler);
+    assert_eq!(target.connections.load(Ordering::SeqCst) as usize, handler_records(&handler, "check_result").len());
+}
+
+#[test]
+fn a_standby_scheduler_takes_over_within_10s_without_double_results() {
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let target = spawn_target(&rt, Duration::ZERO);
+    let prefix = BrokerPrefix::new("leader", &["default"]);
+    let dir = checks(json!([http_check("tick", target.addr, "1s", "500ms", &["default"])]));
+    let handler = handler(&prefix.prefix);
+    let _runner = runner(&prefix.prefix, "r", "default", &[]);
+    let mut leader = scheduler(&prefix.prefix, &dir, &[]);
+    assert!(leader.wait_log("leader: publishing", Duration::from_secs(15)), "{}", leader.stderr_text());
+    let standby = scheduler(&prefix.prefix, &dir, &[]);
+    std::thread::sleep(Duration::from_secs(3));
+    assert!(!standby.stderr_text().contains("leader: publishing"), "two leaders");
+    leader.signal("-KILL");
+    leader.wait_exit(Duration::from_secs(5)).expect("killed");
+    let killed_at = Instant::now();
+    assert!(standby.wait_log("leader: publishing", Duration::from_secs(10)), "no takeover: {}", standby.stderr_text());
+    let takeover = killed_at.elapsed();
+    assert!(takeover < Duration::from_secs(10), "takeover took {takeover:?}");
+    std::thread::sleep(Duration::from_secs(3));
+    stop_scheduler(standby);
+    std::thread::sleep(Duration::from_secs(2));
+    let results = handler_records(&handler, "check_result");
+    let slots: HashSet<&str> = results.iter().map(|r| r["scheduled_at"].as_str().unwrap()).collect();
+    assert_eq!(slots.len(), results.len(), "a slot produced two results");
+    assert!(results.len() >= 5, "{results:?}");
+}
+
+#[test]
+fn bad_broker_configuration_exits_64_naming_the_variable() {
+    let cases: [(&[(&str, &str)], &str); 4] = [
+        (&[], "PICKET_AMQP_URL"),
+        (&[("PICKET_AMQP_URL", "http://guest:secretpw@127.0.0.1/")], "PICKET_AMQP_URL"),
+        (&[("PICKET_AMQP_URL", crate::support::AMQP_URL), ("PICKET_CONCURRENCY", "0")], "PICKET_CONCURRENCY"),
+        (&[("PICKET_AMQP_URL", crate::support::AMQP_URL), ("PICKET_PREFIX", "bad prefix!")], "PICKET_PREFIX"),
+    ];
+    for (env, variable) in cases {
+        let mut cmd = picket();
+        cmd.arg("runner").env_remove("PICKET_AMQP_URL");
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let out = cmd.output().unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(64), "{variable}: {stderr}");
+        assert!(stderr.contains(variable), "{variable}: {stderr}");
+        assert!(!stderr.contains("secretpw"), "the URL's password leaked: {stderr}");
+    }
+}
