@@ -85,6 +85,11 @@ fn three_runners_share_a_subscription_and_each_request_runs_once() {
     let published = stop_scheduler(scheduler);
     assert!(published >= 24, "published {published}");
     let (results, dead) = wait_accounted(&handler, published as usize, Duration::from_secs(10));
+    eprintln!(
+        "accounting (three runners): published={published} results={} dead_letters={}",
+        results.len(),
+        dead.len()
+    );
     assert_eq!(results.len() + dead.len(), published as usize, "lost requests: {}", handler.stderr_text());
 
     let ids: HashSet<&str> = results.iter().map(|r| r["request_id"].as_str().unwrap()).collect();
@@ -187,6 +192,7 @@ fn requests_nobody_took_in_time_are_dead_lettered_never_run_late() {
     assert!(published >= 3, "published {published}");
     let _late = runner(&prefix.prefix, "late", "default", &[]);
     let (results, dead) = wait_accounted(&handler, published as usize, Duration::from_secs(10));
+    eprintln!("accounting (stale): published={published} results={} dead_letters={}", results.len(), dead.len());
     assert_eq!(results.len() + dead.len(), published as usize);
     // Only the newest slot may still have been inside its start window (1s) when the runner came.
     assert!(results.len() <= 1, "stale requests ran: {results:?}");
@@ -308,4 +314,41 @@ fn bad_broker_configuration_exits_64_naming_the_variable() {
         assert!(stderr.contains(variable), "{variable}: {stderr}");
         assert!(!stderr.contains("secretpw"), "the URL's password leaked: {stderr}");
     }
+}
+
+#[test]
+fn cutting_the_broker_connections_loses_no_request() {
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let target = spawn_target(&rt, Duration::ZERO);
+    let proxy = crate::support::BrokerProxy::start(&rt);
+    let url = proxy.url();
+    let via_proxy = [("PICKET_AMQP_URL", url.as_str())];
+    let prefix = BrokerPrefix::new("cut", &["default"]);
+    let defs: Vec<Value> =
+        (0..3).map(|i| http_check(&format!("c{i}"), target.addr, "1s", "500ms", &["default"])).collect();
+    let dir = checks(json!(defs));
+    let handler = Role::start(&prefix.prefix, &["handler"], &via_proxy);
+    handler.wait_ready(Duration::from_secs(15));
+    let runner = runner(&prefix.prefix, "r", "default", &via_proxy);
+    let scheduler = scheduler(&prefix.prefix, &dir, &via_proxy);
+    std::thread::sleep(Duration::from_secs(3));
+    proxy.sever();
+    // Every role notices, reports not ready, reconnects and becomes ready again.
+    assert!(wait_until(Duration::from_secs(5), || !runner.get("/readyz").starts_with("HTTP/1.1 200")), "never noticed");
+    runner.wait_ready(Duration::from_secs(15));
+    handler.wait_ready(Duration::from_secs(15));
+    scheduler.wait_ready(Duration::from_secs(15));
+    std::thread::sleep(Duration::from_secs(3));
+    proxy.sever();
+    std::thread::sleep(Duration::from_secs(4));
+    let published = stop_scheduler(scheduler);
+    let (results, dead) = wait_accounted(&handler, published as usize, Duration::from_secs(20));
+    let after_cut = results.len() + dead.len();
+    eprintln!("accounting (cut): published={published} results={} dead_letters={}", results.len(), dead.len());
+    // A request whose confirm was lost with the connection may still have
+    // landed, so the handler can see more than the scheduler counted, never fewer.
+    assert!(after_cut >= published as usize, "published {published}, accounted {after_cut}: lost requests");
+    let ids: HashSet<&str> = results.iter().map(|r| r["request_id"].as_str().unwrap()).collect();
+    assert_eq!(ids.len(), results.len());
+    assert!(results.len() >= 18, "too few results across the cuts: {}", results.len());
 }

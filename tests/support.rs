@@ -272,3 +272,41 @@ pub fn handler_records(handler: &Role, kind: &str) -> Vec<serde_json::Value> {
         .map(|v| v[kind.trim_start_matches("check_")].clone())
         .collect()
 }
+
+/// A TCP proxy to the broker that the test can sever, cutting only the
+/// connections of the roles pointed at it.
+pub struct BrokerProxy {
+    pub port: u16,
+    cut: tokio::sync::watch::Sender<u64>,
+}
+
+impl BrokerProxy {
+    pub fn start(runtime: &tokio::runtime::Runtime) -> Self {
+        let listener = runtime.block_on(tokio::net::TcpListener::bind("127.0.0.1:0")).unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let (cut, _) = tokio::sync::watch::channel(0u64);
+        let cuts = cut.clone();
+        runtime.spawn(async move {
+            while let Ok((mut client, _)) = listener.accept().await {
+                let mut severed = cuts.subscribe();
+                tokio::spawn(async move {
+                    let Ok(mut upstream) = tokio::net::TcpStream::connect("127.0.0.1:5672").await else { return };
+                    tokio::select! {
+                        _ = tokio::io::copy_bidirectional(&mut client, &mut upstream) => {}
+                        _ = severed.changed() => {}
+                    }
+                });
+            }
+        });
+        Self { port, cut }
+    }
+
+    pub fn url(&self) -> String {
+        format!("amqp://guest:guest@127.0.0.1:{}/%2f", self.port)
+    }
+
+    /// Drops every connection open through the proxy now.
+    pub fn sever(&self) {
+        self.cut.send_modify(|n| *n += 1);
+    }
+}
