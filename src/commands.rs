@@ -112,3 +112,30 @@ pub async fn check(file: &Path, name: Option<&str>, json: bool, deny: runner::De
     }
     Ok(ExitCode::from(result.status.code()))
 }
+
+/// A container HEALTHCHECK without curl: one HTTP GET over loopback, 2 s at most.
+pub async fn healthcheck(listen: std::net::SocketAddr, path: &str) -> Result<ExitCode, Failure> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut addr = listen;
+    if addr.ip().is_unspecified() {
+        addr.set_ip(std::net::Ipv4Addr::LOCALHOST.into());
+    }
+    let probe = async {
+        let mut stream = tokio::net::TcpStream::connect(addr).await?;
+        stream
+            .write_all(format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n").as_bytes())
+            .await?;
+        let mut head = [0u8; 12];
+        stream.read_exact(&mut head).await?;
+        Ok::<bool, std::io::Error>(head.starts_with(b"HTTP/1.1 200") || head.starts_with(b"HTTP/1.0 200"))
+    };
+    match tokio::time::timeout(std::time::Duration::from_secs(2), probe).await {
+        Ok(Ok(true)) => {
+            print_out(&format!("healthy: http://{addr}{path}"));
+            Ok(ExitCode::SUCCESS)
+        }
+        Ok(Ok(false)) => Err(Failure::Runtime(anyhow!("http://{addr}{path} answered, but not 200"))),
+        Ok(Err(e)) => Err(Failure::Runtime(anyhow!("http://{addr}{path}: {e}"))),
+        Err(_) => Err(Failure::Runtime(anyhow!("http://{addr}{path}: no answer within 2s"))),
+    }
+}

@@ -71,6 +71,15 @@ enum Command {
     },
     /// Print the JSON Schema of definition files.
     Schema,
+    /// Probe this container's /healthz (or /readyz); exit 0 healthy, 1 not, within 2 s.
+    Healthcheck {
+        /// The address the role listens on; 0.0.0.0 is probed on 127.0.0.1.
+        #[arg(long, env = "PICKET_LISTEN", default_value = "0.0.0.0:9750")]
+        listen: std::net::SocketAddr,
+        /// Probe /readyz (broker connected) instead of /healthz (process alive).
+        #[arg(long)]
+        ready: bool,
+    },
 }
 
 /// An error with the exit code it earns.
@@ -135,6 +144,9 @@ fn run(command: Command) -> Result<ExitCode, Failure> {
     match command {
         Command::Validate { dir } => commands::validate(&dir),
         Command::Schema => commands::schema(),
+        Command::Healthcheck { listen, ready } => {
+            runtime()?.block_on(commands::healthcheck(listen, if ready { "/readyz" } else { "/healthz" }))
+        }
         Command::Check { file, name, json, deny_cidrs } => {
             runtime()?.block_on(commands::check(&file, name.as_deref(), json, deny_cidrs))
         }

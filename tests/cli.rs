@@ -86,3 +86,13 @@ fn bad_configuration_exits_64_naming_the_setting() {
     assert!(stderr(&out).contains("PICKET_DENY_CIDRS") || stderr(&out).contains("--deny-cidrs"), "{}", stderr(&out));
     assert!(stderr(&out).contains("10.0.0.0/33"), "{}", stderr(&out));
 }
+
+#[test]
+fn healthcheck_fails_when_nothing_answers() {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap().to_string();
+    drop(listener);
+    let out = run(&["healthcheck", "--listen", &addr]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).contains("/healthz"), "{}", stderr(&out));
+}

@@ -117,6 +117,10 @@ fn runs_checks_on_their_slots_and_stops_cleanly_on_sigterm() {
         }
     }
     let metrics = http_get(&addr, "/metrics");
+    for extra in [&[][..], &["--ready"][..]] {
+        let probe = picket().args(["healthcheck", "--listen", &addr]).args(extra).output().unwrap();
+        assert_eq!(probe.status.code(), Some(0), "{}", String::from_utf8_lossy(&probe.stderr));
+    }
     terminate(&child);
     let status = wait_with_timeout(&mut child, Duration::from_secs(6)).expect("picket exits after SIGTERM");
     assert_eq!(status.code(), Some(0));
