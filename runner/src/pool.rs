@@ -233,85 +233,90 @@ mod tests {
         }
     }
 
-    fn pool(transport: &MemoryTransport, metrics: Metrics) -> RunnerPool<MemoryTransport> {
-        let executor = Arc::new(Executor::new(crate::DenyList::default()).unwrap());
-        let config = RunnerConfig {
-            name: "r1".into(),
-            subscriptions: vec!["default".into()],
-            concurrency: 4,
-            drain_timeout: Duration::from_secs(5),
-        };
-        RunnerPool::new(transport.clone(), executor, config, metrics)
+    /// A runner pool on a memory transport, running in a task, with the
+    /// result and dead-letter queues subscribed before it starts.
+    struct Harness {
+        transport: MemoryTransport,
+        metrics: Metrics,
+        results: protocol::transport::Inbox<CheckResult>,
+        dead: protocol::transport::Inbox<protocol::transport::DeadLetter>,
+        shutdown: CancellationToken,
+        task: tokio::task::JoinHandle<Result<(), TransportError>>,
+    }
+
+    impl Harness {
+        async fn start() -> Self {
+            let transport = MemoryTransport::new();
+            let results = transport.results().await.unwrap();
+            let dead = transport.dead_letters().await.unwrap();
+            let (_, metrics) = Metrics::standalone();
+            let executor = Arc::new(Executor::new(crate::DenyList::default()).unwrap());
+            let config = RunnerConfig {
+                name: "r1".into(),
+                subscriptions: vec!["default".into()],
+                concurrency: 4,
+                drain_timeout: Duration::from_secs(5),
+            };
+            let runner = RunnerPool::new(transport.clone(), executor, config, metrics.clone());
+            let shutdown = CancellationToken::new();
+            let stop = shutdown.clone();
+            let task = tokio::spawn(async move { runner.run(stop).await });
+            Self { transport, metrics, results, dead, shutdown, task }
+        }
+
+        /// Stops the pool, waits for its drain, and hands back the results.
+        async fn stop(self) -> protocol::transport::Inbox<CheckResult> {
+            self.shutdown.cancel();
+            self.task.await.unwrap().unwrap();
+            self.results
+        }
     }
 
     #[tokio::test]
     async fn stale_requests_are_dead_lettered_not_run() {
-        let transport = MemoryTransport::new();
-        let mut dead = transport.dead_letters().await.unwrap();
-        let mut results = transport.results().await.unwrap();
-        let (_, metrics) = Metrics::standalone();
-        let runner = pool(&transport, metrics);
-        let shutdown = CancellationToken::new();
-        let stop = shutdown.clone();
-        let task = tokio::spawn(async move { runner.run(stop).await });
+        let mut h = Harness::start().await;
         let addr = slow_server(Duration::ZERO).await;
         let stale = request(addr, chrono::Duration::seconds(9), chrono::Duration::seconds(5));
         let fresh = request(addr, chrono::Duration::zero(), chrono::Duration::seconds(5));
-        transport.publish_request(&stale).await.unwrap();
-        transport.publish_request(&fresh).await.unwrap();
-        let letter = tokio::time::timeout(Duration::from_secs(5), dead.next()).await.unwrap().unwrap();
+        h.transport.publish_request(&stale).await.unwrap();
+        h.transport.publish_request(&fresh).await.unwrap();
+        let letter = tokio::time::timeout(Duration::from_secs(5), h.dead.next()).await.unwrap().unwrap();
         assert_eq!(letter.message.reason, DeadReason::Expired);
         assert_eq!(letter.message.request_id.as_deref(), Some(stale.id.as_str()));
-        let result = tokio::time::timeout(Duration::from_secs(5), results.next()).await.unwrap().unwrap();
+        let result = tokio::time::timeout(Duration::from_secs(5), h.results.next()).await.unwrap().unwrap();
         assert_eq!(result.message.request_id, fresh.id, "only the fresh request ran");
         assert_eq!(result.message.runner, "r1");
         assert!(result.message.lateness_ms >= 0);
-        shutdown.cancel();
-        task.await.unwrap().unwrap();
+        let _ = h.stop().await;
     }
 
     #[tokio::test]
     async fn a_check_still_running_is_not_started_twice() {
-        let transport = MemoryTransport::new();
-        let mut dead = transport.dead_letters().await.unwrap();
-        let mut results = transport.results().await.unwrap();
-        let (_, metrics) = Metrics::standalone();
-        let runner = pool(&transport, metrics.clone());
-        let shutdown = CancellationToken::new();
-        let stop = shutdown.clone();
-        let task = tokio::spawn(async move { runner.run(stop).await });
+        let mut h = Harness::start().await;
         let addr = slow_server(Duration::from_millis(800)).await;
         let first = request(addr, chrono::Duration::zero(), chrono::Duration::seconds(5));
         let mut second = request(addr, chrono::Duration::zero(), chrono::Duration::seconds(5));
         second.id = "second".into();
-        transport.publish_request(&first).await.unwrap();
+        h.transport.publish_request(&first).await.unwrap();
         tokio::time::sleep(Duration::from_millis(100)).await;
-        transport.publish_request(&second).await.unwrap();
-        let letter = tokio::time::timeout(Duration::from_secs(5), dead.next()).await.unwrap().unwrap();
+        h.transport.publish_request(&second).await.unwrap();
+        let letter = tokio::time::timeout(Duration::from_secs(5), h.dead.next()).await.unwrap().unwrap();
         assert_eq!(letter.message.reason, DeadReason::Overlap);
         assert_eq!(letter.message.request_id.as_deref(), Some("second"));
-        assert_eq!(metrics.slots_skipped.get_or_create(&metrics::labels("slow", "default")).get(), 1);
-        let result = tokio::time::timeout(Duration::from_secs(5), results.next()).await.unwrap().unwrap();
+        assert_eq!(h.metrics.slots_skipped.get_or_create(&metrics::labels("slow", "default")).get(), 1);
+        let result = tokio::time::timeout(Duration::from_secs(5), h.results.next()).await.unwrap().unwrap();
         assert_eq!(result.message.request_id, first.id);
-        shutdown.cancel();
-        task.await.unwrap().unwrap();
+        let _ = h.stop().await;
     }
 
     #[tokio::test]
     async fn shutdown_lets_in_flight_checks_finish() {
-        let transport = MemoryTransport::new();
-        let mut results = transport.results().await.unwrap();
-        let (_, metrics) = Metrics::standalone();
-        let runner = pool(&transport, metrics);
-        let shutdown = CancellationToken::new();
-        let stop = shutdown.clone();
-        let task = tokio::spawn(async move { runner.run(stop).await });
+        let h = Harness::start().await;
         let addr = slow_server(Duration::from_millis(500)).await;
         let busy = request(addr, chrono::Duration::zero(), chrono::Duration::seconds(5));
-        transport.publish_request(&busy).await.unwrap();
+        h.transport.publish_request(&busy).await.unwrap();
         tokio::time::sleep(Duration::from_millis(150)).await;
-        shutdown.cancel();
-        task.await.unwrap().unwrap();
+        let mut results = h.stop().await;
         let result = results.next().await.unwrap();
         assert_eq!(result.message.request_id, busy.id);
         assert_eq!(result.message.status, protocol::Status::Ok, "{}", result.message.output);

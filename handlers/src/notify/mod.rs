@@ -1,11 +1,43 @@
 //! Notifiers: deliver one event to one handler (Slack, PagerDuty, log).
-//! INTERFACE ONLY: the bodies are being implemented.
+//!
+//! [`Notifiers::build`] resolves the secrets of every handler in use when the
+//! handler starts, so a missing one stops it before any result is consumed.
+//! [`Notifiers::deliver`] retries a few times on its own (`retry`); past that
+//! the caller's outbox keeps the event and tries again later.
+//!
+//! Secrets never leave this module in a log line, an error or `Debug` output:
+//! every reason is scrubbed of them (`http::Redactor`), reqwest errors lose
+//! their URL, and what holds a secret either has no `Debug` or hides it.
+
+mod http;
+mod log;
+mod pacer;
+mod pagerduty;
+mod retry;
+mod slack;
+mod text;
+
+#[cfg(test)]
+mod receiver;
+#[cfg(test)]
+mod tests;
 
 use std::collections::{BTreeSet, HashMap};
+use std::fmt;
+use std::sync::Arc;
+use std::time::Duration;
 
 use protocol::Status;
 use protocol::definition::HandlerDefinition;
+use protocol::definition::handler::{HandlerSpec, PAGERDUTY_EVENTS_URL};
+use protocol::definition::secret::Secret;
+use reqwest::{Client, Url};
 
+use self::log::{LineWriter, Log};
+use self::pacer::Pacer;
+use self::pagerduty::PagerDuty;
+use self::retry::RetryPolicy;
+use self::slack::Slack;
 use crate::event::Event;
 
 /// The result of delivering one event to one handler.
@@ -35,29 +67,175 @@ pub struct NotifierConfigError {
     pub reason: String,
 }
 
+impl NotifierConfigError {
+    fn new(handler: &str, reason: impl Into<String>) -> Self {
+        Self { handler: handler.to_owned(), reason: reason.into() }
+    }
+}
+
 /// Every configured notifier, by handler name.
 pub struct Notifiers {
-    by_name: HashMap<String, ()>,
+    by_name: HashMap<String, Handler>,
+}
+
+struct Handler {
+    definition: HandlerDefinition,
+    notifier: Notifier,
+}
+
+enum Notifier {
+    Slack(Slack),
+    PagerDuty(PagerDuty),
+    Log(Log),
+}
+
+impl Notifier {
+    fn kind(&self) -> &'static str {
+        match self {
+            Self::Slack(_) => "slack",
+            Self::PagerDuty(_) => "pagerduty",
+            Self::Log(_) => "log",
+        }
+    }
+}
+
+/// What a build needs besides the definitions. Always [`Settings::standard`]
+/// in the binary; tests shorten the waits and capture the log output.
+struct Settings {
+    retry: RetryPolicy,
+    /// The least time between two messages to one Slack webhook.
+    slack_interval: Duration,
+    log_output: LineWriter,
+}
+
+impl Settings {
+    fn standard() -> Self {
+        Self { retry: RetryPolicy::STANDARD, slack_interval: Duration::from_secs(1), log_output: LineWriter::stdout() }
+    }
 }
 
 impl Notifiers {
     /// Builds the notifiers for the handlers in `needed` (the ones some check
     /// names), resolving their secrets now: a missing secret is an error
-    /// naming the handler and the variable or file.
+    /// naming the handler and the variable or file. Handlers no check names
+    /// are left alone, so their secrets need not exist.
     pub fn build(definitions: &[HandlerDefinition], needed: &BTreeSet<String>) -> Result<Self, NotifierConfigError> {
-        let _ = (definitions, needed);
-        todo!()
+        Self::build_with(definitions, needed, Settings::standard())
+    }
+
+    fn build_with(
+        definitions: &[HandlerDefinition],
+        needed: &BTreeSet<String>,
+        settings: Settings,
+    ) -> Result<Self, NotifierConfigError> {
+        let mut builder = Builder { settings, client: None, pacers: HashMap::new() };
+        let mut by_name = HashMap::new();
+        for name in needed {
+            let definition = definitions
+                .iter()
+                .find(|d| d.name() == name)
+                .ok_or_else(|| NotifierConfigError::new(name, "no handler of that name is defined"))?;
+            let notifier = builder.notifier(definition)?;
+            by_name.insert(name.clone(), Handler { definition: definition.clone(), notifier });
+        }
+        Ok(Self { by_name })
     }
 
     /// Whether `handler` takes events of this status (its `severities`).
+    /// An unknown handler takes nothing.
     pub fn accepts(&self, handler: &str, status: Status) -> bool {
-        let _ = (handler, status, &self.by_name);
-        todo!()
+        self.by_name.get(handler).is_some_and(|h| h.definition.accepts(status))
     }
 
     /// Delivers `event` to `handler`, with that notifier's rate limit and retries.
+    ///
+    /// An unknown handler (removed from the definitions since the event was
+    /// decided) can never take the event, so it is dropped, not retried.
     pub async fn deliver(&self, handler: &str, event: &Event) -> Result<Delivered, NotifyError> {
-        let _ = (handler, event);
-        todo!()
+        let Some(configured) = self.by_name.get(handler) else {
+            tracing::warn!(handler, event = %event.kind, "no such handler is configured; notification dropped");
+            return Ok(Delivered::Dropped(format!("no handler named {handler:?} is configured")));
+        };
+        match &configured.notifier {
+            Notifier::Slack(slack) => slack.deliver(event).await,
+            Notifier::PagerDuty(pagerduty) => pagerduty.deliver(event).await,
+            Notifier::Log(log) => log.deliver(event),
+        }
+    }
+}
+
+/// Handler names and types only: never a secret.
+impl fmt::Debug for Notifiers {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut names: Vec<_> = self.by_name.iter().map(|(name, h)| (name, h.notifier.kind())).collect();
+        names.sort_unstable();
+        f.debug_map().entries(names).finish()
+    }
+}
+
+/// What notifiers share while they are built: one HTTP client for all of
+/// them, one pacer per Slack webhook (two handlers posting to the same
+/// webhook share Slack's rate limit).
+struct Builder {
+    settings: Settings,
+    client: Option<Client>,
+    pacers: HashMap<Url, Arc<Pacer>>,
+}
+
+impl Builder {
+    fn notifier(&mut self, definition: &HandlerDefinition) -> Result<Notifier, NotifierConfigError> {
+        let name = definition.name();
+        Ok(match &definition.spec {
+            HandlerSpec::Slack(spec) => {
+                let webhook = webhook_url(name, &spec.webhook_url)?;
+                let pacer = self.pacer(&webhook);
+                Notifier::Slack(Slack::new(name, webhook, self.client(name)?, pacer, self.settings.retry))
+            }
+            HandlerSpec::Pagerduty(spec) => {
+                let routing_key = resolve(name, "routing_key", &spec.routing_key)?;
+                let api_url = match &spec.api_url {
+                    Some(url) => url.clone(),
+                    None => Url::parse(PAGERDUTY_EVENTS_URL)
+                        .map_err(|e| NotifierConfigError::new(name, format!("PagerDuty's default URL: {e}")))?,
+                };
+                Notifier::PagerDuty(PagerDuty::new(name, api_url, routing_key, self.client(name)?, self.settings.retry))
+            }
+            HandlerSpec::Log(_) => Notifier::Log(Log::new(name, self.settings.log_output.clone())),
+        })
+    }
+
+    fn client(&mut self, handler: &str) -> Result<Client, NotifierConfigError> {
+        if let Some(client) = &self.client {
+            return Ok(client.clone());
+        }
+        let client = http::client().map_err(|e| NotifierConfigError::new(handler, format!("HTTP client: {e}")))?;
+        self.client = Some(client.clone());
+        Ok(client)
+    }
+
+    fn pacer(&mut self, webhook: &Url) -> Arc<Pacer> {
+        let interval = self.settings.slack_interval;
+        self.pacers.entry(webhook.clone()).or_insert_with(|| Arc::new(Pacer::new(interval))).clone()
+    }
+}
+
+/// Reads a secret; errors name the field and where it was looked for, never
+/// what was found.
+fn resolve(handler: &str, field: &str, secret: &Secret) -> Result<String, NotifierConfigError> {
+    match secret.resolve() {
+        Ok(value) if value.trim().is_empty() => {
+            Err(NotifierConfigError::new(handler, format!("{field}: {secret:?} is empty")))
+        }
+        Ok(value) => Ok(value.trim().to_owned()),
+        Err(e) => Err(NotifierConfigError::new(handler, format!("{field}: {e}"))),
+    }
+}
+
+fn webhook_url(handler: &str, secret: &Secret) -> Result<Url, NotifierConfigError> {
+    let url = Url::parse(&resolve(handler, "webhook_url", secret)?)
+        .map_err(|e| NotifierConfigError::new(handler, format!("webhook_url from {secret:?} is not a URL: {e}")))?;
+    match url.scheme() {
+        "https" | "http" => Ok(url),
+        _ => Err(NotifierConfigError::new(handler, format!("webhook_url from {secret:?} is not an http(s) URL"))),
     }
 }
