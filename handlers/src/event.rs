@@ -76,10 +76,10 @@ impl Event {
     /// PagerDuty's dedup key, also the identity of an incident: one per
     /// (subscription, check), or per runner for runner events.
     pub fn incident_key(&self) -> String {
-        if self.check.is_empty() {
-            format!("picket/{}/runner/{}", self.subscription, self.runner)
-        } else {
-            format!("picket/{}/{}", self.subscription, self.check)
+        match self.kind {
+            EventKind::RunnerLost | EventKind::RunnerBack => format!("picket/{}/runner/{}", self.subscription, self.runner),
+            EventKind::Missed => format!("picket/{}/missed", self.subscription),
+            _ => format!("picket/{}/{}", self.subscription, self.check),
         }
     }
 }
