@@ -4,6 +4,7 @@
 
 #![forbid(unsafe_code)]
 
+mod alerts;
 mod broker;
 mod commands;
 mod config;
@@ -40,6 +41,8 @@ enum Command {
         checks: std::path::PathBuf,
         #[command(flatten)]
         runner: RunnerArgs,
+        #[command(flatten)]
+        state: alerts::StateArgs,
         /// Address of /healthz, /readyz and /metrics.
         #[arg(long, env = "PICKET_LISTEN", default_value = "0.0.0.0:9750")]
         listen: std::net::SocketAddr,
@@ -153,8 +156,8 @@ fn run(command: Command) -> Result<ExitCode, Failure> {
         Command::Scheduler(args) => runtime()?.block_on(roles::scheduler::run(args)),
         Command::Runner(args) => runtime()?.block_on(roles::runner::run(args)),
         Command::Handler(args) => runtime()?.block_on(roles::handler::run(args)),
-        Command::Standalone { checks, runner, listen } => {
-            let plan = standalone::Plan::new(&checks, runner, listen)?;
+        Command::Standalone { checks, runner, state, listen } => {
+            let plan = standalone::Plan::new(&checks, runner, &state, listen)?;
             runtime()?.block_on(standalone::run(plan))
         }
     }

@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
 
 use anyhow::{Context, anyhow};
-use handlers::Console;
+use handlers::{Both, Console, SinkHealth};
 use protocol::Catalog;
 use protocol::metrics::Metrics;
 use protocol::transport::memory::MemoryTransport;
@@ -21,18 +21,20 @@ use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
 use crate::Failure;
+use crate::alerts::{AlertingPlan, StateArgs};
 use crate::config::RunnerArgs;
 
 /// Everything standalone needs, validated before any socket is opened.
 pub struct Plan {
     checks_dir: PathBuf,
     catalog: Catalog,
+    alerting: AlertingPlan,
     runner: RunnerArgs,
     listen: SocketAddr,
 }
 
 impl Plan {
-    pub fn new(checks_dir: &Path, runner: RunnerArgs, listen: SocketAddr) -> Result<Self, Failure> {
+    pub fn new(checks_dir: &Path, runner: RunnerArgs, state: &StateArgs, listen: SocketAddr) -> Result<Self, Failure> {
         runner.validate()?;
         let catalog = Catalog::load_dir(checks_dir).map_err(|e| match e {
             e @ protocol::definition::CatalogError::Io { .. } => Failure::Config(e.into()),
@@ -41,7 +43,8 @@ impl Plan {
         if catalog.checks.is_empty() {
             return Err(Failure::Data(anyhow!("no checks found under {}", checks_dir.display())));
         }
-        Ok(Self { checks_dir: checks_dir.to_owned(), catalog, runner, listen })
+        let alerting = AlertingPlan::new(&catalog, state)?;
+        Ok(Self { checks_dir: checks_dir.to_owned(), catalog, alerting, runner, listen })
     }
 }
 
@@ -83,11 +86,14 @@ pub async fn run(plan: Plan) -> Result<ExitCode, Failure> {
     );
     let stop_running = CancellationToken::new();
     let stop_handling = CancellationToken::new();
-    let sink = Console::new(std::io::stdout());
+    let stop_alerting = CancellationToken::new();
+    let alerts =
+        crate::alerts::start(plan.alerting, Some(crate::alerts::print_events()), stop_alerting.clone()).await?;
+    let sink = Arc::new(Both(Console::new(std::io::stdout()), alerts.alerting.clone()));
     let handler = {
         let transport = transport.clone();
         let stop = stop_handling.clone();
-        async move { handlers::consume(&transport, &sink, stop).await }
+        async move { handlers::consume(&transport, sink, SinkHealth::default(), stop).await }
     };
     let handler = tokio::spawn(handler);
     let runner = {
@@ -102,6 +108,8 @@ pub async fn run(plan: Plan) -> Result<ExitCode, Failure> {
     runner.await.context("runner task panicked")?.map_err(|e| Failure::Runtime(e.into()))?;
     stop_handling.cancel();
     handler.await.context("handler task panicked")?.map_err(|e| Failure::Runtime(e.into()))?;
+    stop_alerting.cancel();
+    alerts.finish().await;
     stop_serving.cancel();
     let _ = server.await;
     tracing::info!("standalone: stopped");

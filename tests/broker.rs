@@ -263,7 +263,7 @@ fn poison_messages_are_dead_lettered_and_the_runner_keeps_consuming() {
         "the runner stopped consuming after the poison"
     );
     stop_scheduler(scheduler);
-    assert_eq!(target.connections.load(Ordering::SeqCst) as usize, handler_records(&handler, "check_result").len());
+    assert_eq!(target.connections.load(Ordering::SeqCst), handler_records(&handler, "check_result").len());
 }
 
 #[test]

@@ -92,8 +92,10 @@ fn runs_checks_on_their_slots_and_stops_cleanly_on_sigterm() {
             fast.addr, slow.addr
         ),
     )]);
+    let state = tempfile::tempdir().unwrap();
     let mut child = picket()
         .args(["standalone", "--checks", &path_str(dir.path())])
+        .env("PICKET_STATE_DIR", state.path())
         .env("PICKET_LISTEN", "127.0.0.1:0")
         .env("PICKET_DRAIN_TIMEOUT", "3s")
         .stdout(Stdio::piped())

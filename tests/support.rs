@@ -91,6 +91,8 @@ pub const AMQP_URL: &str = "amqp://guest:guest@127.0.0.1:5672/%2f";
 /// A running picket process whose output lines are collected as they come.
 pub struct Role {
     pub child: std::process::Child,
+    /// The handler's state store lives here, one per process.
+    _state: tempfile::TempDir,
     pub stdout: Arc<std::sync::Mutex<Vec<String>>>,
     pub stderr: Arc<std::sync::Mutex<Vec<String>>>,
 }
@@ -110,8 +112,10 @@ fn collect(stream: impl std::io::Read + Send + 'static) -> Arc<std::sync::Mutex<
 impl Role {
     /// Starts `picket <args>` under `prefix` with the broker URL and a free listen port.
     pub fn start(prefix: &str, args: &[&str], env: &[(&str, &str)]) -> Self {
+        let state = tempfile::tempdir().unwrap();
         let mut cmd = picket();
         cmd.args(args)
+            .env("PICKET_STATE_DIR", state.path())
             .env("PICKET_AMQP_URL", AMQP_URL)
             .env("PICKET_PREFIX", prefix)
             .env("PICKET_LISTEN", "127.0.0.1:0")
@@ -124,7 +128,7 @@ impl Role {
         let mut child = cmd.spawn().expect("picket starts");
         let stdout = collect(child.stdout.take().unwrap());
         let stderr = collect(child.stderr.take().unwrap());
-        Self { child, stdout, stderr }
+        Self { child, _state: state, stdout, stderr }
     }
 
     pub fn stdout_lines(&self) -> Vec<String> {

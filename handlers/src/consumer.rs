@@ -1,13 +1,22 @@
 //! The handler's consume loop, transport side: a delivery is acked only once
-//! its sink has taken it, so a crash replays rather than loses.
+//! its sink has taken it, so a crash replays rather than loses. Deliveries
+//! are settled concurrently (up to [`IN_FLIGHT`]) so that a batching sink can
+//! commit many results in one transaction.
 
 use std::future::Future;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use protocol::CheckResult;
 use protocol::message::Keepalive;
 use protocol::transport::{DeadLetter, Delivery, Inbox, Transport, TransportError};
+use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+/// Deliveries being settled at once.
+const IN_FLIGHT: usize = 1024;
 
 #[derive(Debug, thiserror::Error)]
 pub enum HandlerError {
@@ -22,46 +31,115 @@ pub trait Accept<M>: Send + Sync {
     fn accept(&self, message: &M) -> impl Future<Output = Result<(), HandlerError>> + Send;
 }
 
-/// Where results and dead letters go: the console now, the alerting state
-/// machine later. The seam between the transport and what acts on results.
-pub trait ResultSink: Accept<CheckResult> + Accept<DeadLetter> + Accept<Keepalive> {}
+/// Where results, dead letters and keepalives go: the seam between the
+/// transport and what acts on them (console, JSON log, alerting).
+pub trait ResultSink: Accept<CheckResult> + Accept<DeadLetter> + Accept<Keepalive> + 'static {}
 
-impl<S: Accept<CheckResult> + Accept<DeadLetter> + Accept<Keepalive>> ResultSink for S {}
+impl<S: Accept<CheckResult> + Accept<DeadLetter> + Accept<Keepalive> + 'static> ResultSink for S {}
 
-/// Consumes results and dead letters until `shutdown`, then settles whatever
-/// already arrived before returning.
+impl<M: Sync, T: Accept<M>> Accept<M> for Arc<T> {
+    fn accept(&self, message: &M) -> impl Future<Output = Result<(), HandlerError>> + Send {
+        self.as_ref().accept(message)
+    }
+}
+
+/// Two sinks in turn: the second sees a message only once the first took it.
+pub struct Both<A, B>(pub A, pub B);
+
+impl<M: Sync, A: Accept<M>, B: Accept<M>> Accept<M> for Both<A, B> {
+    async fn accept(&self, message: &M) -> Result<(), HandlerError> {
+        self.0.accept(message).await?;
+        self.1.accept(message).await
+    }
+}
+
+/// Whether the sink took its last message; false while it fails (a database
+/// down), which the role reports on `/readyz`.
+#[derive(Clone, Debug)]
+pub struct SinkHealth(Arc<AtomicBool>);
+
+impl Default for SinkHealth {
+    fn default() -> Self {
+        Self(Arc::new(AtomicBool::new(true)))
+    }
+}
+
+impl SinkHealth {
+    pub fn is_healthy(&self) -> bool {
+        self.0.load(Ordering::Relaxed)
+    }
+}
+
+/// Consumes results, dead letters and keepalives until `shutdown`, then
+/// settles whatever already arrived before returning. A message the sink
+/// fails to take is left unacked: the broker keeps it (and, with prefetch
+/// exhausted, stops delivering) until the sink recovers or the role restarts.
 pub async fn consume<T: Transport, S: ResultSink>(
     transport: &T,
-    sink: &S,
+    sink: Arc<S>,
+    health: SinkHealth,
     shutdown: CancellationToken,
 ) -> Result<(), HandlerError> {
     let mut results = transport.results().await?;
     let mut dead = transport.dead_letters().await?;
     let mut keepalives = transport.keepalives().await?;
+    let settler = Settler { sink, health, tasks: TaskTracker::new(), slots: Arc::new(Semaphore::new(IN_FLIGHT)) };
     loop {
         tokio::select! {
             () = shutdown.cancelled() => break,
-            Some(delivery) = results.next() => settle(sink, delivery).await?,
-            Some(delivery) = dead.next() => settle(sink, delivery).await?,
-            Some(delivery) = keepalives.next() => settle(sink, delivery).await?,
-            else => return Ok(()),
+            Some(delivery) = results.next() => settler.spawn(delivery).await,
+            Some(delivery) = dead.next() => settler.spawn(delivery).await,
+            Some(delivery) = keepalives.next() => settler.spawn(delivery).await,
+            else => break,
         }
     }
-    drain(sink, &mut results).await?;
-    drain(sink, &mut dead).await?;
-    drain(sink, &mut keepalives).await
-}
-
-async fn settle<M, S: Accept<M>>(sink: &S, delivery: Delivery<M>) -> Result<(), HandlerError> {
-    sink.accept(&delivery.message).await?;
-    delivery.ack().await?;
+    settler.drain(&mut results).await;
+    settler.drain(&mut dead).await;
+    settler.drain(&mut keepalives).await;
+    settler.tasks.close();
+    settler.tasks.wait().await;
     Ok(())
 }
 
-/// Settles what is already queued, waiting briefly for stragglers in transit.
-async fn drain<M, S: Accept<M>>(sink: &S, inbox: &mut Inbox<M>) -> Result<(), HandlerError> {
-    while let Ok(Some(delivery)) = tokio::time::timeout(Duration::from_millis(50), inbox.next()).await {
-        settle(sink, delivery).await?;
+struct Settler<S> {
+    sink: Arc<S>,
+    health: SinkHealth,
+    tasks: TaskTracker,
+    slots: Arc<Semaphore>,
+}
+
+impl<S: ResultSink> Settler<S> {
+    async fn spawn<M: Send + Sync + 'static>(&self, delivery: Delivery<M>)
+    where
+        S: Accept<M>,
+    {
+        let permit = self.slots.clone().acquire_owned().await.expect("semaphore never closed");
+        let sink = self.sink.clone();
+        let health = self.health.clone();
+        self.tasks.spawn(async move {
+            match sink.accept(&delivery.message).await {
+                Ok(()) => {
+                    health.0.store(true, Ordering::Relaxed);
+                    if let Err(e) = delivery.ack().await {
+                        tracing::warn!(error = %e, "ack failed; the message may be delivered again");
+                    }
+                }
+                Err(e) => {
+                    health.0.store(false, Ordering::Relaxed);
+                    tracing::error!(error = %e, "message not taken; left unacked for redelivery");
+                }
+            }
+            drop(permit);
+        });
     }
-    Ok(())
+
+    /// Settles what is already queued, waiting briefly for stragglers in transit.
+    async fn drain<M: Send + Sync + 'static>(&self, inbox: &mut Inbox<M>)
+    where
+        S: Accept<M>,
+    {
+        while let Ok(Some(delivery)) = tokio::time::timeout(Duration::from_millis(50), inbox.next()).await {
+            self.spawn(delivery).await;
+        }
+    }
 }

@@ -77,7 +77,9 @@ impl Event {
     /// (subscription, check), or per runner for runner events.
     pub fn incident_key(&self) -> String {
         match self.kind {
-            EventKind::RunnerLost | EventKind::RunnerBack => format!("picket/{}/runner/{}", self.subscription, self.runner),
+            EventKind::RunnerLost | EventKind::RunnerBack => {
+                format!("picket/{}/runner/{}", self.subscription, self.runner)
+            }
             EventKind::Missed => format!("picket/{}/missed", self.subscription),
             _ => format!("picket/{}/{}", self.subscription, self.check),
         }

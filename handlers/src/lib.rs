@@ -3,12 +3,15 @@
 
 #![forbid(unsafe_code)]
 
+pub mod alerting;
 pub mod console;
 pub mod consumer;
 pub mod event;
 pub mod json_log;
 pub mod notify;
+pub mod state;
+pub mod store;
 
 pub use console::Console;
-pub use consumer::{Accept, HandlerError, ResultSink, consume};
+pub use consumer::{Accept, Both, HandlerError, ResultSink, SinkHealth, consume};
 pub use event::{Event, EventKind};

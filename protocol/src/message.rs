@@ -177,9 +177,9 @@ pub struct Keepalive {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum Message {
-    /// Boxed: a request carries a whole check definition, far larger than the rest.
+    /// Boxed, like results: both are far larger than a keepalive.
     CheckRequest(Box<CheckRequest>),
-    CheckResult(CheckResult),
+    CheckResult(Box<CheckResult>),
     Keepalive(Keepalive),
 }
 

@@ -8,17 +8,25 @@ use std::process::ExitCode;
 use anyhow::Context;
 use clap::Args;
 use handlers::json_log::JsonLog;
+use handlers::{Both, SinkHealth};
+use protocol::Catalog;
 use protocol::metrics::Metrics;
 use protocol::transport::amqp::AmqpTransport;
 use tokio_util::sync::CancellationToken;
 
 use crate::Failure;
+use crate::alerts::{AlertingPlan, StateArgs};
 use crate::broker::BrokerArgs;
 
 #[derive(Args, Clone, Debug)]
 pub struct HandlerRoleArgs {
     #[command(flatten)]
     pub broker: BrokerArgs,
+    #[command(flatten)]
+    pub state: StateArgs,
+    /// Definitions directory: handler definitions, and which handlers checks use.
+    #[arg(long, env = "PICKET_CHECKS", default_value = "checks")]
+    pub checks: std::path::PathBuf,
     #[arg(long, env = "PICKET_LISTEN", default_value = "0.0.0.0:9750")]
     pub listen: SocketAddr,
 }
@@ -26,17 +34,31 @@ pub struct HandlerRoleArgs {
 pub async fn run(args: HandlerRoleArgs) -> Result<ExitCode, Failure> {
     let instance = crate::config::host_name();
     let config = args.broker.config(format!("picket-handler-{instance}-{}", std::process::id()))?;
+    let catalog = Catalog::load_dir(&args.checks).map_err(|e| match e {
+        e @ protocol::definition::CatalogError::Io { .. } => Failure::Config(e.into()),
+        e => Failure::Data(e.into()),
+    })?;
+    let plan = AlertingPlan::new(&catalog, &args.state)?;
     let (registry, metrics) = Metrics::standalone();
     let stop = CancellationToken::new();
     crate::shutdown::on_signal(stop.clone()).context("cannot install signal handlers")?;
     let stop_transport = CancellationToken::new();
     let transport = AmqpTransport::start(config, stop_transport.clone());
+    let stop_alerting = CancellationToken::new();
+    let alerts = crate::alerts::start(plan, None, stop_alerting.clone()).await?;
+    let health = SinkHealth::default();
+    let ready = {
+        let (transport, health) = (transport.clone(), health.clone());
+        std::sync::Arc::new(move || transport.is_connected() && health.is_healthy())
+    };
     let stop_serving = CancellationToken::new();
-    let server = crate::serve::bind(args.listen, registry, super::connected(&transport), stop_serving.clone()).await?;
+    let server = crate::serve::bind(args.listen, registry, ready, stop_serving.clone()).await?;
     let server = tokio::spawn(server);
-    let sink = JsonLog::new(std::io::stdout(), metrics);
+    let sink = std::sync::Arc::new(Both(JsonLog::new(std::io::stdout(), metrics), alerts.alerting.clone()));
     tracing::info!("handler starting");
-    handlers::consume(&transport, &sink, stop).await.map_err(|e| Failure::Runtime(e.into()))?;
+    handlers::consume(&transport, sink, health, stop).await.map_err(|e| Failure::Runtime(e.into()))?;
+    stop_alerting.cancel();
+    alerts.finish().await;
     stop_transport.cancel();
     stop_serving.cancel();
     let _ = server.await;

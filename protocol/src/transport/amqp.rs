@@ -545,7 +545,7 @@ fn decode_request(t: &AmqpTransport, d: &lapin::message::Delivery) -> Result<Che
 
 fn decode_result(_: &AmqpTransport, d: &lapin::message::Delivery) -> Result<CheckResult, String> {
     match decode(&d.data).map_err(|e| e.to_string())? {
-        Message::CheckResult(result) => Ok(result),
+        Message::CheckResult(result) => Ok(*result),
         _ => Err("not a check_result".into()),
     }
 }
@@ -598,7 +598,7 @@ impl Transport for AmqpTransport {
     async fn publish_result(&self, result: &CheckResult) -> Result<(), TransportError> {
         let live = self.live(PUBLISH_WAIT).await?;
         let names = &self.inner.names;
-        let body = encode(&Message::CheckResult(result.clone()));
+        let body = encode(&Message::CheckResult(Box::new(result.clone())));
         self.publish(&live, &names.results(), &names.results(), &body, BasicProperties::default()).await
     }
 

@@ -1,0 +1,492 @@
+//! The alerting sink: results in, state and notifications out (DESIGN.md §8).
+//!
+//! - **Results** go to a batcher task. It applies each to its (check,
+//!   subscription) state and commits state, results, events and outbox rows in
+//!   one transaction for the whole batch; only then does `accept` return, so
+//!   the consumer acks only what is durable and a crash replays rather than
+//!   loses. A database that is down makes `accept` fail, and nothing is acked.
+//! - **Duplicates** (a result whose slot was already applied) are dropped by
+//!   the state's watermark, kept in the same committed row: exact after a
+//!   restart too (see [`crate::state::Admission`]).
+//! - **Notifications** are outbox rows, delivered by an [`OutboxSender`] that
+//!   may run in another task, or later, after a restart.
+//! - **Dead letters** that expired raise `missed` for their subscription, at
+//!   most once per subscription per minute; **keepalives** feed runner
+//!   liveness, judged on this handler's clock by [`Alerting::tick`].
+
+mod sender;
+#[cfg(test)]
+mod tests;
+
+use std::collections::HashMap;
+use std::collections::hash_map::Entry;
+use std::future::Future;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use chrono::{DateTime, TimeDelta, Utc};
+use protocol::transport::{DeadLetter, DeadReason};
+use protocol::{CheckResult, Keepalive, Status};
+use tokio::sync::{Notify, mpsc, oneshot};
+use tokio::task::JoinHandle;
+
+use crate::consumer::{Accept, HandlerError};
+use crate::event::{Event, EventKind};
+use crate::notify::{Delivered, Notifiers, NotifyError};
+use crate::state::{Admission, CheckState, event_id};
+use crate::store::{LostRunner, Store, StoreError};
+
+pub use sender::{OutboxSender, SenderPolicy};
+
+/// A runner is lost after this many keepalive intervals without one.
+const MISSED_KEEPALIVES: i32 = 3;
+
+const MAX_KEEPALIVE_INTERVAL_SECS: u64 = 24 * 3600;
+
+/// What alerting needs from the notifiers: routing and delivery. A trait so
+/// the outbox can be tested with a recording fake.
+pub trait Deliver: Send + Sync + 'static {
+    /// Whether `handler` takes events of this status (its severities).
+    fn accepts(&self, handler: &str, status: Status) -> bool;
+    fn deliver(&self, handler: &str, event: &Event) -> impl Future<Output = Result<Delivered, NotifyError>> + Send;
+}
+
+impl Deliver for Notifiers {
+    fn accepts(&self, handler: &str, status: Status) -> bool {
+        Notifiers::accepts(self, handler, status)
+    }
+
+    fn deliver(&self, handler: &str, event: &Event) -> impl Future<Output = Result<Delivered, NotifyError>> + Send {
+        Notifiers::deliver(self, handler, event)
+    }
+}
+
+/// Called with every event once it is committed (standalone prints them).
+pub type EventHook = Arc<dyn Fn(&Event) + Send + Sync>;
+
+#[derive(Clone)]
+pub struct AlertingConfig {
+    /// Most results committed in one transaction.
+    pub max_batch: usize,
+    /// Handlers for events that belong to no check: `runner_lost`,
+    /// `runner_back` and `missed`.
+    pub fleet_handlers: Vec<String>,
+    /// At most one `missed` per subscription per this long.
+    pub missed_every: Duration,
+    pub on_event: Option<EventHook>,
+}
+
+impl Default for AlertingConfig {
+    fn default() -> Self {
+        Self { max_batch: 512, fleet_handlers: Vec::new(), missed_every: Duration::from_secs(60), on_event: None }
+    }
+}
+
+/// The handler's sink: see the module docs.
+pub struct Alerting<D> {
+    jobs: mpsc::Sender<Job>,
+    batcher: JoinHandle<()>,
+    store: Store,
+    deliver: Arc<D>,
+    fleet_handlers: Vec<String>,
+    missed_every: TimeDelta,
+    /// Wakes the outbox sender after a commit that queued deliveries.
+    outbox: Arc<Notify>,
+    runners: tokio::sync::Mutex<HashMap<String, RunnerSeen>>,
+    /// When each subscription last raised `missed`.
+    missed: Mutex<HashMap<String, DateTime<Utc>>>,
+}
+
+/// A runner as its keepalives describe it, on this handler's clock.
+struct RunnerSeen {
+    subscriptions: String,
+    interval: TimeDelta,
+    last_seen: DateTime<Utc>,
+    /// Set once `runner_lost` is committed, cleared by `runner_back`.
+    lost_since: Option<DateTime<Utc>>,
+}
+
+impl<D: Deliver> Alerting<D> {
+    /// Starts the batcher on `store`. Runners that were lost before a restart
+    /// are remembered, so their return still raises `runner_back`.
+    pub async fn start(store: Store, deliver: Arc<D>, config: AlertingConfig) -> Result<Self, StoreError> {
+        let runners = store
+            .lost_runners()
+            .await?
+            .into_iter()
+            .map(|lost| {
+                let seen = RunnerSeen {
+                    subscriptions: lost.subscriptions,
+                    interval: keepalive_interval(lost.interval_secs),
+                    last_seen: lost.since,
+                    lost_since: Some(lost.since),
+                };
+                (lost.runner, seen)
+            })
+            .collect();
+        let max_batch = config.max_batch.max(1);
+        let (jobs, queue) = mpsc::channel(max_batch * 2);
+        let outbox = Arc::new(Notify::new());
+        let batcher = Batcher {
+            store: store.clone(),
+            deliver: deliver.clone(),
+            on_event: config.on_event,
+            outbox: outbox.clone(),
+            max_batch,
+        };
+        Ok(Self {
+            jobs,
+            batcher: tokio::spawn(batcher.run(queue)),
+            store,
+            deliver,
+            fleet_handlers: config.fleet_handlers,
+            missed_every: TimeDelta::from_std(config.missed_every).unwrap_or(TimeDelta::MAX),
+            outbox,
+            runners: tokio::sync::Mutex::new(runners),
+            missed: Mutex::new(HashMap::new()),
+        })
+    }
+
+    /// A sender for this store's outbox, woken whenever a commit queues
+    /// deliveries.
+    pub fn outbox_sender(&self, policy: SenderPolicy) -> OutboxSender<D> {
+        OutboxSender::new(self.store.clone(), self.deliver.clone(), policy).woken_by(self.outbox.clone())
+    }
+
+    /// Stops taking work and waits until everything already submitted is
+    /// committed (or failed).
+    pub async fn close(self) {
+        drop(self.jobs);
+        if let Err(error) = self.batcher.await {
+            tracing::error!(%error, "alerting batcher failed");
+        }
+    }
+
+    /// Records a keepalive received at `now` (this handler's clock; the
+    /// runner's own timestamps are never trusted for staleness). A runner that
+    /// was lost raises `runner_back`.
+    pub async fn keepalive_at(&self, keepalive: &Keepalive, now: DateTime<Utc>) -> Result<(), HandlerError> {
+        let mut runners = self.runners.lock().await;
+        let seen = runners.entry(keepalive.runner.clone()).or_insert_with(|| RunnerSeen {
+            subscriptions: String::new(),
+            interval: TimeDelta::zero(),
+            last_seen: now,
+            lost_since: None,
+        });
+        if let Some(since) = seen.lost_since {
+            // Same subscriptions as the runner_lost: they are in its incident key.
+            let output = format!("runner {} is back after {}s", keepalive.runner, (now - since).num_seconds());
+            let event = self
+                .fleet_event(EventKind::RunnerBack, &seen.subscriptions, &keepalive.runner, output, now)
+                .caused_by(&since.timestamp_millis().to_string());
+            self.submit(Work::Notice(Notice { event, runner: Some(RunnerMark::Back(keepalive.runner.clone())) }))
+                .await?;
+            tracing::info!(runner = %keepalive.runner, lost_since = %since, "runner back");
+            seen.lost_since = None;
+        }
+        let mut subscriptions = keepalive.subscriptions.clone();
+        subscriptions.sort();
+        seen.subscriptions = subscriptions.join(",");
+        seen.interval = keepalive_interval(keepalive.interval);
+        seen.last_seen = now;
+        Ok(())
+    }
+
+    /// Raises `runner_lost`, once, for every runner silent for more than
+    /// three of its keepalive intervals at `now`. Called periodically.
+    ///
+    /// Runners are known from their first keepalive to this process (lost
+    /// ones are also remembered across restarts), so a runner that stopped
+    /// while the handler was down is not reported: its silence began before
+    /// this handler's clock could see it.
+    pub async fn tick(&self, now: DateTime<Utc>) -> Result<(), HandlerError> {
+        let mut runners = self.runners.lock().await;
+        for (runner, seen) in runners.iter_mut() {
+            if seen.lost_since.is_some() || now - seen.last_seen <= seen.interval * MISSED_KEEPALIVES {
+                continue;
+            }
+            let output = format!(
+                "no keepalive from runner {runner} for {}s (interval {}s)",
+                (now - seen.last_seen).num_seconds(),
+                seen.interval.num_seconds()
+            );
+            let event = self
+                .fleet_event(EventKind::RunnerLost, &seen.subscriptions, runner, output, now)
+                .caused_by(&now.timestamp_millis().to_string());
+            let lost = LostRunner {
+                runner: runner.clone(),
+                subscriptions: seen.subscriptions.clone(),
+                interval_secs: u64::try_from(seen.interval.num_seconds()).unwrap_or(1),
+                since: now,
+            };
+            self.submit(Work::Notice(Notice { event, runner: Some(RunnerMark::Lost(lost)) })).await?;
+            tracing::warn!(%runner, last_seen = %seen.last_seen, "runner lost");
+            seen.lost_since = Some(now);
+        }
+        Ok(())
+    }
+
+    /// A dead letter received at `now`: an expired request raises `missed`
+    /// for its subscription, rate-limited per subscription.
+    pub async fn dead_letter_at(&self, letter: &DeadLetter, now: DateTime<Utc>) -> Result<(), HandlerError> {
+        if letter.reason != DeadReason::Expired {
+            tracing::debug!(reason = %letter.reason, request = ?letter.request_id, "dead letter raises no event");
+            return Ok(());
+        }
+        let Some(subscription) = letter.subscription.as_deref() else {
+            tracing::warn!(request = ?letter.request_id, "expired request without a subscription");
+            return Ok(());
+        };
+        let Some(previous) = self.missed_slot(subscription, now)? else {
+            tracing::debug!(subscription, "missed already raised recently");
+            return Ok(());
+        };
+        let check = letter.check.as_deref().unwrap_or("?");
+        let output =
+            format!("requests for subscription {subscription} expire before a runner starts them (last: {check})");
+        let cause = letter.request_id.clone().unwrap_or_else(|| now.timestamp_millis().to_string());
+        let event = self.fleet_event(EventKind::Missed, subscription, "", output, now).caused_by(&cause);
+        if let Err(error) = self.submit(Work::Notice(Notice { event, runner: None })).await {
+            self.restore_missed(subscription, previous)?;
+            return Err(error);
+        }
+        Ok(())
+    }
+
+    /// Takes the subscription's `missed` slot at `now`: `None` when it was
+    /// taken less than `missed_every` ago, else the time it was last taken
+    /// (to restore if the event cannot be committed).
+    fn missed_slot(
+        &self,
+        subscription: &str,
+        now: DateTime<Utc>,
+    ) -> Result<Option<Option<DateTime<Utc>>>, HandlerError> {
+        let mut missed = self.missed.lock().map_err(|_| HandlerError::Sink("missed-event lock poisoned".into()))?;
+        match missed.get(subscription) {
+            Some(last) if now - *last < self.missed_every => Ok(None),
+            _ => Ok(Some(missed.insert(subscription.to_owned(), now))),
+        }
+    }
+
+    fn restore_missed(&self, subscription: &str, previous: Option<DateTime<Utc>>) -> Result<(), HandlerError> {
+        let mut missed = self.missed.lock().map_err(|_| HandlerError::Sink("missed-event lock poisoned".into()))?;
+        match previous {
+            Some(at) => missed.insert(subscription.to_owned(), at),
+            None => missed.remove(subscription),
+        };
+        Ok(())
+    }
+
+    /// An event about the fleet rather than a check, routed to the fleet
+    /// handlers: `runner_lost` is CRITICAL, `runner_back` OK after CRITICAL,
+    /// `missed` a WARNING. Its id is set by [`FleetEvent::caused_by`].
+    fn fleet_event(
+        &self,
+        kind: EventKind,
+        subscription: &str,
+        runner: &str,
+        output: String,
+        now: DateTime<Utc>,
+    ) -> FleetEvent {
+        let (status, previous) = match kind {
+            EventKind::RunnerBack => (Status::Ok, Some(Status::Critical)),
+            EventKind::Missed => (Status::Warning, None),
+            _ => (Status::Critical, None),
+        };
+        let mut event = Event {
+            id: String::new(),
+            kind,
+            check: String::new(),
+            subscription: subscription.to_owned(),
+            runner: runner.to_owned(),
+            status,
+            previous,
+            output,
+            metrics: Default::default(),
+            labels: Default::default(),
+            occurred_at: now,
+            handlers: self.fleet_handlers.clone(),
+        };
+        route(&*self.deliver, &mut event);
+        FleetEvent(event)
+    }
+
+    /// Hands work to the batcher and waits until it is committed.
+    async fn submit(&self, work: Work) -> Result<(), HandlerError> {
+        let stopped = || HandlerError::Sink("alerting has stopped".into());
+        let (done, committed) = oneshot::channel();
+        self.jobs.send(Job { work, done }).await.map_err(|_| stopped())?;
+        committed.await.map_err(|_| stopped())?.map_err(HandlerError::Sink)
+    }
+}
+
+/// A fleet event still without its id.
+struct FleetEvent(Event);
+
+impl FleetEvent {
+    /// Sets the deterministic id: `cause` identifies the episode (the lost
+    /// time of a runner, the expired request), so a replay keeps one row.
+    fn caused_by(self, cause: &str) -> Event {
+        let mut event = self.0;
+        event.id = event_id(&event.incident_key(), event.kind, cause);
+        event
+    }
+}
+
+impl<D: Deliver> Accept<CheckResult> for Alerting<D> {
+    async fn accept(&self, result: &CheckResult) -> Result<(), HandlerError> {
+        self.submit(Work::Result(result.clone())).await
+    }
+}
+
+impl<D: Deliver> Accept<DeadLetter> for Alerting<D> {
+    async fn accept(&self, letter: &DeadLetter) -> Result<(), HandlerError> {
+        self.dead_letter_at(letter, Utc::now()).await
+    }
+}
+
+impl<D: Deliver> Accept<Keepalive> for Alerting<D> {
+    async fn accept(&self, keepalive: &Keepalive) -> Result<(), HandlerError> {
+        self.keepalive_at(keepalive, Utc::now()).await
+    }
+}
+
+/// Narrows an event's handlers to those that take it. A `resolved` (or
+/// `runner_back`) goes where the problem it ends went, so it is judged by
+/// the status it resolves, not by OK.
+fn route<D: Deliver>(deliver: &D, event: &mut Event) {
+    let status = match event.kind {
+        EventKind::Resolved | EventKind::RunnerBack => event.previous.unwrap_or(event.status),
+        _ => event.status,
+    };
+    event.handlers.retain(|handler| deliver.accepts(handler, status));
+}
+
+/// A keepalive interval from the wire, kept within 1 s … 1 day so the
+/// staleness arithmetic cannot overflow.
+fn keepalive_interval(secs: u64) -> TimeDelta {
+    TimeDelta::seconds(i64::try_from(secs.clamp(1, MAX_KEEPALIVE_INTERVAL_SECS)).unwrap_or(1))
+}
+
+/// One submission and the way to tell its submitter it is committed.
+struct Job {
+    work: Work,
+    done: oneshot::Sender<Result<(), String>>,
+}
+
+enum Work {
+    Result(CheckResult),
+    /// An event decided outside the state machine (missed, runner lost/back).
+    Notice(Notice),
+}
+
+struct Notice {
+    event: Event,
+    runner: Option<RunnerMark>,
+}
+
+enum RunnerMark {
+    Lost(LostRunner),
+    Back(String),
+}
+
+/// Commits submissions in batches: whatever is queued when it looks, up to
+/// `max_batch`, in one transaction (group commit). It never waits for more:
+/// the consumer acks after `accept` returns, so a consumer settling one
+/// delivery at a time would be capped at one result per wait; with several
+/// in flight, results pile up while a commit runs and the next batch takes
+/// them all.
+struct Batcher<D> {
+    store: Store,
+    deliver: Arc<D>,
+    on_event: Option<EventHook>,
+    outbox: Arc<Notify>,
+    max_batch: usize,
+}
+
+impl<D: Deliver> Batcher<D> {
+    async fn run(self, mut queue: mpsc::Receiver<Job>) {
+        let mut jobs = Vec::with_capacity(self.max_batch);
+        while queue.recv_many(&mut jobs, self.max_batch).await > 0 {
+            let started = std::time::Instant::now();
+            match self.commit(&jobs, Utc::now()).await {
+                Ok(events) => {
+                    tracing::debug!(jobs = jobs.len(), events = events.len(), elapsed = ?started.elapsed(), "batch committed");
+                    if events.iter().any(|event| !event.handlers.is_empty()) {
+                        self.outbox.notify_one();
+                    }
+                    if let Some(on_event) = &self.on_event {
+                        events.iter().for_each(|event| on_event(event));
+                    }
+                    jobs.drain(..).for_each(|job| drop(job.done.send(Ok(()))));
+                }
+                Err(error) => {
+                    tracing::error!(%error, jobs = jobs.len(), "batch not committed; nothing is acked");
+                    let reason = error.to_string();
+                    jobs.drain(..).for_each(|job| drop(job.done.send(Err(reason.clone()))));
+                }
+            }
+        }
+    }
+
+    /// Applies the jobs in order and commits them at once; returns the events.
+    async fn commit(&self, jobs: &[Job], now: DateTime<Utc>) -> Result<Vec<Event>, StoreError> {
+        let mut batch = self.store.begin().await?;
+        let mut states: HashMap<(String, String), Loaded> = HashMap::new();
+        let mut events = Vec::new();
+        for job in jobs {
+            match &job.work {
+                Work::Result(result) => {
+                    let loaded = match states.entry((result.check.clone(), result.subscription.clone())) {
+                        Entry::Occupied(entry) => entry.into_mut(),
+                        Entry::Vacant(entry) => {
+                            let state = batch.state(&result.check, &result.subscription).await?.unwrap_or_default();
+                            entry.insert(Loaded { state, changed: false })
+                        }
+                    };
+                    let admission = loaded.state.admission(result);
+                    if admission != Admission::New {
+                        tracing::debug!(
+                            check = %result.check,
+                            subscription = %result.subscription,
+                            request = %result.request_id,
+                            ?admission,
+                            "result dropped"
+                        );
+                        continue;
+                    }
+                    let decided = loaded.state.apply(result, now);
+                    loaded.changed = true;
+                    batch.add_result(result, now).await?;
+                    for mut event in decided {
+                        route(&*self.deliver, &mut event);
+                        batch.add_event(&event).await?;
+                        events.push(event);
+                    }
+                }
+                Work::Notice(notice) => {
+                    match &notice.runner {
+                        Some(RunnerMark::Lost(lost)) => batch.mark_runner_lost(lost).await?,
+                        Some(RunnerMark::Back(runner)) => batch.clear_runner_lost(runner).await?,
+                        None => {}
+                    }
+                    batch.add_event(&notice.event).await?;
+                    events.push(notice.event.clone());
+                }
+            }
+        }
+        for ((check, subscription), loaded) in &states {
+            if loaded.changed {
+                batch.put_state(check, subscription, &loaded.state, now).await?;
+            }
+        }
+        batch.commit().await?;
+        Ok(events)
+    }
+}
+
+/// A state read in this batch, and whether the batch changed it.
+struct Loaded {
+    state: CheckState,
+    changed: bool,
+}

@@ -1,0 +1,201 @@
+//! Delivers the outbox: due rows go to their notifier; a row is marked done
+//! when the receiver took it or refused it for good, and rescheduled with
+//! exponential backoff when delivery may succeed later.
+//!
+//! Delivery is at least once: a sender stopped between delivering and
+//! marking re-sends after its claim expires, which receivers absorb (event
+//! ids and PagerDuty's dedup key are deterministic).
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{DateTime, TimeDelta, Utc};
+use tokio::sync::Notify;
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+
+use super::Deliver;
+use crate::notify::Delivered;
+use crate::store::{OutboxItem, Settlement, Store, StoreError};
+
+#[derive(Clone, Copy, Debug)]
+pub struct SenderPolicy {
+    /// Rows read per round.
+    pub batch: u32,
+    /// How often to look for due rows when no commit wakes the sender
+    /// (retries come due on their own).
+    pub poll: Duration,
+    /// How long a claimed row stays reserved for this sender: longer than
+    /// any notifier takes, including its own retries and rate limits.
+    pub lease: Duration,
+    pub first_retry: Duration,
+    pub max_retry: Duration,
+    /// Attempts after which a row is dropped as undeliverable.
+    pub max_attempts: u32,
+    /// How long delivered and dropped rows are kept (for inspection).
+    pub keep_done: Duration,
+}
+
+impl Default for SenderPolicy {
+    fn default() -> Self {
+        Self {
+            batch: 100,
+            poll: Duration::from_secs(1),
+            lease: Duration::from_secs(120),
+            first_retry: Duration::from_secs(5),
+            max_retry: Duration::from_secs(600),
+            max_attempts: 50,
+            keep_done: Duration::from_secs(7 * 24 * 3600),
+        }
+    }
+}
+
+impl SenderPolicy {
+    /// `first_retry · 2^attempts`, at most `max_retry`.
+    fn backoff(&self, attempts: u32) -> Duration {
+        self.first_retry.saturating_mul(1 << attempts.min(20)).min(self.max_retry)
+    }
+}
+
+/// Delivers due outbox rows; cheap to clone (clones share the store).
+pub struct OutboxSender<D> {
+    store: Store,
+    deliver: Arc<D>,
+    policy: SenderPolicy,
+    wake: Arc<Notify>,
+}
+
+impl<D> Clone for OutboxSender<D> {
+    fn clone(&self) -> Self {
+        Self { store: self.store.clone(), deliver: self.deliver.clone(), policy: self.policy, wake: self.wake.clone() }
+    }
+}
+
+impl<D: Deliver> OutboxSender<D> {
+    pub fn new(store: Store, deliver: Arc<D>, policy: SenderPolicy) -> Self {
+        Self { store, deliver, policy, wake: Arc::new(Notify::new()) }
+    }
+
+    /// Also looks for due rows whenever `wake` is notified.
+    pub fn woken_by(self, wake: Arc<Notify>) -> Self {
+        Self { wake, ..self }
+    }
+
+    /// Delivers until `shutdown`. A round cut short by shutdown leaves its
+    /// claimed rows to be re-sent after their lease.
+    pub async fn run(self, shutdown: CancellationToken) {
+        let mut next_prune = tokio::time::Instant::now();
+        loop {
+            let round = tokio::select! {
+                () = shutdown.cancelled() => return,
+                round = self.send_due(Utc::now()) => round,
+            };
+            let attempted = round.unwrap_or_else(|error| {
+                tracing::warn!(%error, "outbox: cannot deliver; will retry");
+                0
+            });
+            if tokio::time::Instant::now() >= next_prune {
+                next_prune += Duration::from_secs(3600);
+                self.prune().await;
+            }
+            if attempted > 0 {
+                continue;
+            }
+            tokio::select! {
+                () = shutdown.cancelled() => return,
+                () = self.wake.notified() => {}
+                () = tokio::time::sleep(self.policy.poll) => {}
+            }
+        }
+    }
+
+    /// One round: delivers the rows due at `now`, each handler's in order and
+    /// different handlers concurrently (a rate-limited Slack webhook does not
+    /// hold PagerDuty back). Returns the number of delivery attempts.
+    pub async fn send_due(&self, now: DateTime<Utc>) -> Result<usize, StoreError> {
+        let mut by_handler: BTreeMap<String, Vec<OutboxItem>> = BTreeMap::new();
+        for item in self.store.due_outbox(now, self.policy.batch).await? {
+            by_handler.entry(item.handler.clone()).or_default().push(item);
+        }
+        let mut handlers = JoinSet::new();
+        for items in by_handler.into_values() {
+            let sender = self.clone();
+            handlers.spawn(async move { sender.send_items(items, now).await });
+        }
+        let mut attempted = 0;
+        let mut failure = None;
+        while let Some(joined) = handlers.join_next().await {
+            match joined {
+                Ok(Ok(count)) => attempted += count,
+                Ok(Err(error)) => failure = Some(error),
+                Err(error) => tracing::error!(%error, "outbox delivery task failed"),
+            }
+        }
+        failure.map_or(Ok(attempted), Err)
+    }
+
+    async fn send_items(&self, items: Vec<OutboxItem>, now: DateTime<Utc>) -> Result<usize, StoreError> {
+        let mut attempted = 0;
+        for item in items {
+            if !self.store.claim(&item, after(now, self.policy.lease)).await? {
+                continue;
+            }
+            attempted += 1;
+            let settlement = self.attempt(&item).await;
+            self.store.settle(item.seq, &settlement, Utc::now()).await?;
+        }
+        Ok(attempted)
+    }
+
+    async fn attempt(&self, item: &OutboxItem) -> Settlement {
+        let event = match item.event() {
+            Ok(event) => event,
+            Err(error) => {
+                tracing::error!(seq = item.seq, handler = %item.handler, %error, "outbox row dropped");
+                return Settlement::Dropped(error.to_string());
+            }
+        };
+        let attempts = item.attempts + 1;
+        match self.deliver.deliver(&item.handler, &event).await {
+            Ok(Delivered::Sent) => {
+                tracing::info!(handler = %item.handler, event = %event.id, kind = %event.kind, check = %event.check,
+                    subscription = %event.subscription, attempts, "notified");
+                Settlement::Sent
+            }
+            Ok(Delivered::Dropped(reason)) => {
+                tracing::warn!(handler = %item.handler, event = %event.id, kind = %event.kind, %reason,
+                    "notification refused; not retried");
+                Settlement::Dropped(reason)
+            }
+            Err(error) if attempts >= self.policy.max_attempts => {
+                tracing::error!(handler = %item.handler, event = %event.id, kind = %event.kind, attempts, %error,
+                    "notification given up");
+                Settlement::Dropped(format!("gave up after {attempts} attempts: {}", error.reason))
+            }
+            Err(error) => {
+                let delay = self.policy.backoff(item.attempts);
+                tracing::warn!(handler = %item.handler, event = %event.id, kind = %event.kind, attempts, %error,
+                    retry_in = ?delay, "notification failed; will retry");
+                Settlement::Retry { error: error.reason, at: after(Utc::now(), delay) }
+            }
+        }
+    }
+
+    async fn prune(&self) {
+        let before = TimeDelta::from_std(self.policy.keep_done)
+            .ok()
+            .and_then(|keep| Utc::now().checked_sub_signed(keep))
+            .unwrap_or(DateTime::<Utc>::MIN_UTC);
+        match self.store.prune_outbox(before).await {
+            Ok(0) => {}
+            Ok(pruned) => tracing::debug!(pruned, "outbox pruned"),
+            Err(error) => tracing::warn!(%error, "outbox: cannot prune"),
+        }
+    }
+}
+
+/// `time + delay`, saturating: a configured delay can never panic.
+fn after(time: DateTime<Utc>, delay: Duration) -> DateTime<Utc> {
+    TimeDelta::from_std(delay).ok().and_then(|delay| time.checked_add_signed(delay)).unwrap_or(DateTime::<Utc>::MAX_UTC)
+}

@@ -1,0 +1,394 @@
+//! Alerting end to end against both backends, with a recording notifier.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use chrono::{DateTime, TimeDelta, Utc};
+use protocol::message::AlertPolicy;
+use protocol::transport::{DeadLetter, DeadReason};
+use protocol::{CheckResult, Keepalive, Status};
+use tokio_util::sync::CancellationToken;
+
+use super::{Alerting, AlertingConfig, Deliver, OutboxSender, SenderPolicy};
+use crate::consumer::{Accept, HandlerError};
+use crate::event::{Event, EventKind};
+use crate::notify::{Delivered, NotifyError};
+use crate::store::testing::{count, on_both_backends, outbox_rows};
+use crate::store::{Store, StoreConfig};
+
+/// A notifier that records deliveries. `pd` takes only CRITICAL; every other
+/// handler takes everything. Scripted failures are played per handler first.
+#[derive(Default)]
+struct Recorder {
+    delivered: Mutex<Vec<(String, Event)>>,
+    script: Mutex<HashMap<String, VecDeque<Result<Delivered, String>>>>,
+}
+
+impl Recorder {
+    fn script(&self, handler: &str, outcomes: impl IntoIterator<Item = Result<Delivered, String>>) {
+        self.script.lock().unwrap().entry(handler.to_owned()).or_default().extend(outcomes);
+    }
+
+    fn delivered(&self) -> Vec<(String, EventKind)> {
+        self.delivered.lock().unwrap().iter().map(|(h, e)| (h.clone(), e.kind)).collect()
+    }
+}
+
+impl Deliver for Recorder {
+    fn accepts(&self, handler: &str, status: Status) -> bool {
+        handler != "pd" || status == Status::Critical
+    }
+
+    async fn deliver(&self, handler: &str, event: &Event) -> Result<Delivered, NotifyError> {
+        let scripted = self.script.lock().unwrap().get_mut(handler).and_then(VecDeque::pop_front);
+        match scripted.unwrap_or(Ok(Delivered::Sent)) {
+            Ok(Delivered::Sent) => {
+                self.delivered.lock().unwrap().push((handler.to_owned(), event.clone()));
+                Ok(Delivered::Sent)
+            }
+            Ok(dropped) => Ok(dropped),
+            Err(reason) => Err(NotifyError { handler: handler.to_owned(), reason }),
+        }
+    }
+}
+
+fn at(secs: i64) -> DateTime<Utc> {
+    DateTime::from_timestamp(1_700_000_000 + secs, 0).unwrap()
+}
+
+fn result(slot: i64, status: Status) -> CheckResult {
+    CheckResult {
+        request_id: format!("web-{slot}"),
+        check: "web".into(),
+        subscription: "default".into(),
+        runner: "r1".into(),
+        status,
+        output: format!("{status} at {slot}"),
+        scheduled_at: at(slot),
+        started_at: at(slot),
+        duration_ms: 3,
+        lateness_ms: 0,
+        metrics: Default::default(),
+        details: serde_json::Value::Null,
+        policy: AlertPolicy {
+            handlers: vec!["slack".into(), "pd".into()],
+            occurrences: 1,
+            refresh_secs: 1800,
+            ..AlertPolicy::default()
+        },
+    }
+}
+
+fn fleet() -> AlertingConfig {
+    AlertingConfig { fleet_handlers: vec!["slack".into()], ..AlertingConfig::default() }
+}
+
+async fn start(config: &StoreConfig, recorder: &Arc<Recorder>) -> Alerting<Recorder> {
+    Alerting::start(Store::open(config).await.unwrap(), recorder.clone(), fleet()).await.unwrap()
+}
+
+/// Event kinds in the order they were logged.
+async fn logged(config: &StoreConfig) -> Vec<EventKind> {
+    let store = Store::open(config).await.unwrap();
+    let events = store.recent_events(1000).await.unwrap();
+    store.close().await;
+    events.into_iter().rev().map(|e| e.kind).collect()
+}
+
+/// Runs sender rounds until nothing is due; returns the delivery attempts.
+async fn send_all(config: &StoreConfig, recorder: &Arc<Recorder>) -> usize {
+    let store = Store::open(config).await.unwrap();
+    let sender = OutboxSender::new(store.clone(), recorder.clone(), SenderPolicy::default());
+    let mut attempts = 0;
+    loop {
+        match sender.send_due(Utc::now()).await.unwrap() {
+            0 => break,
+            round => attempts += round,
+        }
+    }
+    store.close().await;
+    attempts
+}
+
+/// Deliveries to one handler, in order (handlers are served concurrently).
+fn delivered_to(recorder: &Recorder, handler: &str) -> Vec<EventKind> {
+    recorder.delivered().into_iter().filter(|(h, _)| h == handler).map(|(_, kind)| kind).collect()
+}
+
+on_both_backends!(
+    state_survives_a_restart,
+    the_outbox_resends_after_a_crash,
+    a_running_sender_delivers_each_event_once,
+    duplicate_and_stale_results_are_dropped,
+    events_go_to_the_handlers_that_take_them,
+    failed_deliveries_are_retried_then_given_up,
+    runners_are_lost_and_back_on_the_handler_clock,
+    a_lost_runner_is_still_resolved_after_a_restart,
+    expired_requests_raise_missed_once_a_minute,
+    a_database_that_is_down_fails_accept,
+    committed_events_reach_the_hook,
+);
+
+async fn state_survives_a_restart(config: StoreConfig) {
+    let recorder = Arc::new(Recorder::default());
+    let alerting = start(&config, &recorder).await;
+    alerting.accept(&result(0, Status::Critical)).await.unwrap();
+    alerting.accept(&result(10, Status::Critical)).await.unwrap();
+    alerting.close().await;
+
+    let alerting = start(&config, &recorder).await;
+    alerting.accept(&result(20, Status::Critical)).await.unwrap();
+    alerting.accept(&result(30, Status::Ok)).await.unwrap();
+    alerting.accept(&result(40, Status::Ok)).await.unwrap();
+    alerting.close().await;
+    assert_eq!(logged(&config).await, [EventKind::Problem, EventKind::Resolved]);
+}
+
+async fn the_outbox_resends_after_a_crash(config: StoreConfig) {
+    let recorder = Arc::new(Recorder::default());
+    // Committed, then "crashed" before any sender ran.
+    let alerting = start(&config, &recorder).await;
+    alerting.accept(&result(0, Status::Critical)).await.unwrap();
+    alerting.close().await;
+    assert!(recorder.delivered().is_empty());
+
+    assert_eq!(send_all(&config, &recorder).await, 2);
+    assert_eq!(send_all(&config, &recorder).await, 0, "delivered rows are done");
+    assert_eq!(delivered_to(&recorder, "slack"), [EventKind::Problem]);
+    assert_eq!(delivered_to(&recorder, "pd"), [EventKind::Problem]);
+}
+
+async fn a_running_sender_delivers_each_event_once(config: StoreConfig) {
+    let recorder = Arc::new(Recorder::default());
+    let alerting = start(&config, &recorder).await;
+    let policy = SenderPolicy { poll: Duration::from_secs(3600), ..SenderPolicy::default() };
+    let shutdown = CancellationToken::new();
+    let sender = tokio::spawn(alerting.outbox_sender(policy).run(shutdown.clone()));
+    alerting.accept(&result(0, Status::Critical)).await.unwrap();
+    alerting.accept(&result(10, Status::Ok)).await.unwrap();
+    // Woken by the commits (the poll is an hour): problem and resolved, to
+    // slack and to pd.
+    for _ in 0..200 {
+        if recorder.delivered().len() >= 4 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    shutdown.cancel();
+    sender.await.unwrap();
+    alerting.close().await;
+    assert_eq!(delivered_to(&recorder, "slack"), [EventKind::Problem, EventKind::Resolved]);
+    assert_eq!(delivered_to(&recorder, "pd"), [EventKind::Problem, EventKind::Resolved]);
+}
+
+async fn duplicate_and_stale_results_are_dropped(config: StoreConfig) {
+    let recorder = Arc::new(Recorder::default());
+    let alerting = start(&config, &recorder).await;
+    alerting.accept(&result(10, Status::Critical)).await.unwrap();
+    alerting.accept(&result(10, Status::Critical)).await.unwrap();
+    alerting.close().await;
+    // A redelivery after a restart, and a result overtaken by a newer one.
+    let alerting = start(&config, &recorder).await;
+    alerting.accept(&result(10, Status::Critical)).await.unwrap();
+    alerting.accept(&result(0, Status::Ok)).await.unwrap();
+    alerting.close().await;
+
+    assert_eq!(logged(&config).await, [EventKind::Problem]);
+    let store = Store::open(&config).await.unwrap();
+    assert_eq!(count(&store, "results").await, 1);
+    store.close().await;
+}
+
+async fn events_go_to_the_handlers_that_take_them(config: StoreConfig) {
+    let recorder = Arc::new(Recorder::default());
+    let alerting = start(&config, &recorder).await;
+    alerting.accept(&result(0, Status::Warning)).await.unwrap();
+    alerting.accept(&result(10, Status::Ok)).await.unwrap();
+    alerting.accept(&result(20, Status::Critical)).await.unwrap();
+    alerting.accept(&result(30, Status::Ok)).await.unwrap();
+    alerting.close().await;
+    assert_eq!(send_all(&config, &recorder).await, 6);
+    use EventKind::{Problem, Resolved};
+    assert_eq!(delivered_to(&recorder, "slack"), [Problem, Resolved, Problem, Resolved]);
+    // pd takes CRITICAL only: not the WARNING nor its resolve, but the
+    // resolve of the CRITICAL it was told about.
+    assert_eq!(delivered_to(&recorder, "pd"), [Problem, Resolved]);
+}
+
+async fn failed_deliveries_are_retried_then_given_up(config: StoreConfig) {
+    let recorder = Arc::new(Recorder::default());
+    recorder.script("slack", [Err("503".to_owned())]);
+    recorder.script("pd", [Err("timeout".to_owned()), Err("timeout".to_owned())]);
+    let alerting = start(&config, &recorder).await;
+    alerting.accept(&result(0, Status::Critical)).await.unwrap();
+    alerting.close().await;
+
+    let store = Store::open(&config).await.unwrap();
+    let policy = SenderPolicy { first_retry: Duration::from_secs(10), max_attempts: 2, ..SenderPolicy::default() };
+    let sender = OutboxSender::new(store.clone(), recorder.clone(), policy);
+    assert_eq!(sender.send_due(Utc::now()).await.unwrap(), 2);
+    assert_eq!(sender.send_due(Utc::now()).await.unwrap(), 0, "backing off");
+    assert_eq!(sender.send_due(Utc::now() + TimeDelta::seconds(11)).await.unwrap(), 2);
+    let states: Vec<_> = outbox_rows(&store)
+        .await
+        .into_iter()
+        .map(|row| (row.handler, row.state, row.attempts, row.last_error))
+        .collect();
+    assert_eq!(
+        states,
+        [
+            ("slack".to_owned(), "sent".to_owned(), 2, None),
+            ("pd".to_owned(), "dropped".to_owned(), 2, Some("gave up after 2 attempts: timeout".to_owned())),
+        ]
+    );
+    store.close().await;
+}
+
+fn keepalive(runner: &str) -> Keepalive {
+    Keepalive {
+        runner: runner.into(),
+        subscriptions: vec!["edge".into(), "default".into()],
+        version: "0.1.0".into(),
+        started_at: at(-1000),
+        in_flight: 0,
+        executed: 0,
+        interval: 10,
+    }
+}
+
+async fn runners_are_lost_and_back_on_the_handler_clock(config: StoreConfig) {
+    let recorder = Arc::new(Recorder::default());
+    let alerting = start(&config, &recorder).await;
+    // The runner's clock is a day off; only the handler's clock counts.
+    let skewed = Keepalive { started_at: at(86_400), ..keepalive("r1") };
+    alerting.keepalive_at(&skewed, at(0)).await.unwrap();
+    alerting.keepalive_at(&keepalive("r2"), at(0)).await.unwrap();
+    alerting.keepalive_at(&keepalive("r2"), at(25)).await.unwrap();
+    alerting.tick(at(30)).await.unwrap();
+    assert!(logged(&config).await.is_empty(), "3 intervals is not yet more than 3");
+    alerting.tick(at(31)).await.unwrap();
+    alerting.tick(at(45)).await.unwrap();
+    alerting.tick(at(90)).await.unwrap();
+    alerting.keepalive_at(&keepalive("r1"), at(100)).await.unwrap();
+    alerting.keepalive_at(&keepalive("r1"), at(110)).await.unwrap();
+    alerting.tick(at(115)).await.unwrap();
+    alerting.close().await;
+
+    let store = Store::open(&config).await.unwrap();
+    let events: Vec<_> = store.recent_events(10).await.unwrap().into_iter().rev().collect();
+    store.close().await;
+    let seen: Vec<_> = events.iter().map(|e| (e.kind, e.runner.as_str(), e.status)).collect();
+    assert_eq!(
+        seen,
+        [
+            (EventKind::RunnerLost, "r1", Status::Critical),
+            (EventKind::RunnerLost, "r2", Status::Critical),
+            (EventKind::RunnerBack, "r1", Status::Ok),
+        ]
+    );
+    assert_eq!(events[0].incident_key(), "picket/default,edge/runner/r1");
+    assert_eq!(events[0].incident_key(), events[2].incident_key(), "back resolves lost");
+    assert_eq!(events[0].handlers, ["slack"]);
+}
+
+async fn a_lost_runner_is_still_resolved_after_a_restart(config: StoreConfig) {
+    let recorder = Arc::new(Recorder::default());
+    let alerting = start(&config, &recorder).await;
+    alerting.keepalive_at(&keepalive("r1"), at(0)).await.unwrap();
+    alerting.tick(at(31)).await.unwrap();
+    alerting.close().await;
+
+    let alerting = start(&config, &recorder).await;
+    alerting.tick(at(200)).await.unwrap();
+    alerting.keepalive_at(&keepalive("r1"), at(300)).await.unwrap();
+    alerting.close().await;
+    assert_eq!(logged(&config).await, [EventKind::RunnerLost, EventKind::RunnerBack]);
+    let store = Store::open(&config).await.unwrap();
+    assert!(store.lost_runners().await.unwrap().is_empty());
+    store.close().await;
+}
+
+async fn expired_requests_raise_missed_once_a_minute(config: StoreConfig) {
+    let recorder = Arc::new(Recorder::default());
+    let alerting = start(&config, &recorder).await;
+    let letter = |subscription: &str, reason: DeadReason, id: &str| DeadLetter {
+        reason,
+        check: Some("web".into()),
+        subscription: Some(subscription.into()),
+        request_id: Some(id.into()),
+    };
+    alerting.dead_letter_at(&letter("default", DeadReason::Expired, "a"), at(0)).await.unwrap();
+    alerting.dead_letter_at(&letter("default", DeadReason::Expired, "b"), at(30)).await.unwrap();
+    alerting.dead_letter_at(&letter("default", DeadReason::Overlap, "c"), at(70)).await.unwrap();
+    alerting.dead_letter_at(&letter("edge", DeadReason::Expired, "d"), at(30)).await.unwrap();
+    alerting.dead_letter_at(&letter("default", DeadReason::Expired, "e"), at(60)).await.unwrap();
+    alerting.accept(&DeadLetter { subscription: None, ..letter("x", DeadReason::Expired, "f") }).await.unwrap();
+    alerting.close().await;
+
+    let store = Store::open(&config).await.unwrap();
+    let events: Vec<_> = store.recent_events(10).await.unwrap().into_iter().rev().collect();
+    store.close().await;
+    let seen: Vec<_> = events.iter().map(|e| (e.kind, e.subscription.as_str(), e.status)).collect();
+    assert_eq!(
+        seen,
+        [
+            (EventKind::Missed, "default", Status::Warning),
+            (EventKind::Missed, "edge", Status::Warning),
+            (EventKind::Missed, "default", Status::Warning),
+        ]
+    );
+}
+
+async fn a_database_that_is_down_fails_accept(config: StoreConfig) {
+    let recorder = Arc::new(Recorder::default());
+    let store = Store::open(&config).await.unwrap();
+    let alerting = Alerting::start(store.clone(), recorder.clone(), fleet()).await.unwrap();
+    store.close().await;
+    let error = alerting.accept(&result(0, Status::Critical)).await.unwrap_err();
+    assert!(matches!(&error, HandlerError::Sink(reason) if reason.contains("state store")), "{error}");
+    alerting.close().await;
+    assert!(logged(&config).await.is_empty(), "nothing committed");
+}
+
+async fn committed_events_reach_the_hook(config: StoreConfig) {
+    let recorder = Arc::new(Recorder::default());
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let hook_seen = seen.clone();
+    let config_with_hook = AlertingConfig {
+        on_event: Some(Arc::new(move |event: &Event| hook_seen.lock().unwrap().push(event.kind))),
+        ..fleet()
+    };
+    let alerting = Alerting::start(Store::open(&config).await.unwrap(), recorder, config_with_hook).await.unwrap();
+    alerting.accept(&result(0, Status::Ok)).await.unwrap();
+    alerting.accept(&result(10, Status::Critical)).await.unwrap();
+    alerting.close().await;
+    assert_eq!(*seen.lock().unwrap(), [EventKind::Problem]);
+}
+
+/// Many results in flight at once (they share transactions): each `accept`
+/// returns only once its own result is committed.
+#[tokio::test]
+async fn concurrent_accepts_return_after_their_commit() {
+    crate::store::testing::with_db(crate::store::Backend::Sqlite, |config| async move {
+        let recorder = Arc::new(Recorder::default());
+        let alerting = Arc::new(start(&config, &recorder).await);
+        let mut accepts = tokio::task::JoinSet::new();
+        for check in 0..200 {
+            let alerting = alerting.clone();
+            accepts.spawn(async move {
+                let result = CheckResult { check: format!("c{check}"), ..result(0, Status::Critical) };
+                alerting.accept(&result).await
+            });
+        }
+        while let Some(done) = accepts.join_next().await {
+            done.unwrap().unwrap();
+        }
+        let store = Store::open(&config).await.unwrap();
+        assert_eq!(count(&store, "check_state").await, 200);
+        assert_eq!(store.outbox_pending().await.unwrap(), 400);
+        store.close().await;
+    })
+    .await;
+}

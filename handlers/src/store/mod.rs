@@ -1,0 +1,442 @@
+//! Durable handler state in a real database (DESIGN.md §8): SQLite for one
+//! handler, PostgreSQL for several sharing state.
+//!
+//! One interface over both: [`Store`] holds a sqlx `Any` pool, so every query
+//! is written once. That works because the SQL keeps to what both dialects
+//! share: `$n` placeholders (sqlx's SQLite driver reads them as positions),
+//! `INSERT … ON CONFLICT`, 64-bit integers for times (Unix milliseconds) and
+//! text for JSON. Only the DDL differs, hence one migration directory per
+//! backend (`handlers/migrations/{sqlite,postgres}`), applied at open.
+//!
+//! Writes go through a [`Batch`]: one transaction holding the state changes,
+//! results, events and outbox rows of many results, so a handler keeps up with
+//! thousands of results per second and a crash leaves all of a batch or none.
+
+mod migrations;
+mod outbox;
+#[cfg(test)]
+pub(crate) mod testing;
+#[cfg(test)]
+mod tests;
+
+use std::collections::HashSet;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use protocol::CheckResult;
+use sqlx::any::{AnyPoolOptions, AnyRow};
+use sqlx::{Any, AnyPool, Row, Transaction};
+
+use crate::event::Event;
+use crate::state::CheckState;
+
+pub use outbox::{OutboxItem, Settlement};
+
+/// Results kept per (check, subscription) unless configured otherwise.
+pub const DEFAULT_KEEP_RESULTS: u32 = 50;
+
+/// The PostgreSQL schema picket uses unless configured otherwise: its own, so
+/// it can share a database (RDS) with anything.
+pub const DEFAULT_SCHEMA: &str = "picket";
+
+/// How long a query waits for a pooled connection before the store reports
+/// the database as unavailable (the consumer then stops acking).
+const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Where the state lives. No `Debug`: the URL may carry a password.
+#[derive(Clone)]
+pub struct StoreConfig {
+    /// `sqlite://PATH` (the file and its directory are created when missing)
+    /// or `postgres://USER[:PASSWORD]@HOST[:PORT]/DATABASE`.
+    pub url: String,
+    /// PostgreSQL only: the schema holding picket's tables, created when
+    /// missing. Several installations may share a database with one schema
+    /// each. Lowercase letters, digits and `_`.
+    pub schema: Option<String>,
+    /// Results kept per (check, subscription).
+    pub keep_results: u32,
+}
+
+impl StoreConfig {
+    pub fn new(url: impl Into<String>) -> Self {
+        Self { url: url.into(), schema: None, keep_results: DEFAULT_KEEP_RESULTS }
+    }
+
+    pub fn with_schema(mut self, schema: impl Into<String>) -> Self {
+        self.schema = Some(schema.into());
+        self
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+impl Backend {
+    fn of(url: &str) -> Result<Self, StoreError> {
+        if url.starts_with("sqlite:") {
+            Ok(Self::Sqlite)
+        } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            Ok(Self::Postgres)
+        } else {
+            Err(StoreError::Config("the state URL must start with sqlite:// or postgres://".into()))
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Sqlite => "sqlite",
+            Self::Postgres => "postgres",
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("state store config: {0}")]
+    Config(String),
+    #[error("state store: {0}")]
+    Database(#[from] sqlx::Error),
+    #[error("state store migration: {0}")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+    #[error("state store: cannot create {path}: {source}")]
+    Directory { path: String, source: std::io::Error },
+    #[error("state store: unreadable {what}: {source}")]
+    Corrupt { what: &'static str, source: serde_json::Error },
+}
+
+/// A runner declared lost whose `runner_back` is still owed.
+#[derive(Clone, Debug, PartialEq)]
+pub struct LostRunner {
+    pub runner: String,
+    /// The runner's subscriptions, comma-separated: part of its incident key.
+    pub subscriptions: String,
+    pub interval_secs: u64,
+    pub since: DateTime<Utc>,
+}
+
+/// The handler's database. Cheap to clone: clones share one pool.
+#[derive(Clone)]
+pub struct Store {
+    pool: AnyPool,
+    backend: Backend,
+    keep_results: i64,
+}
+
+impl Store {
+    /// Connects, creating the SQLite file or the PostgreSQL schema when
+    /// missing, and applies pending migrations.
+    pub async fn open(config: &StoreConfig) -> Result<Self, StoreError> {
+        sqlx::any::install_default_drivers();
+        let backend = Backend::of(&config.url)?;
+        let (pool, schema) = match backend {
+            Backend::Sqlite => (open_sqlite(&config.url).await?, None),
+            Backend::Postgres => {
+                let schema = config.schema.as_deref().unwrap_or(DEFAULT_SCHEMA);
+                (open_postgres(&config.url, schema).await?, Some(schema))
+            }
+        };
+        migrations::run(&pool, backend, schema).await?;
+        tracing::info!(backend = backend.name(), schema, "state store ready");
+        Ok(Self { pool, backend, keep_results: i64::from(config.keep_results.max(1)) })
+    }
+
+    pub fn backend(&self) -> Backend {
+        self.backend
+    }
+
+    /// Waits for in-flight queries and closes every connection.
+    pub async fn close(&self) {
+        self.pool.close().await;
+    }
+
+    /// Starts a write batch: nothing is visible until [`Batch::commit`], and a
+    /// batch dropped uncommitted is rolled back.
+    pub async fn begin(&self) -> Result<Batch, StoreError> {
+        Ok(Batch { tx: self.pool.begin().await?, touched: HashSet::new(), keep_results: self.keep_results })
+    }
+
+    /// The most recent results of a (check, subscription), newest first.
+    pub async fn recent_results(
+        &self,
+        check: &str,
+        subscription: &str,
+        limit: u32,
+    ) -> Result<Vec<CheckResult>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT body FROM results WHERE check_name = $1 AND subscription = $2 ORDER BY seq DESC LIMIT $3",
+        )
+        .bind(check)
+        .bind(subscription)
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(|row| json_column(row, "result")).collect()
+    }
+
+    /// The most recent events, newest first.
+    pub async fn recent_events(&self, limit: u32) -> Result<Vec<Event>, StoreError> {
+        let rows = sqlx::query("SELECT body FROM events ORDER BY seq DESC LIMIT $1")
+            .bind(i64::from(limit))
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter().map(|row| json_column(row, "event")).collect()
+    }
+
+    /// The alerting state of a (check, subscription), outside any batch.
+    pub async fn state(&self, check: &str, subscription: &str) -> Result<Option<CheckState>, StoreError> {
+        let mut conn = self.pool.acquire().await?;
+        load_state(&mut conn, check, subscription).await
+    }
+
+    pub async fn lost_runners(&self) -> Result<Vec<LostRunner>, StoreError> {
+        let rows = sqlx::query("SELECT runner, subscriptions, interval_secs, since FROM lost_runners")
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter()
+            .map(|row| {
+                Ok(LostRunner {
+                    runner: row.try_get(0)?,
+                    subscriptions: row.try_get(1)?,
+                    interval_secs: u64::try_from(row.try_get::<i64, _>(2)?).unwrap_or(0),
+                    since: from_millis(row.try_get(3)?),
+                })
+            })
+            .collect()
+    }
+}
+
+/// One write transaction: a batch of results and what they decided.
+pub struct Batch {
+    tx: Transaction<'static, Any>,
+    /// (check, subscription) pairs whose results need pruning at commit.
+    touched: HashSet<(String, String)>,
+    keep_results: i64,
+}
+
+impl Batch {
+    /// The committed state of a (check, subscription), or `None` if it never
+    /// had a result.
+    pub async fn state(&mut self, check: &str, subscription: &str) -> Result<Option<CheckState>, StoreError> {
+        load_state(&mut self.tx, check, subscription).await
+    }
+
+    pub async fn put_state(
+        &mut self,
+        check: &str,
+        subscription: &str,
+        state: &CheckState,
+        now: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO check_state (check_name, subscription, state, updated_at) VALUES ($1, $2, $3, $4) \
+             ON CONFLICT (check_name, subscription) DO UPDATE SET state = excluded.state, updated_at = excluded.updated_at",
+        )
+        .bind(check)
+        .bind(subscription)
+        .bind(to_json(state)?)
+        .bind(millis(now))
+        .execute(&mut *self.tx)
+        .await?;
+        Ok(())
+    }
+
+    /// Records a result in the recent history of its check.
+    pub async fn add_result(&mut self, result: &CheckResult, received_at: DateTime<Utc>) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO results (request_id, check_name, subscription, status, started_at, received_at, body) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7)",
+        )
+        .bind(&result.request_id)
+        .bind(&result.check)
+        .bind(&result.subscription)
+        .bind(i64::from(result.status.code()))
+        .bind(millis(result.started_at))
+        .bind(millis(received_at))
+        .bind(to_json(result)?)
+        .execute(&mut *self.tx)
+        .await?;
+        self.touched.insert((result.check.clone(), result.subscription.clone()));
+        Ok(())
+    }
+
+    /// Logs an event and queues one outbox row per handler in
+    /// `event.handlers`. An event id already logged is left as it was, so
+    /// replaying a decision never sends twice.
+    pub async fn add_event(&mut self, event: &Event) -> Result<(), StoreError> {
+        let body = to_json(event)?;
+        let logged = sqlx::query(
+            "INSERT INTO events (id, kind, check_name, subscription, runner, status, occurred_at, body) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT (id) DO NOTHING",
+        )
+        .bind(&event.id)
+        .bind(event.kind.as_str())
+        .bind(&event.check)
+        .bind(&event.subscription)
+        .bind(&event.runner)
+        .bind(i64::from(event.status.code()))
+        .bind(millis(event.occurred_at))
+        .bind(body.as_str())
+        .execute(&mut *self.tx)
+        .await?;
+        if logged.rows_affected() == 0 {
+            tracing::debug!(event = %event.id, kind = %event.kind, "event already logged");
+            return Ok(());
+        }
+        let incident = event.incident_key();
+        for handler in &event.handlers {
+            sqlx::query(
+                "INSERT INTO outbox (event_id, handler, incident_key, payload, next_attempt_at, created_at) \
+                 VALUES ($1, $2, $3, $4, $5, $5) ON CONFLICT (event_id, handler) DO NOTHING",
+            )
+            .bind(&event.id)
+            .bind(handler)
+            .bind(incident.as_str())
+            .bind(body.as_str())
+            .bind(millis(event.occurred_at))
+            .execute(&mut *self.tx)
+            .await?;
+        }
+        Ok(())
+    }
+
+    pub async fn mark_runner_lost(&mut self, lost: &LostRunner) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO lost_runners (runner, subscriptions, interval_secs, since) VALUES ($1, $2, $3, $4) \
+             ON CONFLICT (runner) DO UPDATE SET subscriptions = excluded.subscriptions, \
+             interval_secs = excluded.interval_secs, since = excluded.since",
+        )
+        .bind(&lost.runner)
+        .bind(&lost.subscriptions)
+        .bind(i64::try_from(lost.interval_secs).unwrap_or(i64::MAX))
+        .bind(millis(lost.since))
+        .execute(&mut *self.tx)
+        .await?;
+        Ok(())
+    }
+
+    pub async fn clear_runner_lost(&mut self, runner: &str) -> Result<(), StoreError> {
+        sqlx::query("DELETE FROM lost_runners WHERE runner = $1").bind(runner).execute(&mut *self.tx).await?;
+        Ok(())
+    }
+
+    /// Prunes the result history of the checks this batch touched, then commits.
+    pub async fn commit(mut self) -> Result<(), StoreError> {
+        for (check, subscription) in std::mem::take(&mut self.touched) {
+            sqlx::query(
+                "DELETE FROM results WHERE check_name = $1 AND subscription = $2 AND seq <= \
+                 (SELECT seq FROM results WHERE check_name = $1 AND subscription = $2 \
+                  ORDER BY seq DESC LIMIT 1 OFFSET $3)",
+            )
+            .bind(check)
+            .bind(subscription)
+            .bind(self.keep_results)
+            .execute(&mut *self.tx)
+            .await?;
+        }
+        self.tx.commit().await?;
+        Ok(())
+    }
+}
+
+async fn load_state(
+    conn: &mut sqlx::AnyConnection,
+    check: &str,
+    subscription: &str,
+) -> Result<Option<CheckState>, StoreError> {
+    let row = sqlx::query("SELECT state FROM check_state WHERE check_name = $1 AND subscription = $2")
+        .bind(check)
+        .bind(subscription)
+        .fetch_optional(conn)
+        .await?;
+    row.map(|row| json_column(&row, "check state")).transpose()
+}
+
+/// SQLite: one connection. SQLite has a single writer anyway, and one
+/// connection means the batcher and the outbox sender never meet
+/// `SQLITE_BUSY`; the batcher already amortises each commit over many results.
+async fn open_sqlite(url: &str) -> Result<AnyPool, StoreError> {
+    let (location, query) = url.split_once('?').map_or((url, None), |(location, query)| (location, Some(query)));
+    let file = location.trim_start_matches("sqlite://").trim_start_matches("sqlite:");
+    if file.is_empty() || file.starts_with(":memory:") {
+        return Err(StoreError::Config("sqlite state needs a file: an in-memory store forgets on restart".into()));
+    }
+    if let Some(dir) = Path::new(file).parent().filter(|dir| !dir.as_os_str().is_empty()) {
+        tokio::fs::create_dir_all(dir)
+            .await
+            .map_err(|source| StoreError::Directory { path: dir.display().to_string(), source })?;
+    }
+    // `mode=rwc` creates the file when missing, unless the URL says otherwise.
+    let url = match query {
+        Some(query) if query.split('&').any(|pair| pair.starts_with("mode=")) => url.to_owned(),
+        Some(query) => format!("{location}?{query}&mode=rwc"),
+        None => format!("{location}?mode=rwc"),
+    };
+    let pool = AnyPoolOptions::new().max_connections(1).acquire_timeout(ACQUIRE_TIMEOUT).connect(&url).await?;
+    // WAL lets readers (sqlite3, backups) look while the handler writes and
+    // needs one fsync per commit; the setting persists in the file.
+    sqlx::query("PRAGMA journal_mode = WAL").execute(&pool).await?;
+    Ok(pool)
+}
+
+/// PostgreSQL: every pooled connection starts with `search_path` set to the
+/// configured schema, so all queries (and sqlx's migration table) stay in it.
+async fn open_postgres(url: &str, schema: &str) -> Result<AnyPool, StoreError> {
+    validate_schema(schema)?;
+    let search_path: Arc<str> = Arc::from(schema);
+    let pool = AnyPoolOptions::new()
+        .max_connections(4)
+        .acquire_timeout(ACQUIRE_TIMEOUT)
+        .after_connect(move |conn, _| {
+            let search_path = search_path.clone();
+            Box::pin(async move {
+                sqlx::query("SELECT set_config('search_path', $1, false)")
+                    .bind(search_path.to_string())
+                    .execute(conn)
+                    .await?;
+                Ok(())
+            })
+        })
+        .connect(url)
+        .await?;
+    Ok(pool)
+}
+
+/// Schema names are interpolated into `CREATE SCHEMA`, so only plain
+/// lowercase identifiers are accepted (no quoting rules to get wrong).
+fn validate_schema(schema: &str) -> Result<(), StoreError> {
+    let mut chars = schema.chars();
+    let plain = chars.next().is_some_and(|c| c.is_ascii_lowercase() || c == '_')
+        && chars.all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
+        && schema.len() <= 63;
+    if plain {
+        Ok(())
+    } else {
+        Err(StoreError::Config(format!(
+            "schema {schema:?}: use at most 63 lowercase letters, digits and _, not starting with a digit"
+        )))
+    }
+}
+
+fn millis(time: DateTime<Utc>) -> i64 {
+    time.timestamp_millis()
+}
+
+/// Stored times were written by [`millis`], so they are always in range; the
+/// epoch stands in for a value edited out of range by hand.
+fn from_millis(ms: i64) -> DateTime<Utc> {
+    DateTime::from_timestamp_millis(ms).unwrap_or_default()
+}
+
+fn to_json<T: serde::Serialize>(value: &T) -> Result<String, StoreError> {
+    serde_json::to_string(value).map_err(|source| StoreError::Corrupt { what: "value to store", source })
+}
+
+fn json_column<T: serde::de::DeserializeOwned>(row: &AnyRow, what: &'static str) -> Result<T, StoreError> {
+    let text: String = row.try_get(0)?;
+    serde_json::from_str(&text).map_err(|source| StoreError::Corrupt { what, source })
+}

@@ -1,0 +1,260 @@
+//! Every store test runs against SQLite (a temporary file) and PostgreSQL (a
+//! schema of its own on the machine's server).
+
+use chrono::{DateTime, TimeDelta, Utc};
+use protocol::message::AlertPolicy;
+use protocol::{CheckResult, Status};
+
+use super::testing::{OutboxRow, count, on_both_backends, outbox_rows, schema_exists};
+use super::{Backend, Settlement, Store, StoreConfig};
+use crate::event::{Event, EventKind};
+use crate::state::CheckState;
+
+fn at(secs: i64) -> DateTime<Utc> {
+    DateTime::from_timestamp(1_700_000_000 + secs, 0).unwrap()
+}
+
+fn result(check: &str, slot: i64, status: Status) -> CheckResult {
+    CheckResult {
+        request_id: format!("{check}-{slot}"),
+        check: check.into(),
+        subscription: "default".into(),
+        runner: "r1".into(),
+        status,
+        output: format!("{status} at {slot}"),
+        scheduled_at: at(slot),
+        started_at: at(slot),
+        duration_ms: 3,
+        lateness_ms: 0,
+        metrics: Default::default(),
+        details: serde_json::json!({"http_status": 200}),
+        policy: AlertPolicy { handlers: vec!["ops".into()], occurrences: 1, ..AlertPolicy::default() },
+    }
+}
+
+fn event(id: &str, check: &str, kind: EventKind, handlers: &[&str]) -> Event {
+    Event {
+        id: id.into(),
+        kind,
+        check: check.into(),
+        subscription: "default".into(),
+        runner: "r1".into(),
+        status: Status::Critical,
+        previous: None,
+        output: "down".into(),
+        metrics: Default::default(),
+        labels: Default::default(),
+        occurred_at: at(0),
+        handlers: handlers.iter().map(|h| (*h).to_owned()).collect(),
+    }
+}
+
+on_both_backends!(
+    state_results_and_events_commit_together,
+    an_uncommitted_batch_leaves_nothing,
+    reopening_keeps_everything_and_migrates_once,
+    results_are_pruned_per_check,
+    outbox_delivers_an_incident_in_order,
+    a_claim_is_exclusive_until_it_expires,
+    settled_rows_record_attempts_and_prune,
+    replayed_events_queue_nothing_twice,
+    lost_runners_are_remembered,
+);
+
+async fn state_results_and_events_commit_together(config: StoreConfig) {
+    let store = Store::open(&config).await.unwrap();
+    let mut state = CheckState::default();
+    let crit = result("web", 10, Status::Critical);
+    let events = state.apply(&crit, at(10));
+    let mut batch = store.begin().await.unwrap();
+    assert_eq!(batch.state("web", "default").await.unwrap(), None);
+    batch.put_state("web", "default", &state, at(10)).await.unwrap();
+    batch.add_result(&crit, at(10)).await.unwrap();
+    for e in &events {
+        batch.add_event(e).await.unwrap();
+    }
+    batch.commit().await.unwrap();
+
+    assert_eq!(store.state("web", "default").await.unwrap(), Some(state));
+    assert_eq!(store.recent_results("web", "default", 10).await.unwrap(), vec![crit]);
+    assert_eq!(store.recent_events(10).await.unwrap(), events);
+    assert_eq!(store.outbox_pending().await.unwrap(), 1);
+    store.close().await;
+}
+
+async fn an_uncommitted_batch_leaves_nothing(config: StoreConfig) {
+    let store = Store::open(&config).await.unwrap();
+    let mut batch = store.begin().await.unwrap();
+    batch.put_state("web", "default", &CheckState::default(), at(0)).await.unwrap();
+    batch.add_result(&result("web", 0, Status::Ok), at(0)).await.unwrap();
+    batch.add_event(&event("e1", "web", EventKind::Problem, &["ops"])).await.unwrap();
+    drop(batch);
+    assert_eq!(store.state("web", "default").await.unwrap(), None);
+    for table in ["check_state", "results", "events", "outbox"] {
+        assert_eq!(count(&store, table).await, 0, "{table}");
+    }
+    store.close().await;
+}
+
+async fn reopening_keeps_everything_and_migrates_once(config: StoreConfig) {
+    let store = Store::open(&config).await.unwrap();
+    let mut batch = store.begin().await.unwrap();
+    batch.add_event(&event("e1", "web", EventKind::Problem, &["ops"])).await.unwrap();
+    batch.commit().await.unwrap();
+    store.close().await;
+
+    let store = Store::open(&config).await.unwrap();
+    assert_eq!(store.recent_events(10).await.unwrap().len(), 1);
+    assert_eq!(count(&store, "_sqlx_migrations").await, 1);
+    if store.backend() == Backend::Postgres {
+        assert!(schema_exists(config.schema.as_deref().unwrap()).await, "created at first open");
+    }
+    store.close().await;
+}
+
+async fn results_are_pruned_per_check(config: StoreConfig) {
+    let store = Store::open(&StoreConfig { keep_results: 3, ..config }).await.unwrap();
+    for slot in 0..5 {
+        let mut batch = store.begin().await.unwrap();
+        batch.add_result(&result("web", slot, Status::Ok), at(slot)).await.unwrap();
+        batch.add_result(&result("dns", slot, Status::Ok), at(slot)).await.unwrap();
+        batch.commit().await.unwrap();
+    }
+    let web = store.recent_results("web", "default", 10).await.unwrap();
+    assert_eq!(web.iter().map(|r| r.request_id.as_str()).collect::<Vec<_>>(), ["web-4", "web-3", "web-2"]);
+    assert_eq!(store.recent_results("dns", "default", 10).await.unwrap().len(), 3);
+    store.close().await;
+}
+
+async fn outbox_delivers_an_incident_in_order(config: StoreConfig) {
+    let store = Store::open(&config).await.unwrap();
+    let mut batch = store.begin().await.unwrap();
+    batch.add_event(&event("p1", "web", EventKind::Problem, &["slack", "pd"])).await.unwrap();
+    batch.add_event(&event("r1", "web", EventKind::Resolved, &["slack", "pd"])).await.unwrap();
+    batch.add_event(&event("p2", "dns", EventKind::Problem, &["pd"])).await.unwrap();
+    batch.commit().await.unwrap();
+
+    let due = store.due_outbox(at(0), 100).await.unwrap();
+    let ids = |items: &[super::OutboxItem]| {
+        items.iter().map(|i| (i.event().unwrap().id, i.handler.clone())).collect::<Vec<_>>()
+    };
+    let pair = |id: &str, handler: &str| (id.to_owned(), handler.to_owned());
+    assert_eq!(ids(&due), [pair("p1", "slack"), pair("p1", "pd"), pair("p2", "pd")]);
+
+    // Slack took the problem; PagerDuty failed and retries later: its
+    // resolve must wait behind its problem, Slack's need not.
+    store.settle(due[0].seq, &Settlement::Sent, at(1)).await.unwrap();
+    let retry = Settlement::Retry { error: "503".into(), at: at(60) };
+    store.settle(due[1].seq, &retry, at(1)).await.unwrap();
+    store.settle(due[2].seq, &Settlement::Sent, at(1)).await.unwrap();
+    assert_eq!(ids(&store.due_outbox(at(2), 100).await.unwrap()), [pair("r1", "slack")]);
+    assert_eq!(ids(&store.due_outbox(at(60), 100).await.unwrap()), [pair("p1", "pd"), pair("r1", "slack")]);
+    store.close().await;
+}
+
+async fn a_claim_is_exclusive_until_it_expires(config: StoreConfig) {
+    let store = Store::open(&config).await.unwrap();
+    let mut batch = store.begin().await.unwrap();
+    batch.add_event(&event("p1", "web", EventKind::Problem, &["ops"])).await.unwrap();
+    batch.commit().await.unwrap();
+
+    let mine = store.due_outbox(at(0), 10).await.unwrap().remove(0);
+    let theirs = mine.clone();
+    assert!(store.claim(&mine, at(60)).await.unwrap());
+    assert!(!store.claim(&theirs, at(60)).await.unwrap(), "a second sender loses the race");
+    assert!(store.due_outbox(at(59), 10).await.unwrap().is_empty(), "leased");
+    let expired = store.due_outbox(at(60), 10).await.unwrap();
+    assert_eq!(expired.len(), 1, "a sender that died mid-delivery is retried after its lease");
+    assert!(store.claim(&expired[0], at(120)).await.unwrap());
+    store.close().await;
+}
+
+async fn settled_rows_record_attempts_and_prune(config: StoreConfig) {
+    let store = Store::open(&config).await.unwrap();
+    let mut batch = store.begin().await.unwrap();
+    batch.add_event(&event("p1", "web", EventKind::Problem, &["a", "b"])).await.unwrap();
+    batch.commit().await.unwrap();
+    let due = store.due_outbox(at(0), 10).await.unwrap();
+    store.settle(due[0].seq, &Settlement::Retry { error: "timeout".into(), at: at(5) }, at(0)).await.unwrap();
+    store.settle(due[1].seq, &Settlement::Dropped("400 invalid_payload".into()), at(0)).await.unwrap();
+    let again = store.due_outbox(at(5), 10).await.unwrap();
+    assert_eq!(again.len(), 1);
+    assert_eq!(again[0].attempts, 1);
+    store.settle(again[0].seq, &Settlement::Sent, at(6)).await.unwrap();
+
+    let row = |handler: &str, state: &str, attempts, last_error: Option<&str>| OutboxRow {
+        event_id: "p1".into(),
+        handler: handler.into(),
+        state: state.into(),
+        attempts,
+        last_error: last_error.map(str::to_owned),
+    };
+    assert_eq!(
+        outbox_rows(&store).await,
+        [row("a", "sent", 2, None), row("b", "dropped", 1, Some("400 invalid_payload"))]
+    );
+    assert_eq!(store.outbox_pending().await.unwrap(), 0);
+    assert_eq!(store.prune_outbox(at(6)).await.unwrap(), 1, "rows done before the cutoff only");
+    assert_eq!(store.prune_outbox(at(6) + TimeDelta::milliseconds(1)).await.unwrap(), 1);
+    assert!(outbox_rows(&store).await.is_empty());
+    store.close().await;
+}
+
+async fn replayed_events_queue_nothing_twice(config: StoreConfig) {
+    let store = Store::open(&config).await.unwrap();
+    for _ in 0..2 {
+        let mut batch = store.begin().await.unwrap();
+        batch.add_event(&event("p1", "web", EventKind::Problem, &["ops"])).await.unwrap();
+        batch.commit().await.unwrap();
+    }
+    assert_eq!(count(&store, "events").await, 1);
+    assert_eq!(store.outbox_pending().await.unwrap(), 1);
+    store.close().await;
+}
+
+async fn lost_runners_are_remembered(config: StoreConfig) {
+    let store = Store::open(&config).await.unwrap();
+    let lost = |runner: &str| super::LostRunner {
+        runner: runner.into(),
+        subscriptions: "default,edge".into(),
+        interval_secs: 10,
+        since: at(30),
+    };
+    let mut batch = store.begin().await.unwrap();
+    batch.mark_runner_lost(&lost("r1")).await.unwrap();
+    batch.mark_runner_lost(&lost("r2")).await.unwrap();
+    batch.commit().await.unwrap();
+    let mut batch = store.begin().await.unwrap();
+    batch.clear_runner_lost("r1").await.unwrap();
+    batch.commit().await.unwrap();
+    assert_eq!(store.lost_runners().await.unwrap(), [lost("r2")]);
+    store.close().await;
+}
+
+#[tokio::test]
+async fn bad_urls_and_schemas_are_config_errors() {
+    let err = |config: StoreConfig| async move { Store::open(&config).await.err().unwrap().to_string() };
+    assert!(err(StoreConfig::new("mysql://x/y")).await.contains("sqlite:// or postgres://"));
+    assert!(err(StoreConfig::new("sqlite::memory:")).await.contains("needs a file"));
+    let quoted = StoreConfig::new("postgres://postgres@127.0.0.1:5432/test").with_schema("a\"; drop");
+    assert!(err(quoted).await.contains("lowercase"));
+}
+
+#[tokio::test]
+async fn schemas_keep_installations_apart() {
+    super::testing::with_db(Backend::Postgres, |a| async move {
+        super::testing::with_db(Backend::Postgres, |b| async move {
+            let store_a = Store::open(&a).await.unwrap();
+            let store_b = Store::open(&b).await.unwrap();
+            let mut batch = store_a.begin().await.unwrap();
+            batch.add_event(&event("p1", "web", EventKind::Problem, &["ops"])).await.unwrap();
+            batch.commit().await.unwrap();
+            assert_eq!(store_a.recent_events(10).await.unwrap().len(), 1);
+            assert!(store_b.recent_events(10).await.unwrap().is_empty());
+            store_a.close().await;
+            store_b.close().await;
+        })
+        .await;
+    })
+    .await;
+}

@@ -1,0 +1,128 @@
+//! Wiring of the alerting handler: the state store, the notifiers and the
+//! periodic work (outbox sender, keepalive watch), shared by `picket handler`
+//! and `picket standalone`.
+
+use std::collections::BTreeSet;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::anyhow;
+use clap::Args;
+use handlers::alerting::{Alerting, AlertingConfig, EventHook, SenderPolicy};
+use handlers::notify::Notifiers;
+use handlers::store::{Store, StoreConfig};
+use protocol::Catalog;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+use crate::Failure;
+
+/// How often lost runners are looked for.
+const TICK_EVERY: Duration = Duration::from_secs(1);
+
+#[derive(Args, Clone, Debug)]
+pub struct StateArgs {
+    /// `sqlite://PATH` or `postgres://user@host/db`; default a SQLite file in PICKET_STATE_DIR.
+    #[arg(long, env = "PICKET_STATE_URL", hide_env_values = true)]
+    pub state_url: Option<String>,
+    /// Directory of the embedded SQLite store.
+    #[arg(long, env = "PICKET_STATE_DIR", default_value = ".picket")]
+    pub state_dir: PathBuf,
+    /// PostgreSQL schema of picket's tables (default `picket`).
+    #[arg(long, env = "PICKET_STATE_SCHEMA")]
+    pub state_schema: Option<String>,
+}
+
+impl StateArgs {
+    fn store_config(&self) -> Result<StoreConfig, Failure> {
+        let url = match &self.state_url {
+            Some(url) if !url.is_empty() => url.clone(),
+            _ => format!("sqlite://{}", self.state_dir.join("state.db").display()),
+        };
+        let known = ["sqlite://", "postgres://", "postgresql://"].iter().any(|p| url.starts_with(p));
+        if !known {
+            return Err(Failure::Config(anyhow!("PICKET_STATE_URL must start with sqlite:// or postgres://")));
+        }
+        let config = StoreConfig::new(url);
+        Ok(match &self.state_schema {
+            Some(schema) => config.with_schema(schema.clone()),
+            None => config,
+        })
+    }
+}
+
+/// Everything alerting needs, checked before any socket opens: secrets
+/// resolved, store URL valid.
+pub struct AlertingPlan {
+    notifiers: Notifiers,
+    fleet_handlers: Vec<String>,
+    store: StoreConfig,
+}
+
+impl AlertingPlan {
+    pub fn new(catalog: &Catalog, state: &StateArgs) -> Result<Self, Failure> {
+        let needed: BTreeSet<String> = catalog.checks.iter().flat_map(|c| c.common.handlers.iter().cloned()).collect();
+        let notifiers = Notifiers::build(&catalog.handlers, &needed).map_err(|e| Failure::Config(e.into()))?;
+        Ok(Self { notifiers, fleet_handlers: needed.into_iter().collect(), store: state.store_config()? })
+    }
+}
+
+/// The running alerting sink and its background tasks.
+pub struct Running {
+    pub alerting: Arc<Alerting<Notifiers>>,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+pub async fn start(
+    plan: AlertingPlan,
+    on_event: Option<EventHook>,
+    stop: CancellationToken,
+) -> Result<Running, Failure> {
+    let store = Store::open(&plan.store).await.map_err(|e| Failure::Runtime(anyhow!("state store: {e}")))?;
+    let config = AlertingConfig { fleet_handlers: plan.fleet_handlers, on_event, ..AlertingConfig::default() };
+    let alerting = Alerting::start(store, Arc::new(plan.notifiers), config)
+        .await
+        .map_err(|e| Failure::Runtime(anyhow!("state store: {e}")))?;
+    let alerting = Arc::new(alerting);
+    let sender = alerting.outbox_sender(SenderPolicy::default());
+    let mut tasks = vec![tokio::spawn(sender.run(stop.clone()))];
+    let ticking = alerting.clone();
+    tasks.push(tokio::spawn(async move {
+        let mut every = tokio::time::interval(TICK_EVERY);
+        loop {
+            tokio::select! {
+                () = stop.cancelled() => return,
+                _ = every.tick() => {}
+            }
+            if let Err(e) = ticking.tick(chrono::Utc::now()).await {
+                tracing::warn!(error = %e, "keepalive watch failed");
+            }
+        }
+    }));
+    Ok(Running { alerting, tasks })
+}
+
+impl Running {
+    /// Waits for the background tasks (stopped by the token given to `start`).
+    pub async fn finish(self) {
+        for task in self.tasks {
+            let _ = task.await;
+        }
+    }
+}
+
+/// Standalone's event printer: one line per committed event.
+pub fn print_events() -> EventHook {
+    Arc::new(|event| {
+        println!(
+            "{}  EVENT {:<15} {:<24} {:<12} {:<8} {}",
+            event.occurred_at.format("%Y-%m-%dT%H:%M:%S%.3fZ"),
+            event.kind.as_str(),
+            event.check,
+            event.subscription,
+            event.status.name(),
+            event.output
+        );
+    })
+}
