@@ -1,6 +1,7 @@
 //! End-to-end tests of the `picket` binary: one test binary, one module per
 //! area, so everything links once.
 
+mod alerting;
 mod broker;
 mod cli;
 mod standalone;

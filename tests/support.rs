@@ -314,3 +314,63 @@ impl BrokerProxy {
         self.cut.send_modify(|n| *n += 1);
     }
 }
+
+/// A loopback HTTP target answering 200 while `healthy` is set, 500 otherwise.
+pub fn spawn_switch_target(
+    runtime: &tokio::runtime::Runtime,
+) -> (std::net::SocketAddr, Arc<std::sync::atomic::AtomicBool>) {
+    let listener = runtime.block_on(tokio::net::TcpListener::bind("127.0.0.1:0")).unwrap();
+    let addr = listener.local_addr().unwrap();
+    let healthy = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let flag = healthy.clone();
+    runtime.spawn(async move {
+        while let Ok((mut socket, _)) = listener.accept().await {
+            let flag = flag.clone();
+            tokio::spawn(async move {
+                let mut buf = [0u8; 2048];
+                let _ = socket.read(&mut buf).await;
+                let reply: &[u8] = if flag.load(Ordering::SeqCst) {
+                    b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"
+                } else {
+                    b"HTTP/1.1 500 Internal Server Error\r\nContent-Length: 4\r\n\r\nfail"
+                };
+                let _ = socket.write_all(reply).await;
+                let _ = socket.shutdown().await;
+            });
+        }
+    });
+    (addr, healthy)
+}
+
+/// A stand-in for Slack or PagerDuty: records every JSON body it receives
+/// and answers `status`.
+pub struct Receiver {
+    pub addr: std::net::SocketAddr,
+    pub bodies: Arc<std::sync::Mutex<Vec<serde_json::Value>>>,
+}
+
+impl Receiver {
+    pub fn start(runtime: &tokio::runtime::Runtime, status: u16) -> Self {
+        use axum::extract::State;
+        let bodies: Arc<std::sync::Mutex<Vec<serde_json::Value>>> = Arc::default();
+        let listener = runtime.block_on(tokio::net::TcpListener::bind("127.0.0.1:0")).unwrap();
+        let addr = listener.local_addr().unwrap();
+        let status = axum::http::StatusCode::from_u16(status).unwrap();
+        let app =
+            axum::Router::new()
+                .fallback(
+                    move |State(bodies): State<Arc<std::sync::Mutex<Vec<serde_json::Value>>>>,
+                          body: axum::body::Bytes| async move {
+                        bodies.lock().unwrap().push(serde_json::from_slice(&body).unwrap_or(serde_json::Value::Null));
+                        status
+                    },
+                )
+                .with_state(bodies.clone());
+        runtime.spawn(async move { axum::serve(listener, app).await });
+        Self { addr, bodies }
+    }
+
+    pub fn received(&self) -> Vec<serde_json::Value> {
+        self.bodies.lock().unwrap().clone()
+    }
+}

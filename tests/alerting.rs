@@ -1,0 +1,140 @@
+//! Alerts end to end: results become notifications at local Slack and
+//! PagerDuty receivers, over RabbitMQ and in standalone mode.
+
+use std::process::Stdio;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+
+use crate::support::{BrokerPrefix, Receiver, Role, checks_dir, path_str, picket, spawn_switch_target};
+
+const ROUTING_KEY: &str = "routing-key-SECRET-0123456789";
+const SLACK_TOKEN: &str = "T000/B000/SLACKSECRET42";
+
+fn wait_for(limit: Duration, mut condition: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + limit;
+    while Instant::now() < deadline {
+        if condition() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    false
+}
+
+fn actions(receiver: &Receiver) -> Vec<String> {
+    receiver.received().iter().map(|b| b["event_action"].as_str().unwrap_or("?").to_owned()).collect()
+}
+
+/// Drops the test's PostgreSQL schema when the test ends, however it ends.
+struct Schema(String);
+
+impl Drop for Schema {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("psql")
+            .args([
+                "-h",
+                "127.0.0.1",
+                "-U",
+                "postgres",
+                "-d",
+                "test",
+                "-c",
+                &format!("drop schema if exists {} cascade", self.0),
+            ])
+            .output();
+    }
+}
+
+#[test]
+fn a_standby_handler_on_the_same_postgres_store_resolves_what_the_dead_one_triggered() {
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let (target, healthy) = spawn_switch_target(&rt);
+    let pagerduty = Receiver::start(&rt, 202);
+    let prefix = BrokerPrefix::new("alerting", &["default"]);
+    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().subsec_nanos();
+    let schema = Schema(format!("picket_e2e_{}_{nanos}", std::process::id()));
+    let check = json!({"name": "flip", "type": "http", "url": format!("http://{target}/"), "interval": "1s",
+                       "timeout": "500ms", "handlers": ["pd"]});
+    let pd = json!([{"name": "pd", "type": "pagerduty", "routing_key": {"env": "PD_ROUTING_KEY"},
+                     "api_url": format!("http://{}/v2/enqueue", pagerduty.addr)}]);
+    let dir = checks_dir(&[("flip.json", check.to_string()), ("handlers.json", pd.to_string())]);
+    let dir_path = path_str(dir.path());
+    let env = [
+        ("PICKET_CHECKS", dir_path.as_str()),
+        ("PD_ROUTING_KEY", ROUTING_KEY),
+        ("PICKET_STATE_URL", "postgres://postgres@127.0.0.1:5432/test"),
+        ("PICKET_STATE_SCHEMA", schema.0.as_str()),
+    ];
+    let mut active = Role::start(&prefix.prefix, &["handler"], &env);
+    active.wait_ready(Duration::from_secs(15));
+    let standby = Role::start(&prefix.prefix, &["handler"], &env);
+    standby.wait_ready(Duration::from_secs(15));
+    let runner = Role::start(&prefix.prefix, &["runner"], &[]);
+    runner.wait_ready(Duration::from_secs(15));
+    let _scheduler = Role::start(&prefix.prefix, &["scheduler", "--checks", &dir_path], &[]);
+
+    assert!(wait_for(Duration::from_secs(15), || actions(&pagerduty) == ["trigger"]), "{:?}", pagerduty.received());
+    active.signal("-KILL");
+    active.wait_exit(Duration::from_secs(5)).expect("killed");
+    healthy.store(true, Ordering::SeqCst);
+    assert!(
+        wait_for(Duration::from_secs(20), || actions(&pagerduty).contains(&"resolve".to_owned())),
+        "the standby never resolved: {:?}\n{}",
+        pagerduty.received(),
+        standby.stderr_text()
+    );
+    std::thread::sleep(Duration::from_secs(2));
+    let received = pagerduty.received();
+    assert_eq!(actions(&pagerduty), ["trigger", "resolve"], "{received:?}");
+    for body in &received {
+        assert_eq!(body["dedup_key"], "picket/default/flip");
+        assert_eq!(body["routing_key"], ROUTING_KEY);
+    }
+    assert_eq!(received[0]["payload"]["severity"], "critical");
+    for role in [&active, &standby] {
+        let logs = format!("{}\n{}", role.stdout_lines().join("\n"), role.stderr_text());
+        assert!(!logs.contains(ROUTING_KEY), "the routing key leaked into a handler's output");
+    }
+}
+
+#[test]
+fn standalone_notifies_slack_of_a_problem_and_its_resolution() {
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let (target, healthy) = spawn_switch_target(&rt);
+    let slack = Receiver::start(&rt, 200);
+    let webhook = format!("http://{}/services/{SLACK_TOKEN}", slack.addr);
+    let check = json!({"name": "flip", "type": "http", "url": format!("http://{target}/"), "interval": "1s",
+                       "timeout": "500ms", "handlers": ["ops"], "occurrences": 2});
+    let handlers = json!([{"name": "ops", "type": "slack", "webhook_url": {"env": "SLACK_WEBHOOK_OPS"}}]);
+    let dir = checks_dir(&[("flip.json", check.to_string()), ("handlers.json", handlers.to_string())]);
+    let state = tempfile::tempdir().unwrap();
+    let mut child = picket()
+        .args(["standalone", "--checks", &path_str(dir.path())])
+        .env("PICKET_LISTEN", "127.0.0.1:0")
+        .env("PICKET_STATE_DIR", state.path())
+        .env("SLACK_WEBHOOK_OPS", &webhook)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let problem = wait_for(Duration::from_secs(15), || slack.received().len() == 1);
+    healthy.store(true, Ordering::SeqCst);
+    let resolved = wait_for(Duration::from_secs(15), || slack.received().len() == 2);
+    std::thread::sleep(Duration::from_millis(1500));
+    let _ = std::process::Command::new("kill").args(["-TERM", &child.id().to_string()]).status();
+    let output = child.wait_with_output().unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(problem && resolved, "slack got {:?}\n{stderr}", slack.received());
+    assert_eq!(output.status.code(), Some(0), "{stderr}");
+    let messages = slack.received();
+    assert_eq!(messages.len(), 2, "{messages:?}");
+    let title = |m: &Value| m["attachments"][0]["title"].as_str().unwrap_or_default().to_owned();
+    assert!(title(&messages[0]).starts_with("CRITICAL"), "{messages:?}");
+    assert!(title(&messages[1]).contains("OK") || title(&messages[1]).contains("RESOLVED"), "{messages:?}");
+    assert!(stdout.contains("EVENT problem"), "{stdout}");
+    assert!(stdout.contains("EVENT resolved"), "{stdout}");
+    assert!(!stdout.contains(SLACK_TOKEN) && !stderr.contains(SLACK_TOKEN), "the webhook URL leaked");
+}
