@@ -110,7 +110,7 @@ fn standalone_notifies_slack_of_a_problem_and_its_resolution() {
     let handlers = json!([{"name": "ops", "type": "slack", "webhook_url": {"env": "SLACK_WEBHOOK_OPS"}}]);
     let dir = checks_dir(&[("flip.json", check.to_string()), ("handlers.json", handlers.to_string())]);
     let state = tempfile::tempdir().unwrap();
-    let mut child = picket()
+    let child = picket()
         .args(["standalone", "--checks", &path_str(dir.path())])
         .env("PICKET_LISTEN", "127.0.0.1:0")
         .env("PICKET_STATE_DIR", state.path())
