@@ -4,5 +4,6 @@
 mod alerting;
 mod broker;
 mod cli;
+mod containers;
 mod standalone;
 mod support;

@@ -31,8 +31,13 @@ impl CheckOutcome {
         Self::new(Status::Unknown, output)
     }
 
-    pub fn with_metrics(mut self, metrics: BTreeMap<String, f64>) -> Self {
-        self.metrics.extend(metrics);
+    pub fn with_metrics(mut self, mut metrics: BTreeMap<String, f64>) -> Self {
+        if self.metrics.is_empty() {
+            // Taken as is rather than re-inserted key by key.
+            std::mem::swap(&mut self.metrics, &mut metrics);
+        } else {
+            self.metrics.extend(metrics);
+        }
         self
     }
 

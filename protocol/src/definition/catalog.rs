@@ -167,33 +167,36 @@ fn parse_file(path: &Path, text: String, errors: &mut Vec<DefinitionError>) -> P
 
 fn cross_check(files: Vec<ParsedFile>, strict_handlers: bool, errors: &mut Vec<DefinitionError>) -> Catalog {
     let mut catalog = Catalog::default();
-    let mut check_names: HashMap<String, Origin> = HashMap::new();
-    let mut handler_names: HashMap<String, Origin> = HashMap::new();
+    // Where each name was first defined, as (file, offset): turned into a
+    // line and column only for a message, since that scans the file up to the
+    // offset (done for every definition, it made loading quadratic).
+    let mut check_names: HashMap<&str, (&ParsedFile, usize)> = HashMap::new();
+    let mut handler_names: HashMap<&str, (&ParsedFile, usize)> = HashMap::new();
     for file in &files {
         for (offset, handler) in &file.handlers {
-            let origin = origin_of(file, *offset, "name");
-            if let Some(first) = handler_names.get(handler.name()) {
+            if let Some(&(first_file, first_offset)) = handler_names.get(handler.name()) {
+                let first = origin_of(first_file, first_offset, "name");
                 let message = format!("handler {:?} is already defined at {first}", handler.name());
                 errors.push(error_at(file, *offset, FieldError::new("name", message), false));
             } else {
-                handler_names.insert(handler.name().to_owned(), origin);
+                handler_names.insert(handler.name(), (file, *offset));
                 catalog.handlers.push(handler.clone());
             }
         }
     }
     for file in &files {
         for (offset, check) in &file.checks {
-            let origin = origin_of(file, *offset, "name");
-            if let Some(first) = check_names.get(check.name()) {
+            if let Some(&(first_file, first_offset)) = check_names.get(check.name()) {
+                let first = origin_of(first_file, first_offset, "name");
                 let message = format!("check {:?} is already defined at {first}", check.name());
                 errors.push(error_at(file, *offset, FieldError::new("name", message), false));
                 continue;
             }
-            check_names.insert(check.name().to_owned(), origin);
+            check_names.insert(check.name(), (file, *offset));
             if strict_handlers {
                 for (i, name) in check.common.handlers.iter().enumerate() {
-                    if !handler_names.contains_key(name) {
-                        let known: Vec<&str> = handler_names.keys().map(String::as_str).collect();
+                    if !handler_names.contains_key(name.as_str()) {
+                        let known: Vec<&str> = handler_names.keys().copied().collect();
                         let message = format!("no handler is named {name:?} (defined: {})", list(known));
                         errors.push(error_at(file, *offset, FieldError::new(format!("handlers[{i}]"), message), false));
                     }

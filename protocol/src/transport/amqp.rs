@@ -27,6 +27,12 @@ use crate::message::{CheckRequest, CheckResult, Keepalive, Message, decode, enco
 const PUBLISH_WAIT: Duration = Duration::from_secs(5);
 const BACKOFF_START: Duration = Duration::from_millis(200);
 const BACKOFF_CAP: Duration = Duration::from_secs(10);
+/// The largest frame asked of the broker unless the URL sets `frame_max`.
+/// lapin keeps a send and a receive buffer of 32 frames each per connection,
+/// so RabbitMQ's default of 128 KiB would cost 8 MiB of resident memory per
+/// connection; picket's messages are a few hundred bytes, and a larger one is
+/// simply carried in several frames.
+const FRAME_MAX: u32 = 16 * 1024;
 /// Header carrying why a runner refused a request (expired, overlap, malformed).
 const REASON_HEADER: &str = "x-picket-reason";
 /// Header carrying the HMAC-SHA256 of the body, hex.
@@ -487,9 +493,12 @@ async fn closed(connection: &Connection) {
 async fn establish(inner: &Inner, generation: u64) -> Result<Live, TransportError> {
     let properties = ConnectionProperties::default().with_connection_name(inner.config.connection_name.as_str().into());
     // lapin's error text can include the URI; report only the kind of failure.
-    let connection = Connection::connect(&inner.config.url, properties)
-        .await
-        .map_err(|e| TransportError::Broker(format!("connect: {}", redact(&e.to_string(), &inner.config.url))))?;
+    let failed = |e: &dyn std::fmt::Display| {
+        TransportError::Broker(format!("connect: {}", redact(&e.to_string(), &inner.config.url)))
+    };
+    let mut uri = inner.config.url.parse::<lapin::uri::AMQPUri>().map_err(|e| failed(&e))?;
+    uri.query.frame_max.get_or_insert(FRAME_MAX);
+    let connection = Connection::connect_uri(uri, properties).await.map_err(|e| failed(&e))?;
     let publisher = connection.create_channel().await.map_err(broker)?;
     publisher.confirm_select(ConfirmSelectOptions::default()).await.map_err(broker)?;
     let names = &inner.names;

@@ -316,7 +316,7 @@ fn evaluate(spec: &HttpSpec, response: HopResponse, hops: &[Hop], url: &Url, sta
         findings.push((status, reason));
     }
 
-    let mut metrics = response.timings.clone();
+    let mut metrics = response.timings;
     metrics.insert("total".to_owned(), ms(total));
     metrics.insert("status_code".to_owned(), f64::from(response.status));
     metrics.insert("bytes".to_owned(), response.bytes as f64);

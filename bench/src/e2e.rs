@@ -1,0 +1,334 @@
+//! End to end over RabbitMQ: `picket scheduler` → broker → N `picket runner`
+//! → `picket handler` (SQLite store), at one load step. The handler's JSON
+//! lines are read as they come: results (start lateness = started_at −
+//! scheduled_at, into an HDR histogram) and dead letters. Lost = published −
+//! results − dead letters.
+
+use std::collections::HashSet;
+use std::path::Path;
+use std::process::Stdio;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use chrono::{DateTime, Utc};
+use hdrhistogram::Histogram;
+use serde::Deserialize;
+use serde_json::json;
+use tokio::io::AsyncBufReadExt;
+
+use crate::broker::Broker;
+use crate::procs::{Proc, cpu_seconds, find_by_comm, free_port};
+use crate::roles::{Install, Role, metric_sum};
+
+pub const INTERVAL_SECS: u64 = 10;
+/// The sustained window, set once the scheduler is up: only results whose
+/// slot falls inside it count towards the rate and the lateness.
+type Window = Arc<Mutex<Option<(DateTime<Utc>, DateTime<Utc>)>>>;
+const P99_LIMIT_MS: f64 = 250.0;
+
+#[derive(Clone, Debug, Default)]
+pub struct StepReport {
+    pub checks: usize,
+    pub sustain_secs: u64,
+    pub published: u64,
+    /// Slots the scheduler itself could not publish in time (`picket_slots_missed_total`).
+    pub missed_by_scheduler: u64,
+    pub results: u64,
+    pub dead: u64,
+    pub lost: i64,
+    /// Results whose slot fell in the sustained window.
+    pub window_results: u64,
+    pub expected_in_window: u64,
+    pub lateness_p50_ms: f64,
+    pub lateness_p99_ms: f64,
+    pub lateness_max_ms: f64,
+    /// CPU of each role over the window, in % of one core.
+    pub cpu: Vec<(String, f64)>,
+    pub passed: bool,
+    pub why: Vec<String>,
+}
+
+impl StepReport {
+    pub fn target_per_s(&self) -> f64 {
+        self.checks as f64 / INTERVAL_SECS as f64
+    }
+
+    pub fn achieved_per_s(&self) -> f64 {
+        self.window_results as f64 / self.sustain_secs.max(1) as f64
+    }
+}
+
+#[derive(Default)]
+struct Seen {
+    results: u64,
+    dead: u64,
+    ids: HashSet<String>,
+    duplicates: u64,
+    window_results: u64,
+    lateness_us: Option<Histogram<u64>>,
+}
+
+#[derive(Deserialize)]
+struct Line {
+    kind: String,
+    result: Option<ResultLine>,
+}
+
+#[derive(Deserialize)]
+struct ResultLine {
+    request_id: String,
+    scheduled_at: DateTime<Utc>,
+    started_at: DateTime<Utc>,
+}
+
+pub struct Step<'a> {
+    pub base: &'a Install,
+    pub broker: &'a Broker,
+    pub target_url: String,
+    pub runners: usize,
+    pub warm_secs: u64,
+    pub sustain_secs: u64,
+    pub nginx_pid: u32,
+}
+
+impl Step<'_> {
+    pub async fn run(&self, checks: usize) -> anyhow::Result<StepReport> {
+        let prefix = format!("{}-{checks}", self.base.prefix);
+        let dir = self.base.logs.join(format!("e2e-{checks}"));
+        let checks_dir = dir.join("checks");
+        std::fs::create_dir_all(&checks_dir)?;
+        write_checks(&checks_dir, checks, &self.target_url)?;
+        let install = Install { prefix: prefix.clone(), logs: dir.clone(), ..self.base.clone() };
+        let result = self.run_in(&install, &dir, checks).await;
+        self.broker.delete_prefix(&prefix, &["default"]).await?;
+        result
+    }
+
+    async fn run_in(&self, install: &Install, dir: &Path, checks: usize) -> anyhow::Result<StepReport> {
+        let checks_env = ("PICKET_CHECKS", dir.join("checks").display().to_string());
+        let seen = Arc::new(Mutex::new(Seen {
+            lateness_us: Some(Histogram::new_with_bounds(1, 600_000_000, 3)?),
+            ..Seen::default()
+        }));
+
+        // The handler's stdout comes here, line by line.
+        let handler_port = free_port()?;
+        let mut command = install.command(
+            "handler",
+            handler_port,
+            &[checks_env.clone(), ("PICKET_STATE_DIR", dir.join("state").display().to_string())],
+        );
+        command.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(std::fs::File::create(dir.join("handler.log"))?);
+        let mut handler =
+            Role { proc: Proc::spawn_raw("handler", command)?.with_grace(Duration::from_secs(30)), port: handler_port };
+        let stdout = handler.proc.child_mut().stdout.take().context("handler stdout")?;
+        let window: Window = Arc::default();
+        let reader = tokio::spawn(read_handler(stdout, seen.clone(), window.clone()));
+        handler.ready(Duration::from_secs(30)).await?;
+
+        let mut runners = Vec::new();
+        for i in 0..self.runners {
+            let mut runner =
+                install.start("runner", &format!("runner-{i}"), &[("PICKET_RUNNER_NAME", format!("r{i}"))])?;
+            runner.ready(Duration::from_secs(30)).await?;
+            runners.push(runner);
+        }
+        let mut scheduler = install.start(
+            "scheduler",
+            "scheduler",
+            &[checks_env, ("PICKET_LOG", "warn,picket::roles::scheduler=info".to_owned())],
+        )?;
+        scheduler.ready(Duration::from_secs(30)).await?;
+        let started = Utc::now();
+        let window_start = started + chrono::Duration::seconds(self.warm_secs as i64);
+        let window_end = window_start + chrono::Duration::seconds(self.sustain_secs as i64);
+        *window.lock().expect("lock") = Some((window_start, window_end));
+
+        let mut pids: Vec<(String, Vec<u32>)> = vec![
+            ("scheduler".to_owned(), vec![scheduler.proc.pid()]),
+            ("runners".to_owned(), runners.iter().map(|r| r.proc.pid()).collect()),
+            ("handler".to_owned(), vec![handler.proc.pid()]),
+            ("nginx".to_owned(), with_children(self.nginx_pid)),
+        ];
+        if let Some(beam) = find_by_comm("beam.smp") {
+            pids.push(("RabbitMQ".to_owned(), vec![beam]));
+        }
+        pids.push(("bench (reading results)".to_owned(), vec![std::process::id()]));
+        sleep_until(window_start).await;
+        let cpu_before = cpu_of(&pids);
+        let wall = Instant::now();
+        let mut last_published = 0.0;
+        let mut missed = 0.0;
+        while Utc::now() < window_end {
+            scheduler.proc.alive()?;
+            for runner in &mut runners {
+                runner.proc.alive()?;
+            }
+            handler.proc.alive()?;
+            if let Ok(text) = scheduler.metrics().await {
+                last_published = metric_sum(&text, "picket_requests_published_total");
+                missed = metric_sum(&text, "picket_slots_missed_total");
+            }
+            tokio::time::sleep(Duration::from_secs(1)).await;
+        }
+        let cpu_after = cpu_of(&pids);
+        let wall = wall.elapsed().as_secs_f64();
+
+        if let Ok(text) = scheduler.metrics().await {
+            missed = metric_sum(&text, "picket_slots_missed_total");
+        }
+        scheduler.proc.stop();
+        let published = published_from_log(&dir.join("scheduler.log")).unwrap_or(last_published as u64);
+        // Everything published either ends as a result or a dead letter; give it time.
+        let drain_until = Instant::now() + Duration::from_secs(30);
+        let mut last = (0, Instant::now());
+        loop {
+            let settled = {
+                let seen = seen.lock().expect("lock");
+                seen.results + seen.dead
+            };
+            if settled >= published {
+                break;
+            }
+            if settled != last.0 {
+                last = (settled, Instant::now());
+            }
+            let depth = self.broker.depth(&format!("{}.sub.default", install.prefix)).await.unwrap_or(0);
+            if Instant::now() > drain_until || (depth == 0 && last.1.elapsed() > Duration::from_secs(8)) {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        for runner in &mut runners {
+            runner.proc.stop();
+        }
+        // Results published by stopping runners reach the handler before it stops.
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        handler.proc.stop();
+        let _ = tokio::time::timeout(Duration::from_secs(10), reader).await;
+
+        let seen = seen.lock().expect("lock");
+        let histogram = seen.lateness_us.as_ref().expect("histogram");
+        let ms = |us: u64| us as f64 / 1000.0;
+        let mut report = StepReport {
+            checks,
+            sustain_secs: self.sustain_secs,
+            published,
+            missed_by_scheduler: missed as u64,
+            results: seen.results,
+            dead: seen.dead,
+            lost: published as i64 - seen.results as i64 - seen.dead as i64,
+            window_results: seen.window_results,
+            expected_in_window: checks as u64 * self.sustain_secs / INTERVAL_SECS,
+            lateness_p50_ms: ms(histogram.value_at_quantile(0.50)),
+            lateness_p99_ms: ms(histogram.value_at_quantile(0.99)),
+            lateness_max_ms: ms(histogram.max()),
+            cpu: pids
+                .iter()
+                .zip(cpu_before.iter().zip(&cpu_after))
+                .map(|((name, _), (a, b))| (name.clone(), (b - a) / wall * 100.0))
+                .collect(),
+            passed: false,
+            why: Vec::new(),
+        };
+        if seen.duplicates > 0 {
+            report.why.push(format!("{} duplicate results", seen.duplicates));
+        }
+        if report.lost != 0 {
+            report.why.push(format!("lost {}", report.lost));
+        }
+        if report.missed_by_scheduler != 0 {
+            report.why.push(format!("{} slots missed by the scheduler", report.missed_by_scheduler));
+        }
+        if report.dead != 0 {
+            report.why.push(format!("{} dead letters", report.dead));
+        }
+        if report.lateness_p99_ms > P99_LIMIT_MS {
+            report.why.push(format!("lateness p99 {:.0} ms > {P99_LIMIT_MS} ms", report.lateness_p99_ms));
+        }
+        if (report.window_results as f64) < report.expected_in_window as f64 * 0.99 {
+            report.why.push(format!(
+                "{} of {} expected results in the window",
+                report.window_results, report.expected_in_window
+            ));
+        }
+        report.passed = report.why.is_empty();
+        Ok(report)
+    }
+}
+
+async fn read_handler(stdout: std::process::ChildStdout, seen: Arc<Mutex<Seen>>, window: Window) {
+    let Ok(stdout) = tokio::process::ChildStdout::from_std(stdout) else { return };
+    let mut lines = tokio::io::BufReader::with_capacity(1 << 16, stdout).lines();
+    while let Ok(Some(line)) = lines.next_line().await {
+        let Ok(parsed) = serde_json::from_str::<Line>(&line) else { continue };
+        let mut seen = seen.lock().expect("lock");
+        match (parsed.kind.as_str(), parsed.result) {
+            ("check_result", Some(result)) => {
+                if !seen.ids.insert(result.request_id) {
+                    seen.duplicates += 1;
+                    continue;
+                }
+                seen.results += 1;
+                let in_window = window
+                    .lock()
+                    .expect("lock")
+                    .is_some_and(|(from, to)| result.scheduled_at >= from && result.scheduled_at < to);
+                if in_window {
+                    seen.window_results += 1;
+                    let late = (result.started_at - result.scheduled_at).num_microseconds().unwrap_or(0).max(1);
+                    if let Some(h) = seen.lateness_us.as_mut() {
+                        let _ = h.record(u64::try_from(late).unwrap_or(1));
+                    }
+                }
+            }
+            ("dead_letter", _) => seen.dead += 1,
+            _ => {}
+        }
+    }
+}
+
+/// The scheduler's own count of confirmed requests, from its shutdown log line.
+fn published_from_log(path: &Path) -> Option<u64> {
+    let text = std::fs::read_to_string(path).ok()?;
+    text.lines()
+        .filter_map(|line| serde_json::from_str::<serde_json::Value>(line).ok())
+        .filter(|v| v["message"] == "scheduler stopped" || v["fields"]["message"] == "scheduler stopped")
+        .find_map(|v| v["published"].as_u64().or_else(|| v["fields"]["published"].as_u64()))
+}
+
+fn write_checks(dir: &Path, count: usize, url: &str) -> anyhow::Result<()> {
+    let checks: Vec<serde_json::Value> = (0..count)
+        .map(|i| json!({"name": format!("e2e-{i:06}"), "type": "http", "url": url, "interval": "10s", "timeout": "5s"}))
+        .collect();
+    std::fs::write(dir.join("bench.json"), serde_json::to_vec(&checks)?)?;
+    Ok(())
+}
+
+/// A process and its direct children (nginx's master and workers).
+fn with_children(pid: u32) -> Vec<u32> {
+    let mut pids = vec![pid];
+    if let Ok(entries) = std::fs::read_dir("/proc") {
+        for entry in entries.flatten() {
+            let Some(child) = entry.file_name().to_str().and_then(|n| n.parse::<u32>().ok()) else { continue };
+            let Ok(stat) = std::fs::read_to_string(format!("/proc/{child}/stat")) else { continue };
+            let parent =
+                stat.rsplit_once(')').and_then(|(_, rest)| rest.split_whitespace().nth(1)?.parse::<u32>().ok());
+            if parent == Some(pid) {
+                pids.push(child);
+            }
+        }
+    }
+    pids
+}
+
+fn cpu_of(groups: &[(String, Vec<u32>)]) -> Vec<f64> {
+    groups.iter().map(|(_, pids)| pids.iter().filter_map(|&pid| cpu_seconds(pid).ok()).sum()).collect()
+}
+
+async fn sleep_until(at: DateTime<Utc>) {
+    if let Ok(wait) = (at - Utc::now()).to_std() {
+        tokio::time::sleep(wait).await;
+    }
+}

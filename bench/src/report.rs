@@ -1,0 +1,582 @@
+//! `picket-bench run`: starts the services, runs every section, and writes
+//! the table (markdown) to the results directory and stdout.
+
+use std::fmt::Write as _;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use anyhow::bail;
+use chrono::Utc;
+use protocol::definition::parse_check;
+use protocol::message::{AlertPolicy, Message, encode};
+use protocol::{CheckRequest, CheckResult, Status};
+use serde_json::json;
+
+use crate::RunArgs;
+use crate::broker::Broker;
+use crate::e2e::{INTERVAL_SECS, Step, StepReport};
+use crate::memory::MemoryReport;
+use crate::probe::Kind;
+use crate::procs::{output_of, raise_nofile};
+use crate::roles::{Install, picket_binary};
+use crate::services::{Services, require_tools, versions};
+use crate::tools::{Runner, Sample, Tool};
+
+#[derive(Default)]
+struct Results {
+    /// (kind, tool) → samples in run order.
+    samples: Vec<(Kind, Tool, Vec<Sample>)>,
+    memory: Option<MemoryReport>,
+    /// (unconfirmed window, message size, consumed/s, confirmed/s).
+    ceiling: Vec<(usize, usize, f64, f64)>,
+    steps: Vec<StepReport>,
+    errors: Vec<String>,
+}
+
+impl Results {
+    fn samples(&self, kind: Kind, tool: Tool) -> &[Sample] {
+        self.samples.iter().find(|(k, t, _)| *k == kind && *t == tool).map(|(_, _, s)| s.as_slice()).unwrap_or(&[])
+    }
+
+    fn push(&mut self, kind: Kind, tool: Tool, sample: Sample) {
+        match self.samples.iter_mut().find(|(k, t, _)| *k == kind && *t == tool) {
+            Some((_, _, samples)) => samples.push(sample),
+            None => self.samples.push((kind, tool, vec![sample])),
+        }
+    }
+}
+
+pub async fn run(args: RunArgs) -> anyhow::Result<()> {
+    raise_nofile();
+    require_tools()?;
+    let picket = picket_binary(args.picket.as_deref())?;
+    let bench = std::env::current_exe()?;
+    let tmp = std::env::temp_dir().join(format!("picket-bench-{}", std::process::id()));
+    std::fs::create_dir_all(&tmp)?;
+    // nginx workers run as nobody and read the static body from here.
+    set_mode(&tmp, 0o755)?;
+    let started = Instant::now();
+    let load_before = load_average();
+    eprintln!("picket-bench: work dir {} (kept when something fails)", tmp.display());
+
+    let outcome = tokio::select! {
+        outcome = measure(&args, &picket, &bench, &tmp) => outcome,
+        () = interrupted() => Err(anyhow::anyhow!("interrupted")),
+    };
+    let mut results = match outcome {
+        Ok(results) => results,
+        Err(e) => {
+            eprintln!("picket-bench: failed; logs are in {}", tmp.display());
+            return Err(e);
+        }
+    };
+    let elapsed = started.elapsed();
+    let text = render(&args, &results, &picket, load_before, elapsed);
+    println!("{text}");
+    let out = match &args.out {
+        Some(dir) => dir.clone(),
+        None if args.smoke => tmp.clone(),
+        None => Path::new(env!("CARGO_MANIFEST_DIR")).join("results"),
+    };
+    std::fs::create_dir_all(&out)?;
+    let name = if args.smoke { "smoke.md".to_owned() } else { format!("{}.md", Utc::now().format("%Y-%m-%d")) };
+    let path = out.join(name);
+    std::fs::write(&path, &text)?;
+    eprintln!("picket-bench: wrote {} in {:.0} s", path.display(), elapsed.as_secs_f64());
+    if args.smoke {
+        smoke_verdict(&mut results);
+    }
+    if !results.errors.is_empty() {
+        bail!("the harness is broken: {}", results.errors.join("; "));
+    }
+    if !args.smoke || args.out.is_some() {
+        let _ = std::fs::remove_dir_all(&tmp);
+    }
+    Ok(())
+}
+
+/// In smoke mode only the harness is judged, not the targets: every section
+/// ran, and the end-to-end step lost nothing.
+fn smoke_verdict(results: &mut Results) {
+    for step in &results.steps {
+        if step.lost != 0 || step.results == 0 {
+            results.errors.push(format!("end to end: {} results, lost {}", step.results, step.lost));
+        }
+    }
+}
+
+async fn interrupted() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let (Ok(mut term), Ok(mut int)) = (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) else {
+        return std::future::pending().await;
+    };
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = int.recv() => {}
+    }
+}
+
+async fn measure(args: &RunArgs, picket: &Path, bench: &Path, tmp: &Path) -> anyhow::Result<Results> {
+    let mut results = Results::default();
+    let services = Services::start(tmp)?;
+    Runner::write_scripts(tmp)?;
+    eprintln!(
+        "picket-bench: nginx http :{} https :{}, dnsmasq :{}, blackbox_exporter :{}",
+        services.http_port, services.https_port, services.dns_port, services.blackbox_port
+    );
+    let prefix = format!("picket-bench-{}", std::process::id());
+    let base = Install { picket: picket.to_owned(), amqp_url: args.amqp_url.clone(), prefix, logs: tmp.to_owned() };
+
+    if args.wants("tools") {
+        let runner = Runner {
+            services: &services,
+            bench: bench.to_owned(),
+            concurrency: args.concurrency,
+            seconds: args.seconds(),
+        };
+        for rep in 0..args.reps() {
+            for kind in Kind::ALL {
+                // Interleaved, and the order rotates so no tool always runs first.
+                let tools: Vec<Tool> = Tool::ALL.iter().cycle().skip(rep).take(4).copied().collect();
+                for tool in tools.into_iter().filter(|t| t.applies(kind)) {
+                    let sample = runner.run(tool, kind)?;
+                    eprintln!(
+                        "  rep {} {:<5} {:<38} {:>9.0} checks/s {:>7.3} CPU s/1k {:>6.1} MiB{}",
+                        rep + 1,
+                        kind.name(),
+                        tool.label(kind),
+                        sample.rate(),
+                        sample.cpu_per_1k(),
+                        sample.rss_kib as f64 / 1024.0,
+                        if sample.failed > 0 { format!("  ({} failed)", sample.failed) } else { String::new() }
+                    );
+                    results.push(kind, tool, sample);
+                }
+            }
+        }
+    }
+
+    let broker = Broker::connect(&args.amqp_url).await?;
+    if args.wants("memory") {
+        eprintln!("picket-bench: runner cold start, idle RSS, 1,000 in flight");
+        let install = Install { prefix: format!("{}-mem", base.prefix), ..base.clone() };
+        let idle = if args.smoke { Duration::from_millis(300) } else { Duration::from_secs(2) };
+        let report = crate::memory::run(&install, args.reps(), idle, 1000).await?;
+        results.memory = Some(report);
+    }
+
+    if args.wants("ceiling") {
+        let bodies = message_bodies(&services.http_url())?;
+        let size = bodies.iter().map(Vec::len).sum::<usize>() / bodies.len();
+        let seconds = if args.smoke { 1.0 } else { 10.0 };
+        for window in [256, 1] {
+            eprintln!("picket-bench: broker ceiling, {window} unconfirmed at a time");
+            let (consumed, confirmed) =
+                broker.ceiling(&format!("{}-ceiling", base.prefix), &bodies, window, seconds).await?;
+            results.ceiling.push((window, size, consumed, confirmed));
+        }
+    }
+
+    if args.wants("e2e") {
+        let step = Step {
+            base: &base,
+            broker: &broker,
+            target_url: services.http_url(),
+            runners: args.runners,
+            warm_secs: if args.smoke { 2 } else { 5 },
+            sustain_secs: args.e2e_seconds(),
+            nginx_pid: services.nginx_pid(),
+        };
+        let mut ladder: Vec<usize> = if args.smoke { vec![1000] } else { args.e2e_steps.clone() };
+        let mut i = 0;
+        while i < ladder.len() {
+            let checks = ladder[i];
+            eprintln!("picket-bench: end to end, {checks} checks per {INTERVAL_SECS} s for {} s", step.sustain_secs);
+            let report = step.run(checks).await?;
+            eprintln!(
+                "  {:.0}/s achieved of {:.0}/s, lateness p50 {:.1} p99 {:.1} max {:.1} ms, dead {}, lost {}{}",
+                report.achieved_per_s(),
+                report.target_per_s(),
+                report.lateness_p50_ms,
+                report.lateness_p99_ms,
+                report.lateness_max_ms,
+                report.dead,
+                report.lost,
+                if report.passed { String::new() } else { format!(" — broke: {}", report.why.join(", ")) }
+            );
+            let passed = report.passed;
+            results.steps.push(report);
+            if !passed || args.smoke {
+                break;
+            }
+            if i + 1 == ladder.len() && checks + 10_000 <= args.e2e_max {
+                ladder.push(checks + 10_000);
+            }
+            i += 1;
+        }
+    }
+    drop(broker);
+    Ok(results)
+}
+
+/// A request and a result as the e2e checks produce them, encoded for the wire.
+fn message_bodies(url: &str) -> anyhow::Result<Vec<Vec<u8>>> {
+    let check =
+        parse_check(json!({"name": "e2e-000001", "type": "http", "url": url, "interval": "10s", "timeout": "5s"}))
+            .map_err(|e| anyhow::anyhow!("{e}"))?;
+    let now = Utc::now();
+    let request = CheckRequest {
+        id: CheckRequest::id_for(check.name(), "default", now),
+        check: check.clone(),
+        subscription: "default".to_owned(),
+        scheduled_at: now,
+        deadline: now + chrono::Duration::seconds(5),
+        scheduler: "picket-bench-host".to_owned(),
+    };
+    let metrics = [
+        ("dns", 0.0),
+        ("connect", 0.112),
+        ("ttfb", 0.301),
+        ("transfer", 0.02),
+        ("total", 0.47),
+        ("status_code", 200.0),
+        ("bytes", 16.0),
+        ("redirects", 0.0),
+    ];
+    let result = CheckResult {
+        request_id: request.id.clone(),
+        check: check.name().to_owned(),
+        subscription: "default".to_owned(),
+        runner: "r0".to_owned(),
+        status: Status::Ok,
+        output: "HTTP 200 in 0ms".to_owned(),
+        scheduled_at: now,
+        started_at: now,
+        duration_ms: 0,
+        lateness_ms: 1,
+        metrics: metrics.iter().map(|(k, v)| ((*k).to_owned(), *v)).collect(),
+        details: json!({"url": url, "status": 200, "http_version": "HTTP/1.1", "body_truncated": false, "redirects": []}),
+        policy: AlertPolicy::of(&check),
+    };
+    Ok(vec![encode(&Message::CheckRequest(Box::new(request))), encode(&Message::CheckResult(Box::new(result)))])
+}
+
+fn set_mode(path: &Path, mode: u32) -> anyhow::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))?;
+    Ok(())
+}
+
+fn load_average() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .map(|l| l.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
+        .unwrap_or_default()
+}
+
+struct Stats {
+    median: f64,
+    min: f64,
+    max: f64,
+}
+
+fn stats(values: impl IntoIterator<Item = f64>) -> Stats {
+    let mut v: Vec<f64> = values.into_iter().collect();
+    v.sort_by(f64::total_cmp);
+    if v.is_empty() {
+        return Stats { median: f64::NAN, min: f64::NAN, max: f64::NAN };
+    }
+    let n = v.len();
+    let median = if n % 2 == 1 { v[n / 2] } else { (v[n / 2 - 1] + v[n / 2]) / 2.0 };
+    Stats { median, min: v[0], max: v[n - 1] }
+}
+
+fn fmt_stats(s: &Stats, decimals: usize) -> String {
+    if s.min == s.max {
+        format!("{:.*}", decimals, s.median)
+    } else {
+        format!("{:.*} ({:.*}–{:.*})", decimals, s.median, decimals, s.min, decimals, s.max)
+    }
+}
+
+fn machine() -> Vec<(&'static str, String)> {
+    let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
+    let model = cpuinfo
+        .lines()
+        .find_map(|l| l.strip_prefix("model name")?.split_once(':').map(|(_, m)| m.trim().to_owned()))
+        .unwrap_or_default();
+    let meminfo = std::fs::read_to_string("/proc/meminfo").unwrap_or_default();
+    let mem = meminfo
+        .lines()
+        .find_map(|l| l.strip_prefix("MemTotal:")?.trim().strip_suffix("kB")?.trim().parse::<f64>().ok())
+        .map(|kib| format!("{:.1} GiB", kib / 1024.0 / 1024.0))
+        .unwrap_or_default();
+    vec![
+        ("nproc", output_of("nproc", &[])),
+        ("CPU", model),
+        ("memory", mem),
+        ("kernel", output_of("uname", &["-sr"])),
+        ("OS", output_of("sh", &["-c", ". /etc/os-release && echo $PRETTY_NAME"])),
+    ]
+}
+
+fn render(args: &RunArgs, r: &Results, picket: &Path, load_before: String, elapsed: Duration) -> String {
+    let mut out = String::new();
+    let mode = if args.smoke { " (smoke run: too short to quote)" } else { "" };
+    let _ = writeln!(out, "# picket benchmark, {}{mode}\n", Utc::now().format("%Y-%m-%d %H:%M UTC"));
+    let _ = writeln!(
+        out,
+        "Produced by `bench/run{}` in {:.0} s.\n",
+        if args.smoke { " --smoke" } else { "" },
+        elapsed.as_secs_f64()
+    );
+    let _ = writeln!(out, "## Machine\n\n| | |\n|---|---|");
+    for (k, v) in machine() {
+        let _ = writeln!(out, "| {k} | {v} |");
+    }
+    let _ = writeln!(out, "| load average before / after | {load_before} / {} |", load_average());
+    let git = output_of("git", &["-C", env!("CARGO_MANIFEST_DIR"), "describe", "--always", "--dirty"]);
+    let _ = writeln!(
+        out,
+        "| picket | {} ({git}, release build) |",
+        output_of(&picket.display().to_string(), &["--version"])
+    );
+    for (k, v) in versions() {
+        let _ = writeln!(out, "| {k} | {v} |");
+    }
+
+    if !r.samples.is_empty() {
+        let _ = writeln!(
+            out,
+            "\n## Probers side by side\n\nEach tool keeps {} checks in flight; {} run(s) of {} s each, interleaved tool by tool. \
+             Figures are median (min–max). CPU is the prober's user + system time: picket's process \
+             (getrusage around the run), blackbox_exporter's process (/proc/<pid>/stat, wrk not counted), the \
+             plugins with their children (getrusage RUSAGE_CHILDREN), wrk's process. Peak RSS is VmHWM \
+             (for the plugins: the largest single plugin process; {} run at once).\n",
+            args.concurrency,
+            args.reps(),
+            args.seconds(),
+            args.concurrency
+        );
+        for kind in Kind::ALL {
+            let what = match kind {
+                Kind::Http => "HTTP GET, fresh connection per check",
+                Kind::Https => {
+                    "HTTPS GET, fresh TLS handshake per check (certificate verified against the bench CA by picket and blackbox_exporter; check_http and wrk do not verify)"
+                }
+                Kind::Dns => "DNS A query over UDP to dnsmasq, answer checked",
+            };
+            let _ = writeln!(out, "### {}: {what}\n", kind.name());
+            let _ = writeln!(
+                out,
+                "| prober | checks/s | CPU s per 1,000 checks | checks per CPU-second | peak RSS MiB | failed |"
+            );
+            let _ = writeln!(out, "|---|---|---|---|---|---|");
+            for tool in Tool::ALL.into_iter().filter(|t| t.applies(kind)) {
+                let samples = r.samples(kind, tool);
+                if samples.is_empty() {
+                    continue;
+                }
+                let failed: u64 = samples.iter().map(|s| s.failed).sum();
+                let _ = writeln!(
+                    out,
+                    "| {} | {} | {} | {} | {} | {}{} |",
+                    tool.label(kind),
+                    fmt_stats(&stats(samples.iter().map(Sample::rate)), 0),
+                    fmt_stats(&stats(samples.iter().map(Sample::cpu_per_1k)), 3),
+                    fmt_stats(&stats(samples.iter().map(Sample::per_cpu_second)), 0),
+                    fmt_stats(&stats(samples.iter().map(|s| s.rss_kib as f64 / 1024.0)), 1),
+                    failed,
+                    samples.iter().find_map(|s| s.note.as_deref()).map(|n| format!(" ({n})")).unwrap_or_default()
+                );
+            }
+            let _ = writeln!(out);
+        }
+    }
+
+    if let Some(m) = &r.memory {
+        let _ = writeln!(out, "## picket runner process\n");
+        let _ = writeln!(out, "| measure | value |\n|---|---|");
+        let _ = writeln!(
+            out,
+            "| cold start: spawn → `/readyz` 200 (broker connected), ms | {} |",
+            fmt_stats(&stats(m.cold_start_ms.iter().copied()), 1)
+        );
+        let _ = writeln!(
+            out,
+            "| idle RSS, MiB | {} |",
+            fmt_stats(&stats(m.idle_rss_kib.iter().map(|k| *k as f64 / 1024.0)), 1)
+        );
+        let _ = writeln!(
+            out,
+            "| RSS with {} checks in flight against a server that holds every request, MiB | {:.1} (peak {:.1}) |\n",
+            m.in_flight,
+            m.in_flight_rss_kib as f64 / 1024.0,
+            m.in_flight_hwm_kib as f64 / 1024.0
+        );
+    }
+
+    if !r.ceiling.is_empty() {
+        let _ = writeln!(out, "## RabbitMQ's own ceiling (same run)\n");
+        let _ = writeln!(
+            out,
+            "Persistent messages, publisher confirms, manual acks, one quorum queue; a lapin publisher and a \
+             consumer (prefetch 256) on separate connections. The bodies alternate an encoded CheckRequest and \
+             CheckResult of the end-to-end checks. Each check is two such messages.\n"
+        );
+        let _ = writeln!(
+            out,
+            "| unconfirmed publishes at a time | mean message bytes | consumed + acked msg/s | confirmed msg/s | checks/s it could carry |"
+        );
+        let _ = writeln!(out, "|---|---|---|---|---|");
+        for (window, size, consumed, confirmed) in &r.ceiling {
+            let _ = writeln!(out, "| {window} | {size} | {consumed:.0} | {confirmed:.0} | {:.0} |", consumed / 2.0);
+        }
+        let _ = writeln!(out);
+    }
+
+    if !r.steps.is_empty() {
+        let _ = writeln!(out, "## End to end over RabbitMQ\n");
+        let _ = writeln!(
+            out,
+            "`picket scheduler` → RabbitMQ → {} × `picket runner` → `picket handler` (SQLite store), all on this \
+             machine with nginx as the target; HTTP checks every {INTERVAL_SECS} s, each step sustained {} s after a \
+             warm-up. Lateness = started_at − scheduled_at of each result in the window (HDR histogram). Lost = \
+             published − results − dead letters. CPU is % of one core over the window.\n",
+            args.runners,
+            args.e2e_seconds()
+        );
+        let _ = writeln!(
+            out,
+            "| checks / 10 s | target/s | achieved results/s | lateness p50 / p99 / max ms | published | results | dead letters | lost | CPU % | verdict |"
+        );
+        let _ = writeln!(out, "|---|---|---|---|---|---|---|---|---|---|");
+        for s in &r.steps {
+            let cpu: Vec<String> = s.cpu.iter().map(|(name, pct)| format!("{name} {pct:.0}")).collect();
+            let _ = writeln!(
+                out,
+                "| {} | {:.0} | {:.0} | {:.1} / {:.1} / {:.1} | {} | {} | {} | {} | {} | {} | {} |",
+                s.checks,
+                s.target_per_s(),
+                s.achieved_per_s(),
+                s.lateness_p50_ms,
+                s.lateness_p99_ms,
+                s.lateness_max_ms,
+                s.published,
+                s.missed_by_scheduler,
+                s.results,
+                s.dead,
+                s.lost,
+                cpu.join(", "),
+                if s.passed { "sustained".to_owned() } else { format!("broke: {}", s.why.join(", ")) }
+            );
+        }
+        let best = r.steps.iter().filter(|s| s.passed).map(|s| s.checks).max();
+        let ceiling = r.ceiling.first().map(|c| c.2 / 2.0);
+        let _ = writeln!(
+            out,
+            "\nHighest sustained: {} checks per 10 s{}.\n",
+            best.map_or("none".to_owned(), |b| format!("{b} ({:.0} checks/s)", b as f64 / 10.0)),
+            ceiling
+                .map(|c| format!("; the broker alone carries about {c:.0} checks/s (2 messages each)"))
+                .unwrap_or_default()
+        );
+    }
+
+    let targets = targets(r);
+    if !targets.is_empty() {
+        let _ = writeln!(out, "## Targets (issue 7)\n\n| target | measured | |\n|---|---|---|");
+        for (what, measured, met) in targets {
+            let _ = writeln!(out, "| {what} | {measured} | {} |", if met { "met" } else { "**missed**" });
+        }
+    }
+    out
+}
+
+/// Each target of issue 7 with the figure behind it, from medians.
+fn targets(r: &Results) -> Vec<(String, String, bool)> {
+    let mut t = Vec::new();
+    let median = |kind, tool, f: fn(&Sample) -> f64| {
+        let samples = r.samples(kind, tool);
+        (!samples.is_empty()).then(|| stats(samples.iter().map(f)).median)
+    };
+    let ratio_target =
+        |t: &mut Vec<(String, String, bool)>, kind: Kind, other: Tool, f: fn(&Sample) -> f64, what: &str, min: f64| {
+            if let (Some(p), Some(o)) = (median(kind, Tool::Picket, f), median(kind, other, f)) {
+                let ratio = p / o;
+                t.push((
+                    format!("{} {what} ≥ {min}×", kind.name()),
+                    format!("{ratio:.2}× ({p:.0} vs {o:.0})"),
+                    ratio >= min,
+                ));
+            }
+        };
+    ratio_target(
+        &mut t,
+        Kind::Http,
+        Tool::Blackbox,
+        Sample::per_cpu_second,
+        "checks per CPU-second vs blackbox_exporter",
+        5.0,
+    );
+    ratio_target(&mut t, Kind::Http, Tool::Wrk, Sample::rate, "checks/s vs wrk's new connections/s", 0.5);
+    ratio_target(
+        &mut t,
+        Kind::Https,
+        Tool::Blackbox,
+        Sample::per_cpu_second,
+        "checks per CPU-second vs blackbox_exporter",
+        2.0,
+    );
+    ratio_target(&mut t, Kind::Https, Tool::Wrk, Sample::rate, "checks/s vs wrk's handshakes/s", 0.7);
+    ratio_target(
+        &mut t,
+        Kind::Dns,
+        Tool::Blackbox,
+        Sample::per_cpu_second,
+        "checks per CPU-second vs blackbox_exporter",
+        5.0,
+    );
+    for kind in Kind::ALL {
+        ratio_target(
+            &mut t,
+            kind,
+            Tool::Plugin,
+            Sample::per_cpu_second,
+            "checks per CPU-second vs fork+exec plugins",
+            50.0,
+        );
+    }
+    if let Some(m) = &r.memory {
+        let idle = stats(m.idle_rss_kib.iter().map(|k| *k as f64 / 1024.0)).median;
+        t.push(("runner idle RSS ≤ 20 MiB".to_owned(), format!("{idle:.1} MiB"), idle <= 20.0));
+        let busy = m.in_flight_rss_kib.max(m.in_flight_hwm_kib) as f64 / 1024.0;
+        t.push((
+            format!("runner RSS with {} in flight ≤ 100 MiB", m.in_flight),
+            format!("{busy:.1} MiB (peak)"),
+            busy <= 100.0,
+        ));
+        let cold = stats(m.cold_start_ms.iter().copied()).median;
+        t.push(("runner cold start to ready ≤ 200 ms".to_owned(), format!("{cold:.0} ms"), cold <= 200.0));
+    }
+    if let Some(step) = r.steps.iter().find(|s| s.checks == 10_000) {
+        t.push((
+            "end to end 10,000 checks / 10 s for 60 s, p99 ≤ 250 ms, nothing lost".to_owned(),
+            format!(
+                "{:.0}/s, p99 {:.1} ms, lost {}, dead {}",
+                step.achieved_per_s(),
+                step.lateness_p99_ms,
+                step.lost,
+                step.dead
+            ),
+            step.passed && step.sustain_secs >= 60,
+        ));
+    }
+    if let Some(step) = r.steps.iter().find(|s| s.checks == 30_000) {
+        t.push((
+            "aim: end to end 30,000 checks / 10 s".to_owned(),
+            format!("{:.0}/s, p99 {:.1} ms, lost {}", step.achieved_per_s(), step.lateness_p99_ms, step.lost),
+            step.passed,
+        ));
+    }
+    t
+}
