@@ -236,7 +236,7 @@ fn start(spec: &Spec, name: &str, cleanup: &Cleanup) -> Running {
         .iter()
         .map(|s| (*s).to_owned())
         .collect();
-    // The default limits fail here (DESIGN of the test machines, not picket's).
+    // podman's default ulimits cannot be applied on these machines.
     args.extend(["--ulimit", "nofile=1024:1024", "--ulimit", "nproc=1024:1024"].map(str::to_owned));
     if spec.read_only {
         args.push("--read-only".into());

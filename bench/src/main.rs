@@ -83,6 +83,9 @@ pub struct RunArgs {
     /// Sections to run (default all): tools, memory, ceiling, e2e.
     #[arg(long, value_delimiter = ',')]
     pub only: Vec<String>,
+    /// Keep the work dir (configs, logs, per-second lateness) even when the run succeeds.
+    #[arg(long)]
+    pub keep: bool,
     /// The picket binary (default: next to this one).
     #[arg(long)]
     pub picket: Option<PathBuf>,

@@ -89,7 +89,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     if !results.errors.is_empty() {
         bail!("the harness is broken: {}", results.errors.join("; "));
     }
-    if !args.smoke || args.out.is_some() {
+    if !args.keep && (!args.smoke || args.out.is_some()) {
         let _ = std::fs::remove_dir_all(&tmp);
     }
     Ok(())
@@ -447,9 +447,9 @@ fn render(args: &RunArgs, r: &Results, picket: &Path, load_before: String, elaps
         );
         let _ = writeln!(
             out,
-            "| checks / 10 s | target/s | achieved results/s | lateness p50 / p99 / max ms | published | results | dead letters | lost | CPU % | verdict |"
+            "| checks / 10 s | target/s | achieved results/s | lateness p50 / p99 / max ms | published | missed by scheduler | results | dead letters | lost | CPU % | verdict |"
         );
-        let _ = writeln!(out, "|---|---|---|---|---|---|---|---|---|---|");
+        let _ = writeln!(out, "|---|---|---|---|---|---|---|---|---|---|---|");
         for s in &r.steps {
             let cpu: Vec<String> = s.cpu.iter().map(|(name, pct)| format!("{name} {pct:.0}")).collect();
             let _ = writeln!(

@@ -94,18 +94,10 @@ impl<T: Transport> Scheduler<T> {
                 () = sleep_or_forever(wait) => {}
             }
             let now = Utc::now();
-            // Every slot due now is published at once: each publish waits for
-            // the broker's confirm, and one at a time that round trip (a few
-            // ms on a quorum queue) capped the scheduler at a few hundred
-            // requests per second. Slots that fall due meanwhile form the next
-            // batch, so batches grow with the confirm latency.
-            let mut due = Vec::new();
-            while due.len() < MAX_BATCH
-                && let Some((slot, i)) = plan.pop_due(now)
-            {
-                due.push((plan.checks[i].clone(), slot));
+            while let Some((slot, i)) = plan.pop_due(now) {
+                let check = plan.checks[i].clone();
+                self.publish_slot(&check, slot, now).await;
             }
-            join_all(due.iter().map(|(check, slot)| self.publish_slot(check, *slot, now)).collect()).await;
         }
     }
 
@@ -137,29 +129,6 @@ impl<T: Transport> Scheduler<T> {
             }
         }
     }
-}
-
-/// Slots published concurrently at most; more due ones wait for the next round.
-const MAX_BATCH: usize = 512;
-
-/// Polls every future until all are done (futures-util's `join_all`, for the
-/// small batches of the publishing loop).
-async fn join_all<F: Future<Output = ()>>(futures: Vec<F>) {
-    let mut pending: Vec<Option<std::pin::Pin<Box<F>>>> = futures.into_iter().map(|f| Some(Box::pin(f))).collect();
-    std::future::poll_fn(|cx| {
-        let mut waiting = false;
-        for slot in &mut pending {
-            if let Some(future) = slot {
-                if future.as_mut().poll(cx).is_ready() {
-                    *slot = None;
-                } else {
-                    waiting = true;
-                }
-            }
-        }
-        if waiting { std::task::Poll::Pending } else { std::task::Poll::Ready(()) }
-    })
-    .await;
 }
 
 async fn sleep_or_forever(wait: Option<std::time::Duration>) {
