@@ -49,6 +49,8 @@ pub struct StepReport {
     pub cpu: Vec<(String, f64)>,
     pub passed: bool,
     pub why: Vec<String>,
+    /// A second run of a step that broke.
+    pub retry: bool,
 }
 
 impl StepReport {
@@ -246,6 +248,7 @@ impl Step<'_> {
                 .collect(),
             passed: false,
             why: Vec::new(),
+            retry: false,
         };
         if logged.is_none() {
             report.why.push("the scheduler did not log its published count: lost is approximate".to_owned());
