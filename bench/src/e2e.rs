@@ -36,6 +36,9 @@ pub struct StepReport {
     pub missed_by_scheduler: u64,
     pub results: u64,
     pub dead: u64,
+    /// Messages still in the results, dead-letter or request queue after the
+    /// handler stopped (not consumed within the drain time).
+    pub left_in_queues: u64,
     pub lost: i64,
     /// Results whose slot fell in the sustained window.
     pub window_results: u64,
@@ -194,7 +197,7 @@ impl Step<'_> {
         let logged = published_from_log(&dir.join("scheduler.log"));
         let published = logged.unwrap_or(last_published as u64);
         // Everything published either ends as a result or a dead letter; give it time.
-        let drain_until = Instant::now() + Duration::from_secs(30);
+        let drain_until = Instant::now() + Duration::from_secs(180);
         let mut last = (0, Instant::now());
         loop {
             let settled = {
@@ -208,7 +211,13 @@ impl Step<'_> {
                 last = (settled, Instant::now());
             }
             let depth = self.broker.depth(&format!("{}.sub.default", install.prefix)).await.unwrap_or(0);
-            if Instant::now() > drain_until || (depth == 0 && last.1.elapsed() > Duration::from_secs(8)) {
+            // Done when nothing has arrived for a while: with requests still
+            // queued that takes 30 s (their TTL runs out within 5 s anyway).
+            let quiet = last.1.elapsed();
+            if Instant::now() > drain_until
+                || (depth == 0 && quiet > Duration::from_secs(8))
+                || quiet > Duration::from_secs(30)
+            {
                 break;
             }
             tokio::time::sleep(Duration::from_millis(200)).await;
@@ -219,6 +228,12 @@ impl Step<'_> {
         // Results published by stopping runners reach the handler before it stops.
         tokio::time::sleep(Duration::from_millis(500)).await;
         handler.proc.stop();
+        // Whatever the handler had not consumed is still in the queues: not
+        // lost, but not a result either.
+        let mut left = 0u64;
+        for queue in ["results", "dead", "sub.default"] {
+            left += u64::from(self.broker.depth(&format!("{}.{queue}", install.prefix)).await.unwrap_or(0));
+        }
         let _ = tokio::time::timeout(Duration::from_secs(10), reader).await;
 
         let seen = seen.lock().expect("lock");
@@ -234,7 +249,8 @@ impl Step<'_> {
             missed_by_scheduler: missed as u64,
             results: seen.results,
             dead: seen.dead,
-            lost: published as i64 - seen.results as i64 - seen.dead as i64,
+            left_in_queues: left,
+            lost: published as i64 - seen.results as i64 - seen.dead as i64 - left as i64,
             window_results: seen.window_results,
             expected_in_window: checks as u64 * self.sustain_secs / INTERVAL_SECS,
             lateness_p50_ms: ms(histogram.value_at_quantile(0.50)),
@@ -255,6 +271,9 @@ impl Step<'_> {
         }
         if seen.duplicates > 0 {
             report.why.push(format!("{} duplicate results", seen.duplicates));
+        }
+        if report.left_in_queues != 0 {
+            report.why.push(format!("{} messages not consumed by the end", report.left_in_queues));
         }
         if report.lost != 0 {
             report.why.push(format!("lost {}", report.lost));

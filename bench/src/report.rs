@@ -453,20 +453,21 @@ fn render(args: &RunArgs, r: &Results, picket: &Path, load_before: String, elaps
             "`picket scheduler` → RabbitMQ → {} × `picket runner` → `picket handler` (SQLite store), all on this \
              machine with nginx as the target; HTTP checks every {INTERVAL_SECS} s, each step sustained {} s after a \
              warm-up. Lateness = started_at − scheduled_at of each result in the window (HDR histogram). Lost = \
-             published − results − dead letters. CPU is % of one core over the window.\n",
+             published − results − dead letters − messages left in the queues when the handler stopped. CPU \
+             is % of one core over the window.\n",
             args.runners,
             args.e2e_seconds()
         );
         let _ = writeln!(
             out,
-            "| checks / 10 s | target/s | achieved results/s | lateness p50 / p99 / max ms | published | missed by scheduler | results | dead letters | lost | CPU % | verdict |"
+            "| checks / 10 s | target/s | achieved results/s | lateness p50 / p99 / max ms | published | missed by scheduler | results | dead letters | left in queues | lost | CPU % | verdict |"
         );
-        let _ = writeln!(out, "|---|---|---|---|---|---|---|---|---|---|---|");
+        let _ = writeln!(out, "|---|---|---|---|---|---|---|---|---|---|---|---|");
         for s in &r.steps {
             let cpu: Vec<String> = s.cpu.iter().map(|(name, pct)| format!("{name} {pct:.0}")).collect();
             let _ = writeln!(
                 out,
-                "| {}{} | {:.0} | {:.0} | {:.1} / {:.1} / {:.1} | {} | {} | {} | {} | {} | {} | {} |",
+                "| {}{} | {:.0} | {:.0} | {:.1} / {:.1} / {:.1} | {} | {} | {} | {} | {} | {} | {} | {} |",
                 s.checks,
                 if s.retry { " (again)" } else { "" },
                 s.target_per_s(),
@@ -478,6 +479,7 @@ fn render(args: &RunArgs, r: &Results, picket: &Path, load_before: String, elaps
                 s.missed_by_scheduler,
                 s.results,
                 s.dead,
+                s.left_in_queues,
                 s.lost,
                 cpu.join(", "),
                 if s.passed { "sustained".to_owned() } else { format!("broke: {}", s.why.join(", ")) }
@@ -584,6 +586,16 @@ fn targets(r: &Results) -> Vec<(String, String, bool)> {
             ),
             step.passed && step.sustain_secs >= 60,
         ));
+    }
+    let broke_at = r.steps.iter().rev().find(|s| !s.passed).map(|s| s.checks);
+    for (checks, what) in
+        [(10_000, "end to end 10,000 checks / 10 s"), (30_000, "aim: end to end 30,000 checks / 10 s")]
+    {
+        if step_of(checks).is_none()
+            && let Some(broke) = broke_at.filter(|&b| b < checks)
+        {
+            t.push((what.to_owned(), format!("not reached: the ladder broke at {broke} checks / 10 s"), false));
+        }
     }
     if let Some(step) = step_of(30_000) {
         t.push((
