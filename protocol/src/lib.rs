@@ -13,3 +13,16 @@ pub mod transport;
 pub use definition::{Catalog, CheckDefinition, CheckSpec};
 pub use duration::HumanDuration;
 pub use message::{CheckRequest, CheckResult, Keepalive, Status};
+
+/// An error and its causes on one line (`outer: cause: root`): results and
+/// log fields have one line for it, and the root cause is the useful part.
+pub fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}

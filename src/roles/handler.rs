@@ -5,7 +5,6 @@
 use std::net::SocketAddr;
 use std::process::ExitCode;
 
-use anyhow::Context;
 use clap::Args;
 use handlers::json_log::JsonLog;
 use handlers::{Both, SinkHealth};
@@ -17,6 +16,7 @@ use tokio_util::sync::CancellationToken;
 use crate::Failure;
 use crate::alerts::{AlertingPlan, StateArgs};
 use crate::broker::BrokerArgs;
+use crate::serve::Readiness;
 
 #[derive(Args, Clone, Debug)]
 pub struct HandlerRoleArgs {
@@ -40,28 +40,22 @@ pub async fn run(args: HandlerRoleArgs) -> Result<ExitCode, Failure> {
     })?;
     let plan = AlertingPlan::new(&catalog, &args.state)?;
     let (registry, metrics) = Metrics::standalone();
-    let stop = CancellationToken::new();
-    crate::shutdown::on_signal(stop.clone()).context("cannot install signal handlers")?;
-    let stop_transport = CancellationToken::new();
-    let transport = AmqpTransport::start(config, stop_transport.clone());
     let stop_alerting = CancellationToken::new();
     let alerts = crate::alerts::start(plan, None, stop_alerting.clone()).await?;
     let health = SinkHealth::default();
-    let ready = {
+    let ready = |transport: &AmqpTransport| -> Readiness {
         let (transport, health) = (transport.clone(), health.clone());
         std::sync::Arc::new(move || transport.is_connected() && health.is_healthy())
     };
-    let stop_serving = CancellationToken::new();
-    let server = crate::serve::bind(args.listen, registry, ready, stop_serving.clone()).await?;
-    let server = tokio::spawn(server);
+    let role = super::Role::start(config, args.listen, registry, ready).await?;
     let sink = std::sync::Arc::new(Both(JsonLog::new(std::io::stdout(), metrics), alerts.alerting.clone()));
     tracing::info!("handler starting");
-    handlers::consume(&transport, sink, health, stop).await.map_err(|e| Failure::Runtime(e.into()))?;
+    handlers::consume(&role.transport, sink, health, role.stop.clone())
+        .await
+        .map_err(|e| Failure::Runtime(e.into()))?;
     stop_alerting.cancel();
     alerts.finish().await;
-    stop_transport.cancel();
-    stop_serving.cancel();
-    let _ = server.await;
+    role.finish().await;
     tracing::info!("handler stopped");
     Ok(ExitCode::SUCCESS)
 }

@@ -52,13 +52,8 @@ pub async fn run(args: RunnerRoleArgs) -> Result<ExitCode, Failure> {
         return Err(Failure::Config(anyhow::anyhow!("PICKET_KEEPALIVE_INTERVAL must be at least 1s")));
     }
     let (registry, metrics) = Metrics::standalone();
-    let stop = CancellationToken::new();
-    crate::shutdown::on_signal(stop.clone()).context("cannot install signal handlers")?;
-    let stop_transport = CancellationToken::new();
-    let transport = AmqpTransport::start(config, stop_transport.clone());
-    let stop_serving = CancellationToken::new();
-    let server = crate::serve::bind(args.listen, registry, super::connected(&transport), stop_serving.clone()).await?;
-    let server = tokio::spawn(server);
+    let role = super::Role::start(config, args.listen, registry, super::connected).await?;
+    let transport = role.transport.clone();
 
     let executor = Arc::new(Executor::new(args.runner.deny_cidrs.clone()).context("cannot build the check executor")?);
     let pool = RunnerPool::new(
@@ -85,15 +80,13 @@ pub async fn run(args: RunnerRoleArgs) -> Result<ExitCode, Failure> {
             interval: args.keepalive_interval.get().as_secs(),
         },
         args.keepalive_interval.get(),
-        stop.clone(),
+        role.stop.clone(),
     ));
     tracing::info!(runner = %name, subscriptions = ?subscriptions, concurrency = args.runner.concurrency, "runner starting");
     // The consumer waits for the broker and resubscribes after reconnects on its own.
-    pool.run(stop.clone()).await.map_err(|e| Failure::Runtime(e.into()))?;
+    pool.run(role.stop.clone()).await.map_err(|e| Failure::Runtime(e.into()))?;
     let _ = keepalives.await;
-    stop_transport.cancel();
-    stop_serving.cancel();
-    let _ = server.await;
+    role.finish().await;
     tracing::info!(runner = %name, "runner stopped");
     Ok(ExitCode::SUCCESS)
 }

@@ -7,7 +7,6 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::{Duration, SystemTime};
 
-use anyhow::Context;
 use clap::Args;
 use protocol::Catalog;
 use protocol::metrics::{self, Metrics};
@@ -56,13 +55,8 @@ pub async fn run(args: SchedulerRoleArgs) -> Result<ExitCode, Failure> {
     let config = args.broker.config(format!("picket-scheduler-{instance}-{}", std::process::id()))?;
     let catalog = load(&args.checks)?;
     let (registry, metrics) = Metrics::standalone();
-    let stop = CancellationToken::new();
-    crate::shutdown::on_signal(stop.clone()).context("cannot install signal handlers")?;
-    let stop_transport = CancellationToken::new();
-    let transport = AmqpTransport::start(config, stop_transport.clone());
-    let stop_serving = CancellationToken::new();
-    let server = crate::serve::bind(args.listen, registry, super::connected(&transport), stop_serving.clone()).await?;
-    let server = tokio::spawn(server);
+    let role = super::Role::start(config, args.listen, registry, super::connected).await?;
+    let (stop, transport) = (role.stop.clone(), role.transport.clone());
 
     let (catalog_tx, catalog_rx) = watch::channel(CheckSet::from(catalog.checks));
     tokio::spawn(reload(args.checks.clone(), catalog_tx, stop.clone()));
@@ -105,9 +99,7 @@ pub async fn run(args: SchedulerRoleArgs) -> Result<ExitCode, Failure> {
             }
         }
     }
-    stop_transport.cancel();
-    stop_serving.cancel();
-    let _ = server.await;
+    role.finish().await;
     tracing::info!(published = scheduler.published(), "scheduler stopped");
     Ok(ExitCode::SUCCESS)
 }

@@ -1,7 +1,6 @@
 //! What the HTTP notifiers share: one client, one way to send a JSON body and
 //! to judge the answer, and the scrubbing that keeps secrets out of reasons.
 
-use std::error::Error as _;
 use std::fmt;
 use std::time::Duration;
 
@@ -131,14 +130,7 @@ fn describe(e: reqwest::Error) -> String {
     if e.is_timeout() {
         return format!("timed out after {} s", ATTEMPT_TIMEOUT.as_secs());
     }
-    let mut text = e.to_string();
-    let mut source = e.source();
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
+    protocol::error_chain(&e)
 }
 
 #[cfg(test)]

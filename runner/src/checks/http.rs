@@ -205,7 +205,7 @@ where
         let response = sender
             .send_request(request)
             .await
-            .map_err(|e| CheckOutcome::critical(format!("HTTP request failed: {}", error_chain(&e))))?;
+            .map_err(|e| CheckOutcome::critical(format!("HTTP request failed: {}", protocol::error_chain(&e))))?;
         let ttfb = ms(lap.elapsed());
         progress.metric("ttfb", ttfb);
         timings.insert("ttfb".to_owned(), ttfb);
@@ -239,7 +239,8 @@ async fn read_body(mut body: Incoming, limit: u64, keep: bool) -> Result<(Vec<u8
     let mut kept = Vec::new();
     let mut read: u64 = 0;
     while let Some(frame) = body.frame().await {
-        let frame = frame.map_err(|e| CheckOutcome::critical(format!("reading the body: {}", error_chain(&e))))?;
+        let frame =
+            frame.map_err(|e| CheckOutcome::critical(format!("reading the body: {}", protocol::error_chain(&e))))?;
         let Ok(data) = frame.into_data() else { continue };
         let room = usize::try_from(limit - read).unwrap_or(usize::MAX);
         let take = data.len().min(room);
@@ -253,17 +254,6 @@ async fn read_body(mut body: Incoming, limit: u64, keep: bool) -> Result<(Vec<u8
         }
     }
     Ok((kept, read, false))
-}
-
-fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
-    let mut text = e.to_string();
-    let mut source = e.source();
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
 }
 
 fn version_name(version: Version) -> &'static str {
