@@ -177,6 +177,10 @@ fn sigterm_drains_in_flight_checks_and_exits_0() {
     assert_eq!(results.len(), 1);
     assert_eq!(results[0]["runner"], "busy");
     assert_eq!(results[0]["status"], 0, "{}", results[0]["output"]);
+    // Its last keepalive tells the handler the departure was planned.
+    let farewell =
+        || handler_records(&handler, "keepalive").iter().any(|k| k["runner"] == "busy" && k["stopping"] == true);
+    assert!(wait_until(Duration::from_secs(10), farewell), "no stopping keepalive from the runner");
 }
 
 #[test]

@@ -164,7 +164,8 @@ impl<D: Deliver> Alerting<D> {
 
     /// Records a keepalive received at `now` (this handler's clock; the
     /// runner's own timestamps are never trusted for staleness). A runner that
-    /// was lost raises `runner_back`.
+    /// was lost raises `runner_back`; a runner's last keepalive (`stopping`)
+    /// removes it, so its silence from then on is not `runner_lost`.
     pub async fn keepalive_at(&self, keepalive: &Keepalive, now: DateTime<Utc>) -> Result<(), HandlerError> {
         let mut runners = self.runners.lock().await;
         let seen = runners.entry(keepalive.runner.clone()).or_insert_with(|| RunnerSeen {
@@ -183,6 +184,11 @@ impl<D: Deliver> Alerting<D> {
                 .await?;
             tracing::info!(runner = %keepalive.runner, lost_since = %since, "runner back");
             seen.lost_since = None;
+        }
+        if keepalive.stopping {
+            tracing::info!(runner = %keepalive.runner, "runner stopped cleanly; no longer expected");
+            runners.remove(&keepalive.runner);
+            return Ok(());
         }
         let mut subscriptions = keepalive.subscriptions.clone();
         subscriptions.sort();

@@ -171,6 +171,11 @@ pub struct Keepalive {
     pub executed: u64,
     /// Seconds between keepalives; the handler declares the runner lost after 3 missed.
     pub interval: u64,
+    /// The runner's last keepalive, sent once it has drained on SIGTERM (a
+    /// deploy, an autoscaling scale-in): the handler forgets it instead of
+    /// paging `runner_lost` for a departure that was planned.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub stopping: bool,
 }
 
 /// Every message on the wire.

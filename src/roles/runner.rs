@@ -67,18 +67,20 @@ pub async fn run(args: RunnerRoleArgs) -> Result<ExitCode, Failure> {
         },
         metrics,
     );
+    let keepalive = Keepalive {
+        runner: name.clone(),
+        subscriptions: subscriptions.clone(),
+        version: env!("CARGO_PKG_VERSION").to_owned(),
+        started_at: Utc::now(),
+        in_flight: 0,
+        executed: 0,
+        interval: args.keepalive_interval.get().as_secs(),
+        stopping: false,
+    };
     let keepalives = tokio::spawn(send_keepalives(
         transport.clone(),
         pool.stats(),
-        Keepalive {
-            runner: name.clone(),
-            subscriptions: subscriptions.clone(),
-            version: env!("CARGO_PKG_VERSION").to_owned(),
-            started_at: Utc::now(),
-            in_flight: 0,
-            executed: 0,
-            interval: args.keepalive_interval.get().as_secs(),
-        },
+        keepalive.clone(),
         args.keepalive_interval.get(),
         role.stop.clone(),
     ));
@@ -86,6 +88,10 @@ pub async fn run(args: RunnerRoleArgs) -> Result<ExitCode, Failure> {
     // The consumer waits for the broker and resubscribes after reconnects on its own.
     pool.run(role.stop.clone()).await.map_err(|e| Failure::Runtime(e.into()))?;
     let _ = keepalives.await;
+    let farewell = Keepalive { stopping: true, ..stamped(keepalive, &pool.stats()) };
+    if let Err(e) = transport.publish_keepalive(&farewell).await {
+        tracing::warn!(error = %e, "last keepalive not published; the handler will report this runner lost");
+    }
     role.finish().await;
     tracing::info!(runner = %name, "runner stopped");
     Ok(ExitCode::SUCCESS)
@@ -104,10 +110,18 @@ async fn send_keepalives(
             () = stop.cancelled() => return,
             _ = ticker.tick() => {}
         }
-        keepalive.in_flight = stats.in_flight.load(Ordering::Relaxed);
-        keepalive.executed = stats.executed.load(Ordering::Relaxed);
+        keepalive = stamped(keepalive, &stats);
         if let Err(e) = transport.publish_keepalive(&keepalive).await {
             tracing::warn!(error = %e, "keepalive not published");
         }
+    }
+}
+
+/// `keepalive` with the pool's counters as they are now.
+fn stamped(keepalive: Keepalive, stats: &RunnerStats) -> Keepalive {
+    Keepalive {
+        in_flight: stats.in_flight.load(Ordering::Relaxed),
+        executed: stats.executed.load(Ordering::Relaxed),
+        ..keepalive
     }
 }

@@ -124,6 +124,7 @@ on_both_backends!(
     events_go_to_the_handlers_that_take_them,
     failed_deliveries_are_retried_then_given_up,
     runners_are_lost_and_back_on_the_handler_clock,
+    a_runner_that_stopped_cleanly_is_not_lost,
     a_lost_runner_is_still_resolved_after_a_restart,
     expired_requests_raise_missed_once_a_minute,
     a_database_that_is_down_fails_accept,
@@ -255,6 +256,7 @@ fn keepalive(runner: &str) -> Keepalive {
         in_flight: 0,
         executed: 0,
         interval: 10,
+        stopping: false,
     }
 }
 
@@ -291,6 +293,28 @@ async fn runners_are_lost_and_back_on_the_handler_clock(config: StoreConfig) {
     assert_eq!(events[0].incident_key(), "picket/default,edge/runner/r1");
     assert_eq!(events[0].incident_key(), events[2].incident_key(), "back resolves lost");
     assert_eq!(events[0].handlers, ["slack"]);
+}
+
+async fn a_runner_that_stopped_cleanly_is_not_lost(config: StoreConfig) {
+    let recorder = Arc::new(Recorder::default());
+    let alerting = start(&config, &recorder).await;
+    alerting.keepalive_at(&keepalive("scaled-in"), at(0)).await.unwrap();
+    alerting.keepalive_at(&keepalive("crashed"), at(0)).await.unwrap();
+    alerting.keepalive_at(&Keepalive { stopping: true, ..keepalive("scaled-in") }, at(5)).await.unwrap();
+    // A runner that was lost and then says goodbye resolves its incident.
+    alerting.keepalive_at(&keepalive("flaky"), at(0)).await.unwrap();
+    alerting.tick(at(31)).await.unwrap();
+    alerting.keepalive_at(&Keepalive { stopping: true, ..keepalive("flaky") }, at(40)).await.unwrap();
+    alerting.tick(at(300)).await.unwrap();
+    alerting.close().await;
+
+    let store = Store::open(&config).await.unwrap();
+    let events: Vec<_> = store.recent_events(10).await.unwrap().into_iter().rev().collect();
+    store.close().await;
+    let of = |runner: &str| events.iter().filter(|e| e.runner == runner).map(|e| e.kind).collect::<Vec<_>>();
+    assert_eq!(of("scaled-in"), []);
+    assert_eq!(of("crashed"), [EventKind::RunnerLost]);
+    assert_eq!(of("flaky"), [EventKind::RunnerLost, EventKind::RunnerBack]);
 }
 
 async fn a_lost_runner_is_still_resolved_after_a_restart(config: StoreConfig) {
