@@ -11,8 +11,9 @@
 //! - **Notifications** are outbox rows, delivered by an [`OutboxSender`] that
 //!   may run in another task, or later, after a restart.
 //! - **Dead letters** that expired raise `missed` for their subscription, at
-//!   most once per subscription per minute; **keepalives** feed runner
-//!   liveness, judged on this handler's clock by [`Alerting::tick`].
+//!   most once per subscription per minute, and `caught_up` (which resolves
+//!   it) once none has expired for two minutes; **keepalives** feed runner
+//!   liveness. Both are judged on this handler's clock by [`Alerting::tick`].
 
 mod sender;
 #[cfg(test)]
@@ -95,6 +96,9 @@ pub struct Alerting<D> {
     runners: tokio::sync::Mutex<HashMap<String, RunnerSeen>>,
     /// When each subscription last raised `missed`.
     missed: Mutex<HashMap<String, DateTime<Utc>>>,
+    /// The last expired request of each subscription with `missed` open:
+    /// [`Alerting::tick`] raises `caught_up` once it is old enough.
+    expiring: Mutex<HashMap<String, DateTime<Utc>>>,
 }
 
 /// A runner as its keepalives describe it, on this handler's clock.
@@ -144,6 +148,7 @@ impl<D: Deliver> Alerting<D> {
             outbox,
             runners: tokio::sync::Mutex::new(runners),
             missed: Mutex::new(HashMap::new()),
+            expiring: Mutex::new(HashMap::new()),
         })
     }
 
@@ -199,7 +204,8 @@ impl<D: Deliver> Alerting<D> {
     }
 
     /// Raises `runner_lost`, once, for every runner silent for more than
-    /// three of its keepalive intervals at `now`. Called periodically.
+    /// three of its keepalive intervals at `now`, and `caught_up` where
+    /// requests stopped expiring. Called periodically.
     ///
     /// Runners are known from their first keepalive to this process (lost
     /// ones are also remembered across restarts), so a runner that stopped
@@ -229,7 +235,8 @@ impl<D: Deliver> Alerting<D> {
             tracing::warn!(%runner, last_seen = %seen.last_seen, "runner lost");
             seen.lost_since = Some(now);
         }
-        Ok(())
+        drop(runners);
+        self.caught_up(now).await
     }
 
     /// A dead letter received at `now`: an expired request raises `missed`
@@ -245,7 +252,7 @@ impl<D: Deliver> Alerting<D> {
         };
         let Some(previous) = self.missed_slot(subscription, now)? else {
             tracing::debug!(subscription, "missed already raised recently");
-            return Ok(());
+            return self.note_expiry(subscription, now);
         };
         let check = letter.check.as_deref().unwrap_or("?");
         let output =
@@ -255,6 +262,42 @@ impl<D: Deliver> Alerting<D> {
         if let Err(error) = self.submit(Work::Notice(Notice { event, runner: None })).await {
             self.restore_missed(subscription, previous)?;
             return Err(error);
+        }
+        self.note_expiry(subscription, now)
+    }
+
+    fn note_expiry(&self, subscription: &str, now: DateTime<Utc>) -> Result<(), HandlerError> {
+        let mut expiring = self.expiring.lock().map_err(|_| poisoned("expiring"))?;
+        let last = expiring.entry(subscription.to_owned()).or_insert(now);
+        *last = (*last).max(now);
+        Ok(())
+    }
+
+    /// Raises `caught_up` for every subscription whose last expired request
+    /// is more than two `missed` periods old, and lets its next expiry raise
+    /// `missed` at once.
+    async fn caught_up(&self, now: DateTime<Utc>) -> Result<(), HandlerError> {
+        let quiet = self.missed_every.checked_mul(2).unwrap_or(TimeDelta::MAX);
+        let due: Vec<(String, DateTime<Utc>)> = {
+            let expiring = self.expiring.lock().map_err(|_| poisoned("expiring"))?;
+            expiring.iter().filter(|(_, last)| now - **last > quiet).map(|(s, last)| (s.clone(), *last)).collect()
+        };
+        for (subscription, last) in due {
+            let output = format!(
+                "requests for subscription {subscription} start in time again (the last one expired {}s ago)",
+                (now - last).num_seconds()
+            );
+            let event = self
+                .fleet_event(EventKind::CaughtUp, &subscription, "", output, now)
+                .caused_by(&last.timestamp_millis().to_string());
+            self.submit(Work::Notice(Notice { event, runner: None })).await?;
+            tracing::info!(subscription, last_expired = %last, "caught up");
+            let mut expiring = self.expiring.lock().map_err(|_| poisoned("expiring"))?;
+            // An expiry that arrived meanwhile keeps the episode open.
+            if expiring.get(&subscription) == Some(&last) {
+                expiring.remove(&subscription);
+                self.missed.lock().map_err(|_| poisoned("missed"))?.remove(&subscription);
+            }
         }
         Ok(())
     }
@@ -267,7 +310,7 @@ impl<D: Deliver> Alerting<D> {
         subscription: &str,
         now: DateTime<Utc>,
     ) -> Result<Option<Option<DateTime<Utc>>>, HandlerError> {
-        let mut missed = self.missed.lock().map_err(|_| HandlerError::Sink("missed-event lock poisoned".into()))?;
+        let mut missed = self.missed.lock().map_err(|_| poisoned("missed"))?;
         match missed.get(subscription) {
             Some(last) if now - *last < self.missed_every => Ok(None),
             _ => Ok(Some(missed.insert(subscription.to_owned(), now))),
@@ -275,7 +318,7 @@ impl<D: Deliver> Alerting<D> {
     }
 
     fn restore_missed(&self, subscription: &str, previous: Option<DateTime<Utc>>) -> Result<(), HandlerError> {
-        let mut missed = self.missed.lock().map_err(|_| HandlerError::Sink("missed-event lock poisoned".into()))?;
+        let mut missed = self.missed.lock().map_err(|_| poisoned("missed"))?;
         match previous {
             Some(at) => missed.insert(subscription.to_owned(), at),
             None => missed.remove(subscription),
@@ -297,6 +340,7 @@ impl<D: Deliver> Alerting<D> {
         let (status, previous) = match kind {
             EventKind::RunnerBack => (Status::Ok, Some(Status::Critical)),
             EventKind::Missed => (Status::Warning, None),
+            EventKind::CaughtUp => (Status::Ok, Some(Status::Warning)),
             _ => (Status::Critical, None),
         };
         let mut event = Event {
@@ -495,4 +539,8 @@ impl<D: Deliver> Batcher<D> {
 struct Loaded {
     state: CheckState,
     changed: bool,
+}
+
+fn poisoned(what: &str) -> HandlerError {
+    HandlerError::Sink(format!("{what} lock poisoned"))
 }

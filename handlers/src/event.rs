@@ -25,6 +25,9 @@ pub enum EventKind {
     RunnerBack,
     /// Requests for a subscription expired unrun: the pool is not keeping up.
     Missed,
+    /// No request of a subscription that raised `missed` has expired for two
+    /// `missed` periods: the pool keeps up again. Resolves `missed`.
+    CaughtUp,
 }
 
 impl EventKind {
@@ -38,6 +41,7 @@ impl EventKind {
             Self::RunnerLost => "runner_lost",
             Self::RunnerBack => "runner_back",
             Self::Missed => "missed",
+            Self::CaughtUp => "caught_up",
         }
     }
 }
@@ -80,7 +84,7 @@ impl Event {
             EventKind::RunnerLost | EventKind::RunnerBack => {
                 format!("picket/{}/runner/{}", self.subscription, self.runner)
             }
-            EventKind::Missed => format!("picket/{}/missed", self.subscription),
+            EventKind::Missed | EventKind::CaughtUp => format!("picket/{}/missed", self.subscription),
             _ => format!("picket/{}/{}", self.subscription, self.check),
         }
     }

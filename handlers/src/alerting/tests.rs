@@ -127,6 +127,7 @@ on_both_backends!(
     a_runner_that_stopped_cleanly_is_not_lost,
     a_lost_runner_is_still_resolved_after_a_restart,
     expired_requests_raise_missed_once_a_minute,
+    a_subscription_that_keeps_up_again_resolves_missed,
     a_database_that_is_down_fails_accept,
     committed_events_reach_the_hook,
 );
@@ -363,6 +364,40 @@ async fn expired_requests_raise_missed_once_a_minute(config: StoreConfig) {
             (EventKind::Missed, "default", Status::Warning),
         ]
     );
+}
+
+async fn a_subscription_that_keeps_up_again_resolves_missed(config: StoreConfig) {
+    let recorder = Arc::new(Recorder::default());
+    let alerting = start(&config, &recorder).await;
+    let expired = |id: &str| DeadLetter {
+        reason: DeadReason::Expired,
+        check: Some("web".into()),
+        subscription: Some("default".into()),
+        request_id: Some(id.into()),
+    };
+    alerting.dead_letter_at(&expired("a"), at(0)).await.unwrap();
+    // Still expiring (rate-limited, no event): the quiet period restarts.
+    alerting.dead_letter_at(&expired("b"), at(50)).await.unwrap();
+    alerting.tick(at(120)).await.unwrap();
+    alerting.tick(at(171)).await.unwrap();
+    alerting.tick(at(200)).await.unwrap();
+    // A new episode raises at once, not a minute after the last `missed`.
+    alerting.dead_letter_at(&expired("c"), at(205)).await.unwrap();
+    alerting.close().await;
+
+    let store = Store::open(&config).await.unwrap();
+    let events: Vec<_> = store.recent_events(10).await.unwrap().into_iter().rev().collect();
+    store.close().await;
+    let seen: Vec<_> = events.iter().map(|e| (e.kind, e.status, e.occurred_at)).collect();
+    assert_eq!(
+        seen,
+        [
+            (EventKind::Missed, Status::Warning, at(0)),
+            (EventKind::CaughtUp, Status::Ok, at(171)),
+            (EventKind::Missed, Status::Warning, at(205)),
+        ]
+    );
+    assert_eq!(events[0].incident_key(), events[1].incident_key(), "caught_up resolves missed");
 }
 
 async fn a_database_that_is_down_fails_accept(config: StoreConfig) {

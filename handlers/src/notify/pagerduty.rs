@@ -139,7 +139,7 @@ pub(super) fn action(event: &Event) -> Action {
         | EventKind::FlappingStart
         | EventKind::RunnerLost
         | EventKind::Missed => Action::Trigger,
-        EventKind::Resolved | EventKind::RunnerBack => Action::Resolve,
+        EventKind::Resolved | EventKind::RunnerBack | EventKind::CaughtUp => Action::Resolve,
         EventKind::FlappingEnd if event.status == Status::Ok => Action::Resolve,
         EventKind::FlappingEnd => Action::Trigger,
     }

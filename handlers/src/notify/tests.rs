@@ -281,6 +281,7 @@ fn pagerduty_actions_and_severities() {
         (EventKind::Problem, Status::Critical, Action::Trigger, Severity::Critical),
         (EventKind::Reminder, Status::Unknown, Action::Trigger, Severity::Error),
         (EventKind::Missed, Status::Warning, Action::Trigger, Severity::Warning),
+        (EventKind::CaughtUp, Status::Ok, Action::Resolve, Severity::Info),
         (EventKind::RunnerLost, Status::Critical, Action::Trigger, Severity::Critical),
         (EventKind::RunnerBack, Status::Ok, Action::Resolve, Severity::Info),
         (EventKind::Resolved, Status::Ok, Action::Resolve, Severity::Info),

@@ -40,6 +40,7 @@ pub(super) fn headline(event: &Event) -> String {
         EventKind::RunnerLost => format!("RUNNER LOST: {subject}"),
         EventKind::RunnerBack => format!("RUNNER BACK: {subject}"),
         EventKind::Missed => format!("MISSED RUNS: {subject}"),
+        EventKind::CaughtUp => format!("CAUGHT UP: {subject}"),
     }
 }
 
