@@ -184,6 +184,26 @@ fn sigterm_drains_in_flight_checks_and_exits_0() {
 }
 
 #[test]
+fn a_scheduler_stopped_mid_burst_exits_cleanly_without_errors() {
+    let prefix = BrokerPrefix::new("burst", &["default"]);
+    // Nothing runs these (no runner): only the scheduler's publishing matters.
+    let defs: Vec<Value> = (0..3000)
+        .map(|i| json!({"name": format!("c{i}"), "type": "tls", "host": "127.0.0.1", "port": 9, "interval": "1s"}))
+        .collect();
+    let dir = checks(Value::Array(defs));
+    let mut scheduler = scheduler(&prefix.prefix, &dir, &[]);
+    scheduler.wait_ready(Duration::from_secs(15));
+    std::thread::sleep(Duration::from_secs(3));
+    scheduler.signal("-TERM");
+    let status = scheduler.wait_exit(Duration::from_secs(10)).expect("scheduler exits on SIGTERM");
+    let log = scheduler.stderr_text();
+    assert_eq!(status.code(), Some(0), "{log}");
+    assert!(log.contains("scheduler stopped"), "{log}");
+    let errors: Vec<&str> = log.lines().filter(|l| l.contains("ERROR")).collect();
+    assert!(errors.is_empty(), "a clean stop logged errors: {errors:#?}");
+}
+
+#[test]
 fn requests_nobody_took_in_time_are_dead_lettered_never_run_late() {
     let rt = tokio::runtime::Runtime::new().unwrap();
     let target = spawn_target(&rt, Duration::ZERO);

@@ -70,7 +70,7 @@ pub async fn run(args: SchedulerRoleArgs) -> Result<ExitCode, Failure> {
             Ok(Some(lock)) => {
                 tracing::info!(scheduler = %instance, "leader: publishing requests");
                 let lead = stop.child_token();
-                tokio::spawn(report_depth(
+                let depth = tokio::spawn(report_depth(
                     transport.clone(),
                     catalog_rx.clone(),
                     metrics.clone(),
@@ -82,6 +82,8 @@ pub async fn run(args: SchedulerRoleArgs) -> Result<ExitCode, Failure> {
                     () = lock.lost() => tracing::warn!("leadership lost with the broker connection"),
                 }
                 lead.cancel();
+                let _ = depth.await;
+                lock.release().await;
             }
             Ok(None) => {
                 tracing::debug!("standby: another scheduler holds the lock");

@@ -246,7 +246,7 @@ impl AmqpTransport {
             )
             .await;
         match declared {
-            Ok(_) => Ok(Some(LeaderLock { transport: self.clone(), generation: live.generation, _channel: channel })),
+            Ok(_) => Ok(Some(LeaderLock { transport: self.clone(), generation: live.generation, channel })),
             // RESOURCE_LOCKED: another connection owns the queue; the channel is closed by the broker.
             Err(e) if e.to_string().contains("RESOURCE_LOCKED") || e.to_string().contains("405") => Ok(None),
             Err(e) => Err(broker(e)),
@@ -372,7 +372,8 @@ impl AmqpTransport {
 pub struct LeaderLock {
     transport: AmqpTransport,
     generation: u64,
-    _channel: Channel,
+    /// Holds the lock queue; closing it releases the lock.
+    channel: Channel,
 }
 
 impl LeaderLock {
@@ -381,6 +382,13 @@ impl LeaderLock {
         let mut rx = self.transport.inner.live.clone();
         let generation = self.generation;
         let _ = rx.wait_for(|live| live.as_ref().is_none_or(|l| l.generation != generation)).await;
+    }
+
+    /// Gives the lock up, waiting for the broker to confirm: a channel left
+    /// to close on drop is still closing when the connection closes, which
+    /// lapin reports as an error on every clean shutdown.
+    pub async fn release(self) {
+        let _ = self.channel.close(200, "leadership released".into()).await;
     }
 }
 
@@ -461,8 +469,12 @@ async fn supervise(inner: Arc<Inner>, tx: watch::Sender<Option<Live>>, shutdown:
                 tx.send_replace(Some(live));
                 tokio::select! {
                     () = shutdown.cancelled() => {
-                        tx.send_replace(None);
+                        // Held until the connection is closed: a channel whose
+                        // last handle drops meanwhile would ask to close while
+                        // the connection closes it, which lapin logs as an error.
+                        let live = tx.send_replace(None);
                         let _ = connection.close(200, "shutting down".into()).await;
+                        drop(live);
                         break;
                     }
                     () = closed(&connection) => {}
