@@ -12,7 +12,7 @@ use clap::Args;
 use handlers::alerting::{Alerting, AlertingConfig, EventHook, SenderPolicy};
 use handlers::notify::Notifiers;
 use handlers::store::{Store, StoreConfig};
-use protocol::Catalog;
+use protocol::{Catalog, HumanDuration};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
@@ -32,6 +32,9 @@ pub struct StateArgs {
     /// PostgreSQL schema of picket's tables (default `picket`).
     #[arg(long, env = "PICKET_STATE_SCHEMA")]
     pub state_schema: Option<String>,
+    /// How long the event log is kept (pruned hourly).
+    #[arg(long, env = "PICKET_EVENT_RETENTION", default_value = "90d")]
+    pub event_retention: HumanDuration,
 }
 
 impl StateArgs {
@@ -58,13 +61,18 @@ pub struct AlertingPlan {
     notifiers: Notifiers,
     fleet_handlers: Vec<String>,
     store: StoreConfig,
+    keep_events: Duration,
 }
 
 impl AlertingPlan {
     pub fn new(catalog: &Catalog, state: &StateArgs) -> Result<Self, Failure> {
         let needed: BTreeSet<String> = catalog.checks.iter().flat_map(|c| c.common.handlers.iter().cloned()).collect();
         let notifiers = Notifiers::build(&catalog.handlers, &needed).map_err(|e| Failure::Config(e.into()))?;
-        Ok(Self { notifiers, fleet_handlers: needed.into_iter().collect(), store: state.store_config()? })
+        let keep_events = state.event_retention.get();
+        if keep_events < Duration::from_secs(3600) {
+            return Err(Failure::Config(anyhow!("PICKET_EVENT_RETENTION must be at least 1h")));
+        }
+        Ok(Self { notifiers, fleet_handlers: needed.into_iter().collect(), store: state.store_config()?, keep_events })
     }
 }
 
@@ -85,7 +93,7 @@ pub async fn start(
         .await
         .map_err(|e| Failure::Runtime(anyhow!("state store: {e}")))?;
     let alerting = Arc::new(alerting);
-    let sender = alerting.outbox_sender(SenderPolicy::default());
+    let sender = alerting.outbox_sender(SenderPolicy { keep_events: plan.keep_events, ..SenderPolicy::default() });
     let mut tasks = vec![tokio::spawn(sender.run(stop.clone()))];
     let ticking = alerting.clone();
     tasks.push(tokio::spawn(async move {

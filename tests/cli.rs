@@ -85,6 +85,16 @@ fn bad_configuration_exits_64_naming_the_setting() {
     assert_eq!(out.status.code(), Some(64));
     assert!(stderr(&out).contains("PICKET_DENY_CIDRS") || stderr(&out).contains("--deny-cidrs"), "{}", stderr(&out));
     assert!(stderr(&out).contains("10.0.0.0/33"), "{}", stderr(&out));
+
+    let state = tempfile::tempdir().unwrap();
+    let out = crate::support::picket()
+        .args(["standalone", "--checks", &path_str(dir.path())])
+        .env("PICKET_STATE_DIR", state.path())
+        .env("PICKET_EVENT_RETENTION", "10m")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(64), "{}", stderr(&out));
+    assert!(stderr(&out).contains("PICKET_EVENT_RETENTION must be at least 1h"), "{}", stderr(&out));
 }
 
 #[test]

@@ -35,6 +35,9 @@ pub struct SenderPolicy {
     pub max_attempts: u32,
     /// How long delivered and dropped rows are kept (for inspection).
     pub keep_done: Duration,
+    /// How long the event log is kept: without a limit it grows for as long
+    /// as the installation lives.
+    pub keep_events: Duration,
 }
 
 impl Default for SenderPolicy {
@@ -47,6 +50,7 @@ impl Default for SenderPolicy {
             max_retry: Duration::from_secs(600),
             max_attempts: 50,
             keep_done: Duration::from_secs(7 * 24 * 3600),
+            keep_events: Duration::from_secs(90 * 24 * 3600),
         }
     }
 }
@@ -183,16 +187,23 @@ impl<D: Deliver> OutboxSender<D> {
     }
 
     async fn prune(&self) {
-        let before = TimeDelta::from_std(self.policy.keep_done)
-            .ok()
-            .and_then(|keep| Utc::now().checked_sub_signed(keep))
-            .unwrap_or(DateTime::<Utc>::MIN_UTC);
-        match self.store.prune_outbox(before).await {
+        let now = Utc::now();
+        match self.store.prune_outbox(before(now, self.policy.keep_done)).await {
             Ok(0) => {}
             Ok(pruned) => tracing::debug!(pruned, "outbox pruned"),
             Err(error) => tracing::warn!(%error, "outbox: cannot prune"),
         }
+        match self.store.prune_events(before(now, self.policy.keep_events)).await {
+            Ok(0) => {}
+            Ok(pruned) => tracing::info!(pruned, "events older than the retention pruned"),
+            Err(error) => tracing::warn!(%error, "events: cannot prune"),
+        }
     }
+}
+
+/// `now − keep`, saturating: a configured retention can never panic.
+fn before(now: DateTime<Utc>, keep: Duration) -> DateTime<Utc> {
+    TimeDelta::from_std(keep).ok().and_then(|keep| now.checked_sub_signed(keep)).unwrap_or(DateTime::<Utc>::MIN_UTC)
 }
 
 /// `time + delay`, saturating: a configured delay can never panic.

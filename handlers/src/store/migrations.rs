@@ -17,8 +17,14 @@ use super::{Backend, StoreError};
 /// (version, description, SQL)
 type Step = (i64, &'static str, &'static str);
 
-const SQLITE: &[Step] = &[(1, "state", include_str!("../../migrations/sqlite/0001_state.sql"))];
-const POSTGRES: &[Step] = &[(1, "state", include_str!("../../migrations/postgres/0001_state.sql"))];
+const SQLITE: &[Step] = &[
+    (1, "state", include_str!("../../migrations/sqlite/0001_state.sql")),
+    (2, "events by time", include_str!("../../migrations/sqlite/0002_events_by_time.sql")),
+];
+const POSTGRES: &[Step] = &[
+    (1, "state", include_str!("../../migrations/postgres/0001_state.sql")),
+    (2, "events by time", include_str!("../../migrations/postgres/0002_events_by_time.sql")),
+];
 
 /// Applies pending migrations; on PostgreSQL creates `schema` first when it
 /// does not exist (only then: creating needs a privilege an installation

@@ -178,6 +178,13 @@ impl Store {
         rows.iter().map(|row| json_column(row, "result")).collect()
     }
 
+    /// Deletes events that occurred before `before`; returns how many.
+    pub async fn prune_events(&self, before: DateTime<Utc>) -> Result<u64, StoreError> {
+        let pruned =
+            sqlx::query("DELETE FROM events WHERE occurred_at < $1").bind(millis(before)).execute(&self.pool).await?;
+        Ok(pruned.rows_affected())
+    }
+
     /// The most recent events, newest first.
     pub async fn recent_events(&self, limit: u32) -> Result<Vec<Event>, StoreError> {
         let rows = sqlx::query("SELECT body FROM events ORDER BY seq DESC LIMIT $1")

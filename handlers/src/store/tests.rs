@@ -54,6 +54,7 @@ on_both_backends!(
     an_uncommitted_batch_leaves_nothing,
     reopening_keeps_everything_and_migrates_once,
     results_are_pruned_per_check,
+    events_are_pruned_by_age,
     outbox_delivers_an_incident_in_order,
     a_claim_is_exclusive_until_it_expires,
     settled_rows_record_attempts_and_prune,
@@ -105,10 +106,24 @@ async fn reopening_keeps_everything_and_migrates_once(config: StoreConfig) {
 
     let store = Store::open(&config).await.unwrap();
     assert_eq!(store.recent_events(10).await.unwrap().len(), 1);
-    assert_eq!(count(&store, "_sqlx_migrations").await, 1);
+    assert_eq!(count(&store, "_sqlx_migrations").await, 2);
     if store.backend() == Backend::Postgres {
         assert!(schema_exists(config.schema.as_deref().unwrap()).await, "created at first open");
     }
+    store.close().await;
+}
+
+async fn events_are_pruned_by_age(config: StoreConfig) {
+    let store = Store::open(&config).await.unwrap();
+    let mut batch = store.begin().await.unwrap();
+    for (id, second) in [("old", 10), ("edge", 50), ("new", 100)] {
+        let event = Event { occurred_at: at(second), ..event(id, "web", EventKind::Problem, &[]) };
+        batch.add_event(&event).await.unwrap();
+    }
+    batch.commit().await.unwrap();
+    assert_eq!(store.prune_events(at(50)).await.unwrap(), 1);
+    let kept: Vec<String> = store.recent_events(10).await.unwrap().into_iter().map(|e| e.id).collect();
+    assert_eq!(kept, ["new", "edge"]);
     store.close().await;
 }
 
