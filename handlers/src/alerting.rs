@@ -112,7 +112,8 @@ struct RunnerSeen {
 
 impl<D: Deliver> Alerting<D> {
     /// Starts the batcher on `store`. Runners that were lost before a restart
-    /// are remembered, so their return still raises `runner_back`.
+    /// are remembered, so their return still raises `runner_back`; so are
+    /// open `missed` episodes, so `caught_up` still closes them.
     pub async fn start(store: Store, deliver: Arc<D>, config: AlertingConfig) -> Result<Self, StoreError> {
         let runners = store
             .lost_runners()
@@ -128,6 +129,7 @@ impl<D: Deliver> Alerting<D> {
                 (lost.runner, seen)
             })
             .collect();
+        let open_missed = store.open_missed().await?;
         let max_batch = config.max_batch.max(1);
         let (jobs, queue) = mpsc::channel(max_batch * 2);
         let outbox = Arc::new(Notify::new());
@@ -147,8 +149,8 @@ impl<D: Deliver> Alerting<D> {
             missed_every: TimeDelta::from_std(config.missed_every).unwrap_or(TimeDelta::MAX),
             outbox,
             runners: tokio::sync::Mutex::new(runners),
-            missed: Mutex::new(HashMap::new()),
-            expiring: Mutex::new(HashMap::new()),
+            missed: Mutex::new(open_missed.iter().cloned().collect()),
+            expiring: Mutex::new(open_missed.into_iter().collect()),
         })
     }
 

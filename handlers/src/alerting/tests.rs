@@ -128,6 +128,7 @@ on_both_backends!(
     a_lost_runner_is_still_resolved_after_a_restart,
     expired_requests_raise_missed_once_a_minute,
     a_subscription_that_keeps_up_again_resolves_missed,
+    an_open_missed_is_still_resolved_after_a_restart,
     a_database_that_is_down_fails_accept,
     committed_events_reach_the_hook,
 );
@@ -398,6 +399,41 @@ async fn a_subscription_that_keeps_up_again_resolves_missed(config: StoreConfig)
         ]
     );
     assert_eq!(events[0].incident_key(), events[1].incident_key(), "caught_up resolves missed");
+}
+
+async fn an_open_missed_is_still_resolved_after_a_restart(config: StoreConfig) {
+    let recorder = Arc::new(Recorder::default());
+    let expired = |subscription: &str, id: &str| DeadLetter {
+        reason: DeadReason::Expired,
+        check: Some("web".into()),
+        subscription: Some(subscription.into()),
+        request_id: Some(id.into()),
+    };
+    let alerting = start(&config, &recorder).await;
+    alerting.dead_letter_at(&expired("default", "d1"), at(0)).await.unwrap();
+    alerting.dead_letter_at(&expired("edge", "e1"), at(0)).await.unwrap();
+    alerting.dead_letter_at(&expired("edge", "e2"), at(50)).await.unwrap();
+    alerting.tick(at(130)).await.unwrap();
+    alerting.close().await;
+
+    // Restarted: `edge` is still open and closes; `default` closed before.
+    let alerting = start(&config, &recorder).await;
+    alerting.tick(at(200)).await.unwrap();
+    alerting.tick(at(300)).await.unwrap();
+    alerting.close().await;
+    let store = Store::open(&config).await.unwrap();
+    let events: Vec<_> = store.recent_events(10).await.unwrap().into_iter().rev().collect();
+    store.close().await;
+    let seen: Vec<_> = events.iter().map(|e| (e.kind, e.subscription.as_str(), e.occurred_at)).collect();
+    assert_eq!(
+        seen,
+        [
+            (EventKind::Missed, "default", at(0)),
+            (EventKind::Missed, "edge", at(0)),
+            (EventKind::CaughtUp, "default", at(130)),
+            (EventKind::CaughtUp, "edge", at(200)),
+        ]
+    );
 }
 
 async fn a_database_that_is_down_fails_accept(config: StoreConfig) {

@@ -19,7 +19,7 @@ pub(crate) mod testing;
 #[cfg(test)]
 mod tests;
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
@@ -29,7 +29,7 @@ use protocol::CheckResult;
 use sqlx::any::{AnyPoolOptions, AnyRow};
 use sqlx::{Any, AnyPool, Row, Transaction};
 
-use crate::event::Event;
+use crate::event::{Event, EventKind};
 use crate::state::CheckState;
 
 pub use outbox::{OutboxItem, Settlement};
@@ -198,6 +198,27 @@ impl Store {
     pub async fn state(&self, check: &str, subscription: &str) -> Result<Option<CheckState>, StoreError> {
         let mut conn = self.pool.acquire().await?;
         load_state(&mut conn, check, subscription).await
+    }
+
+    /// Subscriptions whose latest `missed` or `caught_up` event is `missed`,
+    /// with when it was raised: episodes a restarted handler must still close.
+    pub async fn open_missed(&self) -> Result<Vec<(String, DateTime<Utc>)>, StoreError> {
+        let rows =
+            sqlx::query("SELECT subscription, kind, occurred_at FROM events WHERE kind IN ($1, $2) ORDER BY seq")
+                .bind(EventKind::Missed.as_str())
+                .bind(EventKind::CaughtUp.as_str())
+                .fetch_all(&self.pool)
+                .await?;
+        let mut open = HashMap::new();
+        for row in &rows {
+            let subscription: String = row.try_get(0)?;
+            if row.try_get::<String, _>(1)? == EventKind::Missed.as_str() {
+                open.insert(subscription, from_millis(row.try_get(2)?));
+            } else {
+                open.remove(&subscription);
+            }
+        }
+        Ok(open.into_iter().collect())
     }
 
     pub async fn lost_runners(&self) -> Result<Vec<LostRunner>, StoreError> {
