@@ -88,12 +88,17 @@ async fn start(config: &StoreConfig, recorder: &Arc<Recorder>) -> Alerting<Recor
     Alerting::start(Store::open(config).await.unwrap(), recorder.clone(), fleet()).await.unwrap()
 }
 
-/// Event kinds in the order they were logged.
-async fn logged(config: &StoreConfig) -> Vec<EventKind> {
+/// Events in the order they were logged.
+async fn events_in_order(config: &StoreConfig) -> Vec<Event> {
     let store = Store::open(config).await.unwrap();
     let events = store.recent_events(1000).await.unwrap();
     store.close().await;
-    events.into_iter().rev().map(|e| e.kind).collect()
+    events.into_iter().rev().collect()
+}
+
+/// Event kinds in the order they were logged.
+async fn logged(config: &StoreConfig) -> Vec<EventKind> {
+    events_in_order(config).await.into_iter().map(|e| e.kind).collect()
 }
 
 /// Runs sender rounds until nothing is due; returns the delivery attempts.
@@ -280,9 +285,7 @@ async fn runners_are_lost_and_back_on_the_handler_clock(config: StoreConfig) {
     alerting.tick(at(115)).await.unwrap();
     alerting.close().await;
 
-    let store = Store::open(&config).await.unwrap();
-    let events: Vec<_> = store.recent_events(10).await.unwrap().into_iter().rev().collect();
-    store.close().await;
+    let events = events_in_order(&config).await;
     let seen: Vec<_> = events.iter().map(|e| (e.kind, e.runner.as_str(), e.status)).collect();
     assert_eq!(
         seen,
@@ -310,9 +313,7 @@ async fn a_runner_that_stopped_cleanly_is_not_lost(config: StoreConfig) {
     alerting.tick(at(300)).await.unwrap();
     alerting.close().await;
 
-    let store = Store::open(&config).await.unwrap();
-    let events: Vec<_> = store.recent_events(10).await.unwrap().into_iter().rev().collect();
-    store.close().await;
+    let events = events_in_order(&config).await;
     let of = |runner: &str| events.iter().filter(|e| e.runner == runner).map(|e| e.kind).collect::<Vec<_>>();
     assert_eq!(of("scaled-in"), []);
     assert_eq!(of("crashed"), [EventKind::RunnerLost]);
@@ -353,9 +354,7 @@ async fn expired_requests_raise_missed_once_a_minute(config: StoreConfig) {
     alerting.accept(&DeadLetter { subscription: None, ..letter("x", DeadReason::Expired, "f") }).await.unwrap();
     alerting.close().await;
 
-    let store = Store::open(&config).await.unwrap();
-    let events: Vec<_> = store.recent_events(10).await.unwrap().into_iter().rev().collect();
-    store.close().await;
+    let events = events_in_order(&config).await;
     let seen: Vec<_> = events.iter().map(|e| (e.kind, e.subscription.as_str(), e.status)).collect();
     assert_eq!(
         seen,
@@ -386,9 +385,7 @@ async fn a_subscription_that_keeps_up_again_resolves_missed(config: StoreConfig)
     alerting.dead_letter_at(&expired("c"), at(205)).await.unwrap();
     alerting.close().await;
 
-    let store = Store::open(&config).await.unwrap();
-    let events: Vec<_> = store.recent_events(10).await.unwrap().into_iter().rev().collect();
-    store.close().await;
+    let events = events_in_order(&config).await;
     let seen: Vec<_> = events.iter().map(|e| (e.kind, e.status, e.occurred_at)).collect();
     assert_eq!(
         seen,
@@ -421,9 +418,7 @@ async fn an_open_missed_is_still_resolved_after_a_restart(config: StoreConfig) {
     alerting.tick(at(200)).await.unwrap();
     alerting.tick(at(300)).await.unwrap();
     alerting.close().await;
-    let store = Store::open(&config).await.unwrap();
-    let events: Vec<_> = store.recent_events(10).await.unwrap().into_iter().rev().collect();
-    store.close().await;
+    let events = events_in_order(&config).await;
     let seen: Vec<_> = events.iter().map(|e| (e.kind, e.subscription.as_str(), e.occurred_at)).collect();
     assert_eq!(
         seen,
