@@ -2,7 +2,7 @@
 //! the table (markdown) to the results directory and stdout.
 
 use std::fmt::Write as _;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use anyhow::bail;
@@ -79,8 +79,8 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
         None => Path::new(env!("CARGO_MANIFEST_DIR")).join("results"),
     };
     std::fs::create_dir_all(&out)?;
-    let name = if args.smoke { "smoke.md".to_owned() } else { format!("{}.md", Utc::now().format("%Y-%m-%d")) };
-    let path = out.join(name);
+    let path =
+        if args.smoke { out.join("smoke.md") } else { unused_name(&out, &Utc::now().format("%Y-%m-%d").to_string()) };
     std::fs::write(&path, &text)?;
     eprintln!("picket-bench: wrote {} in {:.0} s", path.display(), elapsed.as_secs_f64());
     if args.smoke {
@@ -93,6 +93,18 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
         let _ = std::fs::remove_dir_all(&tmp);
     }
     Ok(())
+}
+
+/// `<dir>/<stem>.md`, or `<stem>-2.md`, `-3`, … when a run of the same day
+/// is already there: a second run never overwrites the first.
+fn unused_name(dir: &Path, stem: &str) -> PathBuf {
+    let mut path = dir.join(format!("{stem}.md"));
+    let mut n = 2;
+    while path.exists() {
+        path = dir.join(format!("{stem}-{n}.md"));
+        n += 1;
+    }
+    path
 }
 
 /// In smoke mode only the harness is judged, not the targets: every section
@@ -607,4 +619,23 @@ fn targets(r: &Results) -> Vec<(String, String, bool)> {
         ));
     }
     t
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_second_run_of_the_day_gets_its_own_file() {
+        let dir = std::env::temp_dir().join(format!("picket-bench-names-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let first = unused_name(&dir, "2026-11-26");
+        assert_eq!(first, dir.join("2026-11-26.md"));
+        std::fs::write(&first, "first").unwrap();
+        let second = unused_name(&dir, "2026-11-26");
+        assert_eq!(second, dir.join("2026-11-26-2.md"));
+        std::fs::write(&second, "second").unwrap();
+        assert_eq!(unused_name(&dir, "2026-11-26"), dir.join("2026-11-26-3.md"));
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
 }
