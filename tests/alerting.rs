@@ -3,25 +3,14 @@
 
 use std::process::Stdio;
 use std::sync::atomic::Ordering;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use serde_json::{Value, json};
 
-use crate::support::{BrokerPrefix, Receiver, Role, checks_dir, path_str, picket, spawn_switch_target};
+use crate::support::{BrokerPrefix, Receiver, Role, checks_dir, path_str, picket, spawn_switch_target, wait_until};
 
 const ROUTING_KEY: &str = "routing-key-SECRET-0123456789";
 const SLACK_TOKEN: &str = "T000/B000/SLACKSECRET42";
-
-fn wait_for(limit: Duration, mut condition: impl FnMut() -> bool) -> bool {
-    let deadline = Instant::now() + limit;
-    while Instant::now() < deadline {
-        if condition() {
-            return true;
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    false
-}
 
 fn actions(receiver: &Receiver) -> Vec<String> {
     receiver.received().iter().map(|b| b["event_action"].as_str().unwrap_or("?").to_owned()).collect()
@@ -75,12 +64,12 @@ fn a_standby_handler_on_the_same_postgres_store_resolves_what_the_dead_one_trigg
     runner.wait_ready(Duration::from_secs(15));
     let _scheduler = Role::start(&prefix.prefix, &["scheduler", "--checks", &dir_path], &[]);
 
-    assert!(wait_for(Duration::from_secs(15), || actions(&pagerduty) == ["trigger"]), "{:?}", pagerduty.received());
+    assert!(wait_until(Duration::from_secs(15), || actions(&pagerduty) == ["trigger"]), "{:?}", pagerduty.received());
     active.signal("-KILL");
     active.wait_exit(Duration::from_secs(5)).expect("killed");
     healthy.store(true, Ordering::SeqCst);
     assert!(
-        wait_for(Duration::from_secs(20), || actions(&pagerduty).contains(&"resolve".to_owned())),
+        wait_until(Duration::from_secs(20), || actions(&pagerduty).contains(&"resolve".to_owned())),
         "the standby never resolved: {:?}\n{}",
         pagerduty.received(),
         standby.stderr_text()
@@ -119,9 +108,9 @@ fn standalone_notifies_slack_of_a_problem_and_its_resolution() {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    let problem = wait_for(Duration::from_secs(15), || slack.received().len() == 1);
+    let problem = wait_until(Duration::from_secs(15), || slack.received().len() == 1);
     healthy.store(true, Ordering::SeqCst);
-    let resolved = wait_for(Duration::from_secs(15), || slack.received().len() == 2);
+    let resolved = wait_until(Duration::from_secs(15), || slack.received().len() == 2);
     std::thread::sleep(Duration::from_millis(1500));
     let _ = std::process::Command::new("kill").args(["-TERM", &child.id().to_string()]).status();
     let output = child.wait_with_output().unwrap();

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
-use crate::support::{BrokerPrefix, Role, checks_dir, handler_records, path_str, picket, spawn_target};
+use crate::support::{BrokerPrefix, Role, checks_dir, handler_records, path_str, picket, spawn_target, wait_until};
 
 fn checks(defs: Value) -> tempfile::TempDir {
     checks_dir(&[("checks.json", defs.to_string())])
@@ -57,17 +57,6 @@ fn wait_accounted(handler: &Role, n: usize, limit: Duration) -> (Vec<Value>, Vec
         }
         std::thread::sleep(Duration::from_millis(100));
     }
-}
-
-fn wait_until(limit: Duration, mut condition: impl FnMut() -> bool) -> bool {
-    let deadline = Instant::now() + limit;
-    while Instant::now() < deadline {
-        if condition() {
-            return true;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    false
 }
 
 #[test]

@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 use serde_json::Value as Json;
 use serde_norway::Value as Yaml;
 
-use crate::support::{AMQP_URL, BrokerPrefix, Target, repo, spawn_target};
+use crate::support::{AMQP_URL, BrokerPrefix, Target, repo, spawn_target, wait_until};
 
 /// The signing key the ECS secrets resolve to here.
 const SIGNING_KEY: &str = "e2e-signing-key-0123456789abcdef";
@@ -337,17 +337,6 @@ impl Running {
 fn tail(text: &str) -> String {
     let lines: Vec<&str> = text.lines().collect();
     lines[lines.len().saturating_sub(25)..].join("\n")
-}
-
-fn wait_until(limit: Duration, mut done: impl FnMut() -> bool) -> bool {
-    let deadline = Instant::now() + limit;
-    while Instant::now() < deadline {
-        if done() {
-            return true;
-        }
-        std::thread::sleep(Duration::from_millis(250));
-    }
-    done()
 }
 
 fn seconds(duration: &str) -> u64 {
