@@ -63,6 +63,9 @@ pub async fn run(args: SchedulerRoleArgs) -> Result<ExitCode, Failure> {
     let scheduler = Scheduler::new(transport.clone(), SchedulerConfig { instance: instance.clone() }, metrics.clone());
     loop {
         let attempt = tokio::select! {
+            // Stop first: a lock attempt dropped halfway leaves a channel
+            // opening while the connection closes, which lapin logs as an error.
+            biased;
             () = stop.cancelled() => break,
             attempt = transport.try_lock() => attempt,
         };
