@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use protocol::CheckResult;
 use protocol::message::Keepalive;
-use protocol::transport::{DeadLetter, Delivery, Inbox, Transport, TransportError};
+use protocol::transport::{DeadLetter, Delivery, Inbox, RequeueBackoff, Transport, TransportError};
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -72,8 +72,10 @@ impl SinkHealth {
 
 /// Consumes results, dead letters and keepalives until `shutdown`, then
 /// settles whatever already arrived before returning. A message the sink
-/// fails to take is left unacked: the broker keeps it (and, with prefetch
-/// exhausted, stops delivering) until the sink recovers or the role restarts.
+/// fails to take (the store is down) is requeued after a backoff with
+/// jitter, so the broker delivers it again, here or to a standby, once the
+/// sink recovers: held unacked instead, it would stay stranded until the
+/// channel closed and, with prefetch exhausted, stop the consumer.
 pub async fn consume<T: Transport, S: ResultSink>(
     transport: &T,
     sink: Arc<S>,
@@ -83,7 +85,13 @@ pub async fn consume<T: Transport, S: ResultSink>(
     let mut results = transport.results().await?;
     let mut dead = transport.dead_letters().await?;
     let mut keepalives = transport.keepalives().await?;
-    let settler = Settler { sink, health, tasks: TaskTracker::new(), slots: Arc::new(Semaphore::new(IN_FLIGHT)) };
+    let settler = Settler {
+        sink,
+        health,
+        tasks: TaskTracker::new(),
+        slots: Arc::new(Semaphore::new(IN_FLIGHT)),
+        backoff: Arc::default(),
+    };
     loop {
         tokio::select! {
             () = shutdown.cancelled() => break,
@@ -106,6 +114,7 @@ struct Settler<S> {
     health: SinkHealth,
     tasks: TaskTracker,
     slots: Arc<Semaphore>,
+    backoff: Arc<RequeueBackoff>,
 }
 
 impl<S: ResultSink> Settler<S> {
@@ -116,17 +125,24 @@ impl<S: ResultSink> Settler<S> {
         let permit = self.slots.clone().acquire_owned().await.expect("semaphore never closed");
         let sink = self.sink.clone();
         let health = self.health.clone();
+        let backoff = self.backoff.clone();
         self.tasks.spawn(async move {
             match sink.accept(&delivery.message).await {
                 Ok(()) => {
                     health.0.store(true, Ordering::Relaxed);
+                    backoff.succeeded();
                     if let Err(e) = delivery.ack().await {
                         tracing::warn!(error = %e, "ack failed; the message may be delivered again");
                     }
                 }
                 Err(e) => {
                     health.0.store(false, Ordering::Relaxed);
-                    tracing::error!(error = %e, "message not taken; left unacked for redelivery");
+                    let delay = backoff.failed();
+                    tracing::error!(error = %e, retry_in = ?delay, "message not taken; requeueing it");
+                    tokio::time::sleep(delay).await;
+                    if let Err(e) = delivery.requeue().await {
+                        tracing::warn!(error = %e, "requeue failed; the broker redelivers when the channel closes");
+                    }
                 }
             }
             drop(permit);

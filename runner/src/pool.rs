@@ -11,7 +11,7 @@ use std::time::Duration;
 use chrono::Utc;
 use protocol::message::{AlertPolicy, CheckRequest, CheckResult};
 use protocol::metrics::{self, Metrics, ReasonLabels, ResultLabels};
-use protocol::transport::{DeadReason, Delivery, Transport, TransportError};
+use protocol::transport::{DeadReason, Delivery, RequeueBackoff, Transport, TransportError};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -45,11 +45,21 @@ pub struct RunnerPool<T> {
     /// (check, subscription) pairs running now: a second request for the same
     /// pair would overlap the first and is dead-lettered instead.
     running: Arc<Mutex<HashSet<(String, String)>>>,
+    /// Paces requeues while results cannot be published.
+    requeue: Arc<RequeueBackoff>,
 }
 
 impl<T: Transport> RunnerPool<T> {
     pub fn new(transport: T, executor: Arc<Executor>, config: RunnerConfig, metrics: Metrics) -> Self {
-        Self { transport, executor, config, metrics, stats: Arc::default(), running: Arc::default() }
+        Self {
+            transport,
+            executor,
+            config,
+            metrics,
+            stats: Arc::default(),
+            running: Arc::default(),
+            requeue: Arc::default(),
+        }
     }
 
     pub fn stats(&self) -> Arc<RunnerStats> {
@@ -140,6 +150,7 @@ impl<T: Transport> RunnerPool<T> {
         let stats = self.stats.clone();
         let running = self.running.clone();
         let runner = self.config.name.clone();
+        let requeue = self.requeue.clone();
         Box::pin(async move {
             let request = &delivery.message;
             let labels = metrics::labels(request.check.name(), &request.subscription);
@@ -190,10 +201,20 @@ impl<T: Transport> RunnerPool<T> {
                     }
                 }
                 Err(e) => {
-                    // Unacked, the request goes back to the broker and runs again.
-                    tracing::warn!(error = %e, request_id = %result.request_id, "could not publish a result");
+                    // Requeued, the request runs again (here or on another
+                    // runner) if its deadline allows, else it is dead-lettered
+                    // as expired: either way it is settled, never held.
+                    let delay = requeue.failed();
+                    tracing::warn!(error = %e, request_id = %result.request_id, retry_in = ?delay, "could not publish a result; requeueing the request");
+                    drop(permit);
+                    tokio::time::sleep(delay).await;
+                    if let Err(e) = delivery.requeue().await {
+                        tracing::warn!(error = %e, request_id = %result.request_id, "requeue failed; the broker redelivers the request when the channel closes");
+                    }
+                    return;
                 }
             }
+            requeue.succeeded();
             drop(permit);
         })
     }

@@ -426,6 +426,12 @@ impl Settle for AmqpSettle {
         Box::pin(async move { delivery.acker.ack(BasicAckOptions::default()).await.map(|_| ()).map_err(broker) })
     }
 
+    fn requeue(mut self: Box<Self>) -> SettleFuture {
+        let delivery = self.delivery.take().expect("settled once");
+        let nack = BasicNackOptions { requeue: true, ..BasicNackOptions::default() };
+        Box::pin(async move { delivery.acker.nack(nack).await.map(|_| ()).map_err(broker) })
+    }
+
     fn reject(mut self: Box<Self>, reason: DeadReason) -> SettleFuture {
         let delivery = self.delivery.take().expect("settled once");
         let transport = self.transport.clone();
@@ -449,6 +455,21 @@ impl Settle for AmqpSettle {
                 }
             }
         })
+    }
+}
+
+/// A delivery dropped unsettled (its task panicked or was cancelled) goes
+/// back to the queue at once: the broker would otherwise keep it from every
+/// consumer until this channel closes.
+impl Drop for AmqpSettle {
+    fn drop(&mut self) {
+        let Some(delivery) = self.delivery.take() else { return };
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            runtime.spawn(async move {
+                let nack = BasicNackOptions { requeue: true, ..BasicNackOptions::default() };
+                let _ = delivery.acker.nack(nack).await;
+            });
+        }
     }
 }
 

@@ -60,18 +60,25 @@ impl MemoryTransport {
     }
 }
 
-/// Nothing to do on ack; a reject dead-letters the request.
-struct MemorySettle {
+/// Settles like a broker: ack forgets the message, reject dead-letters a
+/// request, and requeue (or a delivery dropped unsettled, as when its
+/// consumer task dies) puts it back at the end of its queue.
+struct MemorySettle<M> {
+    /// The message again, to requeue; `None` once settled.
+    copy: Option<M>,
+    queue: mpsc::UnboundedSender<M>,
     dead_letter: Option<(DeadLetter, mpsc::UnboundedSender<DeadLetter>)>,
 }
 
-impl Settle for MemorySettle {
-    fn ack(self: Box<Self>) -> SettleFuture {
+impl<M: Send + 'static> Settle for MemorySettle<M> {
+    fn ack(mut self: Box<Self>) -> SettleFuture {
+        self.copy = None;
         Box::pin(async { Ok(()) })
     }
 
-    fn reject(self: Box<Self>, reason: DeadReason) -> SettleFuture {
-        if let Some((mut letter, tx)) = self.dead_letter {
+    fn reject(mut self: Box<Self>, reason: DeadReason) -> SettleFuture {
+        self.copy = None;
+        if let Some((mut letter, tx)) = self.dead_letter.take() {
             letter.reason = reason;
             // The dead-letter queue may have no consumer (no handler): like an
             // unbound broker queue, the letter is then simply not read.
@@ -79,27 +86,46 @@ impl Settle for MemorySettle {
         }
         Box::pin(async { Ok(()) })
     }
+
+    fn requeue(self: Box<Self>) -> SettleFuture {
+        // Dropping does it.
+        Box::pin(async { Ok(()) })
+    }
 }
 
-/// Moves messages from a queue into a bounded inbox, wrapping each in a delivery.
-fn forward<M: Send + 'static>(
+impl<M> Drop for MemorySettle<M> {
+    fn drop(&mut self) {
+        if let Some(message) = self.copy.take() {
+            // Fails only when the transport itself is gone.
+            let _ = self.queue.send(message);
+        }
+    }
+}
+
+/// Moves messages from a queue into a bounded inbox, wrapping each in a
+/// delivery that can put it back on `queue`.
+fn forward<M: Clone + Send + 'static>(
     mut rx: mpsc::UnboundedReceiver<M>,
+    queue: mpsc::UnboundedSender<M>,
     tx: mpsc::Sender<Delivery<M>>,
-    settle: impl Fn(&M) -> MemorySettle + Send + 'static,
+    dead_letter: impl Fn(&M) -> Option<(DeadLetter, mpsc::UnboundedSender<DeadLetter>)> + Send + 'static,
 ) {
     tokio::spawn(async move {
         while let Some(message) = rx.recv().await {
-            let settle = Box::new(settle(&message));
-            if tx.send(Delivery::new(message, settle)).await.is_err() {
+            let settle =
+                MemorySettle { copy: Some(message.clone()), queue: queue.clone(), dead_letter: dead_letter(&message) };
+            if let Err(unsent) = tx.send(Delivery::new(message, Box::new(settle))).await {
+                // The consumer is gone: the delivery's settle puts it back on drop.
+                drop(unsent);
                 break;
             }
         }
     });
 }
 
-fn inbox_of<M: Send + 'static>(queue: &Queue<M>) -> Result<Inbox<M>, TransportError> {
+fn inbox_of<M: Clone + Send + 'static>(queue: &Queue<M>) -> Result<Inbox<M>, TransportError> {
     let (tx, rx) = mpsc::channel(INBOX_DEPTH);
-    forward(queue.take()?, tx, |_| MemorySettle { dead_letter: None });
+    forward(queue.take()?, queue.tx.clone(), tx, |_| None);
     Ok(Inbox::new(rx))
 }
 
@@ -124,8 +150,9 @@ impl Transport for MemoryTransport {
         let (tx, rx) = mpsc::channel(usize::from(prefetch.max(1)));
         for subscription in subscriptions {
             let dead = self.inner.dead.tx.clone();
-            forward(self.request_queue(subscription).take()?, tx.clone(), move |request| MemorySettle {
-                dead_letter: Some((DeadLetter::of(request, DeadReason::Expired), dead.clone())),
+            let queue = self.request_queue(subscription);
+            forward(queue.take()?, queue.tx.clone(), tx.clone(), move |request| {
+                Some((DeadLetter::of(request, DeadReason::Expired), dead.clone()))
             });
         }
         Ok(Inbox::new(rx))

@@ -3,14 +3,20 @@
 //!
 //! Consumers read an [`Inbox`] of [`Delivery`]s and settle each one: `ack`
 //! when its work is done (for a request: its result is published), `reject`
-//! to dead-letter it. A delivery dropped unsettled is redelivered by a broker.
+//! to dead-letter it, `requeue` when it cannot be handled now (a database
+//! down, a result not confirmed), after a [`RequeueBackoff`] delay. A
+//! delivery is never just held: a broker keeps an unsettled delivery from
+//! every other consumer until its channel closes.
 
 pub mod amqp;
+mod backoff;
 pub mod memory;
 
 use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
+
+pub use backoff::RequeueBackoff;
 
 use serde::{Deserialize, Serialize};
 use tokio::sync::mpsc;
@@ -80,6 +86,9 @@ pub type SettleFuture = Pin<Box<dyn Future<Output = Result<(), TransportError>> 
 pub trait Settle: Send {
     fn ack(self: Box<Self>) -> SettleFuture;
     fn reject(self: Box<Self>, reason: DeadReason) -> SettleFuture;
+    /// Returns the message to its queue, to be delivered again (here or to
+    /// another consumer).
+    fn requeue(self: Box<Self>) -> SettleFuture;
 }
 
 /// One received message and the means to settle it.
@@ -100,6 +109,12 @@ impl<M> Delivery<M> {
     /// Dead-letters the message (never requeued).
     pub async fn reject(self, reason: DeadReason) -> Result<(), TransportError> {
         self.settle.reject(reason).await
+    }
+
+    /// Puts the message back on its queue for another attempt. Wait a
+    /// [`RequeueBackoff`] delay first, or a failing consumer spins on it.
+    pub async fn requeue(self) -> Result<(), TransportError> {
+        self.settle.requeue().await
     }
 }
 
