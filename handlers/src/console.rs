@@ -51,6 +51,9 @@ pub fn dead_letter_line(letter: &DeadLetter) -> String {
             protocol::transport::DeadReason::Expired => "expired before a runner could start it",
             protocol::transport::DeadReason::Overlap => "the previous run was still going",
             protocol::transport::DeadReason::Malformed => "malformed",
+            protocol::transport::DeadReason::Unsupported => "its definition uses a field this runner does not know",
+            protocol::transport::DeadReason::Unauthenticated => "unsigned or badly signed",
+            protocol::transport::DeadReason::NotSubscribed => "sent to a runner that does not serve its subscription",
         }
     )
 }

@@ -602,10 +602,9 @@ fn decode_keepalive(_: &AmqpTransport, d: &lapin::message::Delivery) -> Result<K
 /// A dead letter never fails to decode: what cannot be read is reported as such.
 fn decode_dead_letter(_: &AmqpTransport, d: &lapin::message::Delivery) -> Result<DeadLetter, String> {
     let headers = d.properties.headers().as_ref();
-    let reason = match header_str(headers, REASON_HEADER).as_deref() {
-        Some("overlap") => DeadReason::Overlap,
-        Some("malformed") => DeadReason::Malformed,
-        Some(_) => DeadReason::Expired,
+    let reason = match header_str(headers, REASON_HEADER) {
+        // A reason a newer runner added that this build does not know.
+        Some(text) => DeadReason::parse(&text).unwrap_or(DeadReason::Malformed),
         // Dead-lettered by the broker: a TTL expiry, or a reject after a failed copy.
         None if death_reason(headers).as_deref() == Some("expired") => DeadReason::Expired,
         None => DeadReason::Malformed,

@@ -39,17 +39,35 @@ pub enum DeadReason {
     Expired,
     /// The same check was still running for the same subscription on this runner.
     Overlap,
-    /// It could not be decoded or failed its signature.
+    /// It could not be decoded.
     Malformed,
+    /// Its check definition uses a field this runner does not know: run, it
+    /// would be a weaker check than the one written.
+    Unsupported,
+    /// Unsigned or badly signed while a signing key is set.
+    Unauthenticated,
+    /// A request for a subscription this runner does not serve.
+    NotSubscribed,
 }
 
 impl DeadReason {
+    pub const ALL: [DeadReason; 6] =
+        [Self::Expired, Self::Overlap, Self::Malformed, Self::Unsupported, Self::Unauthenticated, Self::NotSubscribed];
+
     pub fn as_str(&self) -> &'static str {
         match self {
             Self::Expired => "expired",
             Self::Overlap => "overlap",
             Self::Malformed => "malformed",
+            Self::Unsupported => "unsupported",
+            Self::Unauthenticated => "unauthenticated",
+            Self::NotSubscribed => "not_subscribed",
         }
+    }
+
+    /// The reason named `text` (as in the dead-letter header), if known.
+    pub fn parse(text: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|reason| reason.as_str() == text)
     }
 }
 
