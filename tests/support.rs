@@ -245,7 +245,11 @@ impl Drop for BrokerPrefix {
                 return;
             };
             let mut queues: Vec<String> = subscriptions.iter().map(|s| format!("{prefix}.sub.{s}")).collect();
-            queues.extend(["results", "keepalives", "dead"].iter().map(|q| format!("{prefix}.{q}")));
+            queues.extend(
+                ["results", "keepalives", "dead", "handler.keepalives", "handler.dead"]
+                    .iter()
+                    .map(|q| format!("{prefix}.{q}")),
+            );
             for queue in queues {
                 if let Ok(channel) = connection.create_channel().await {
                     let _ = channel.queue_delete(queue.as_str().into(), Default::default()).await;

@@ -231,7 +231,7 @@ impl Step<'_> {
         // Whatever the handler had not consumed is still in the queues: not
         // lost, but not a result either.
         let mut left = 0u64;
-        for queue in ["results", "dead", "sub.default"] {
+        for queue in ["results", "handler.dead", "sub.default"] {
             left += u64::from(self.broker.depth(&format!("{}.{queue}", install.prefix)).await.unwrap_or(0));
         }
         let _ = tokio::time::timeout(Duration::from_secs(10), reader).await;

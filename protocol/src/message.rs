@@ -201,6 +201,13 @@ pub enum DecodeError {
 }
 
 /// Writes a message inside the versioned envelope.
+impl DecodeError {
+    /// How a message that failed to decode is dead-lettered.
+    pub fn dead_reason(&self) -> crate::transport::DeadReason {
+        crate::transport::DeadReason::Malformed
+    }
+}
+
 pub fn encode(message: &Message) -> Vec<u8> {
     let mut value = serde_json::to_value(message).expect("messages always serialize");
     if let Value::Object(map) = &mut value {

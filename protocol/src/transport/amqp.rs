@@ -89,6 +89,19 @@ impl Names {
         format!("{}.dead", self.prefix)
     }
 
+    /// The queue handlers read keepalives from: single active consumer, so
+    /// one handler sees every runner's keepalives (a queue of its own, not
+    /// `<prefix>.keepalives`: arguments of an existing queue cannot change,
+    /// and old and new handlers must run side by side during a deploy).
+    pub fn handler_keepalives(&self) -> String {
+        format!("{}.handler.keepalives", self.prefix)
+    }
+
+    /// The queue handlers read dead letters from, single active consumer.
+    pub fn handler_dead(&self) -> String {
+        format!("{}.handler.dead", self.prefix)
+    }
+
     pub fn lock(&self) -> String {
         format!("{}.scheduler.lock", self.prefix)
     }
@@ -548,20 +561,36 @@ async fn establish(inner: &Inner, generation: u64) -> Result<Live, TransportErro
             .map_err(broker)?;
     }
     let quorum = long("quorum");
-    for (queue, args) in [
+    let single = AMQPValue::Boolean(true);
+    // (queue, its arguments, the exchange it reads, the routing key). Every
+    // queue a handler consumes has a single active consumer: several
+    // handlers then judge results, liveness and `missed` with the whole
+    // picture, and a standby takes over when the active one's channel dies.
+    for (queue, args, exchange, routing_key) in [
         (
             names.results(),
-            table(&[("x-queue-type", quorum.clone()), ("x-single-active-consumer", AMQPValue::Boolean(true))]),
+            table(&[("x-queue-type", quorum.clone()), ("x-single-active-consumer", single.clone())]),
+            names.results(),
+            names.results(),
         ),
-        (names.keepalives(), FieldTable::default()),
-        (names.dead(), table(&[("x-queue-type", quorum.clone())])),
+        (
+            names.handler_keepalives(),
+            table(&[("x-single-active-consumer", single.clone())]),
+            names.keepalives(),
+            names.keepalives(),
+        ),
+        (
+            names.handler_dead(),
+            table(&[("x-queue-type", quorum.clone()), ("x-single-active-consumer", single.clone())]),
+            names.dead(),
+            String::new(),
+        ),
     ] {
         publisher.queue_declare(queue.as_str().into(), QueueDeclareOptions::durable(), args).await.map_err(broker)?;
-        let routing_key = if queue == names.dead() { String::new() } else { queue.clone() };
         publisher
             .queue_bind(
                 queue.as_str().into(),
-                queue.as_str().into(),
+                exchange.as_str().into(),
                 routing_key.as_str().into(),
                 QueueBindOptions::default(),
                 FieldTable::default(),
@@ -662,11 +691,11 @@ impl Transport for AmqpTransport {
     }
 
     async fn keepalives(&self) -> Result<Inbox<Keepalive>, TransportError> {
-        Ok(self.consume(vec![self.inner.names.keepalives()], vec![], 64, decode_keepalive))
+        Ok(self.consume(vec![self.inner.names.handler_keepalives()], vec![], 64, decode_keepalive))
     }
 
     async fn dead_letters(&self) -> Result<Inbox<DeadLetter>, TransportError> {
-        Ok(self.consume(vec![self.inner.names.dead()], vec![], 64, decode_dead_letter))
+        Ok(self.consume(vec![self.inner.names.handler_dead()], vec![], 64, decode_dead_letter))
     }
 }
 
