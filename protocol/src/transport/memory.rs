@@ -170,3 +170,45 @@ impl Transport for MemoryTransport {
         inbox_of(&self.inner.dead)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use chrono::Utc;
+
+    use super::*;
+
+    fn keepalive(runner: &str) -> Keepalive {
+        Keepalive {
+            runner: runner.into(),
+            subscriptions: vec!["default".into()],
+            version: "test".into(),
+            started_at: Utc::now(),
+            in_flight: 0,
+            executed: 0,
+            interval: 1,
+            stopping: false,
+        }
+    }
+
+    async fn next<M>(inbox: &mut Inbox<M>) -> Delivery<M> {
+        tokio::time::timeout(Duration::from_secs(5), inbox.next()).await.expect("a delivery").expect("open")
+    }
+
+    #[tokio::test]
+    async fn requeued_and_dropped_deliveries_come_back_acked_ones_do_not() {
+        let transport = MemoryTransport::new();
+        let mut inbox = transport.keepalives().await.unwrap();
+        transport.publish_keepalive(&keepalive("r1")).await.unwrap();
+        next(&mut inbox).await.requeue().await.unwrap();
+        let again = next(&mut inbox).await;
+        assert_eq!(again.message.runner, "r1", "a requeued message is delivered again");
+        drop(again);
+        let third = next(&mut inbox).await;
+        assert_eq!(third.message.runner, "r1", "a message dropped unsettled is delivered again");
+        third.ack().await.unwrap();
+        transport.publish_keepalive(&keepalive("r2")).await.unwrap();
+        assert_eq!(next(&mut inbox).await.message.runner, "r2", "an acked message is gone");
+    }
+}
