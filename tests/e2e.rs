@@ -4,6 +4,7 @@
 mod alerting;
 mod broker;
 mod cli;
+mod compat;
 mod containers;
 mod standalone;
 mod support;

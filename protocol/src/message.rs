@@ -1,4 +1,10 @@
 //! Wire messages (DESIGN.md §4): one JSON envelope `{"v": 1, "kind": …}`.
+//!
+//! Readers ignore fields they do not know, so a newer writer can add optional
+//! ones within v1 (ARCHITECTURE.md, "Wire compatibility"). The check
+//! definition inside a request is the exception: a field this build does not
+//! know makes the request [`DecodeError::Unsupported`], because running the
+//! check without it would be a weaker check than the one written.
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -80,8 +86,7 @@ impl<'de> Deserialize<'de> for Status {
 /// "Run this check for this subscription in this slot." The id is derived from
 /// (check, subscription, slot), so every scheduler produces the same id for
 /// the same slot and the handler can drop duplicates.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct CheckRequest {
     pub id: String,
     pub check: CheckDefinition,
@@ -103,8 +108,17 @@ impl CheckRequest {
     }
 }
 
+/// A request's fields around its check, which [`decode`] parses on its own.
+#[derive(Deserialize)]
+struct RequestEnvelope {
+    id: String,
+    subscription: String,
+    scheduled_at: DateTime<Utc>,
+    deadline: DateTime<Utc>,
+    scheduler: String,
+}
+
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct CheckResult {
     pub request_id: String,
     pub check: String,
@@ -131,7 +145,6 @@ pub struct CheckResult {
 
 /// The alerting settings of a check (DESIGN.md §3), as the handler needs them.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct AlertPolicy {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub handlers: Vec<String>,
@@ -161,7 +174,6 @@ impl AlertPolicy {
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct Keepalive {
     pub runner: String,
     pub subscriptions: Vec<String>,
@@ -178,8 +190,8 @@ pub struct Keepalive {
     pub stopping: bool,
 }
 
-/// Every message on the wire.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+/// Every message on the wire. Read by [`decode`] only.
+#[derive(Clone, Debug, PartialEq, Serialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum Message {
     /// Boxed, like results: both are far larger than a keepalive.
@@ -198,16 +210,23 @@ pub enum DecodeError {
     Invalid { kind: String, source: serde_json::Error },
     #[error("expected a {expected} message, got {got:?}")]
     WrongKind { expected: &'static str, got: String },
+    /// The request's check uses a field, type or value this build does not
+    /// know (a newer scheduler's); `field` is its path in the request.
+    #[error("unsupported check_request: {field}: {message}")]
+    Unsupported { field: String, message: String },
 }
 
-/// Writes a message inside the versioned envelope.
 impl DecodeError {
     /// How a message that failed to decode is dead-lettered.
     pub fn dead_reason(&self) -> crate::transport::DeadReason {
-        crate::transport::DeadReason::Malformed
+        match self {
+            Self::Unsupported { .. } => crate::transport::DeadReason::Unsupported,
+            _ => crate::transport::DeadReason::Malformed,
+        }
     }
 }
 
+/// Writes a message inside the versioned envelope.
 pub fn encode(message: &Message) -> Vec<u8> {
     let mut value = serde_json::to_value(message).expect("messages always serialize");
     if let Value::Object(map) = &mut value {
@@ -218,13 +237,75 @@ pub fn encode(message: &Message) -> Vec<u8> {
 
 /// Reads an envelope: version first, then the kind's fields.
 pub fn decode(bytes: &[u8]) -> Result<Message, DecodeError> {
-    let mut value: Value = serde_json::from_slice(bytes).map_err(DecodeError::Json)?;
-    let version = value.as_object_mut().and_then(|m| m.remove("v")).unwrap_or(Value::Null);
+    let Value::Object(mut map) = serde_json::from_slice(bytes).map_err(DecodeError::Json)? else {
+        return Err(DecodeError::Version(Value::Null));
+    };
+    let version = map.remove("v").unwrap_or(Value::Null);
     if version.as_u64() != Some(WIRE_VERSION) {
         return Err(DecodeError::Version(version));
     }
-    let kind = value.get("kind").and_then(Value::as_str).unwrap_or("message").to_owned();
-    serde_json::from_value(value).map_err(|source| DecodeError::Invalid { kind, source })
+    let kind = match map.remove("kind") {
+        Some(Value::String(kind)) => kind,
+        Some(other) => return Err(invalid("message", format!("`kind` {other} is not a string"))),
+        None => return Err(invalid("message", "missing field `kind`")),
+    };
+    let invalid_kind = |source| DecodeError::Invalid { kind: kind.clone(), source };
+    match kind.as_str() {
+        "check_request" => decode_request(map).map(|request| Message::CheckRequest(Box::new(request))),
+        "check_result" => {
+            serde_json::from_value(Value::Object(map)).map(|r| Message::CheckResult(Box::new(r))).map_err(invalid_kind)
+        }
+        "keepalive" => serde_json::from_value(Value::Object(map)).map(Message::Keepalive).map_err(invalid_kind),
+        _ => Err(invalid(&kind, "not a message kind this build knows (check_request, check_result, keepalive)")),
+    }
+}
+
+/// What a request's body names, read without parsing its check.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct RequestNames {
+    pub id: Option<String>,
+    pub subscription: Option<String>,
+    pub check: Option<String>,
+}
+
+/// The names in a v1 `check_request` body, as far as they can be read; all
+/// `None` for anything else.
+pub fn request_names(bytes: &[u8]) -> RequestNames {
+    let Ok(Value::Object(map)) = serde_json::from_slice::<Value>(bytes) else { return RequestNames::default() };
+    if map.get("v").and_then(Value::as_u64) != Some(WIRE_VERSION)
+        || map.get("kind").and_then(Value::as_str) != Some("check_request")
+    {
+        return RequestNames::default();
+    }
+    let text = |v: Option<&Value>| v.and_then(Value::as_str).map(str::to_owned);
+    RequestNames {
+        id: text(map.get("id")),
+        subscription: text(map.get("subscription")),
+        check: text(map.get("check").and_then(|c| c.get("name"))),
+    }
+}
+
+fn invalid(kind: &str, message: impl fmt::Display) -> DecodeError {
+    DecodeError::Invalid { kind: kind.to_owned(), source: de::Error::custom(message) }
+}
+
+/// The envelope is read leniently, the check strictly: a name the check
+/// parser does not know is [`DecodeError::Unsupported`], anything else wrong
+/// with it is invalid.
+fn decode_request(mut map: serde_json::Map<String, Value>) -> Result<CheckRequest, DecodeError> {
+    let check = map.remove("check").ok_or_else(|| invalid("check_request", "missing field `check`"))?;
+    let envelope: RequestEnvelope = serde_json::from_value(Value::Object(map))
+        .map_err(|source| DecodeError::Invalid { kind: "check_request".into(), source })?;
+    let check = crate::definition::parse_check(check).map_err(|err| {
+        let field = if err.path.is_empty() { "check".to_owned() } else { format!("check.{}", err.path) };
+        if err.unknown {
+            DecodeError::Unsupported { field, message: err.message }
+        } else {
+            invalid("check_request", format!("{field}: {}", err.message))
+        }
+    })?;
+    let RequestEnvelope { id, subscription, scheduled_at, deadline, scheduler } = envelope;
+    Ok(CheckRequest { id, check, subscription, scheduled_at, deadline, scheduler })
 }
 
 #[cfg(test)]
@@ -271,6 +352,41 @@ mod tests {
         assert!(matches!(decode(br#"{"v": 2, "kind": "keepalive"}"#), Err(DecodeError::Version(_))));
         let err = decode(br#"{"v": 1, "kind": "check_request", "id": "x"}"#).unwrap_err();
         assert!(err.to_string().starts_with("invalid check_request"), "{err}");
+        let err = decode(br#"{"v": 1, "kind": "telemetry"}"#).unwrap_err();
+        assert!(err.to_string().starts_with("invalid telemetry"), "{err}");
+        assert!(matches!(decode(br#"{"v": 1}"#), Err(DecodeError::Invalid { .. })));
+        assert!(matches!(decode(b"[1]"), Err(DecodeError::Version(Value::Null))));
+    }
+
+    #[test]
+    fn an_unknown_check_field_is_unsupported_and_names_it() {
+        let mut value: Value = serde_json::from_slice(&encode(&Message::CheckRequest(Box::new(request())))).unwrap();
+        value["check"]["expect"] = json!({"status": [200], "body_json": {"path": "$.ok"}});
+        let err = decode(&serde_json::to_vec(&value).unwrap()).unwrap_err();
+        assert!(matches!(&err, DecodeError::Unsupported { field, .. } if field == "check.expect.body_json"), "{err}");
+        assert_eq!(err.dead_reason(), crate::transport::DeadReason::Unsupported);
+        value["check"] = json!({"name": "web", "type": "http", "url": "http://x/", "interval": "10s", "timeout": "1m"});
+        let err = decode(&serde_json::to_vec(&value).unwrap()).unwrap_err();
+        assert!(err.to_string().contains("check.timeout"), "{err}");
+        assert_eq!(err.dead_reason(), crate::transport::DeadReason::Malformed);
+    }
+
+    #[test]
+    fn a_dead_letter_copy_names_its_request_even_when_it_cannot_be_decoded() {
+        let mut value: Value = serde_json::from_slice(&encode(&Message::CheckRequest(Box::new(request())))).unwrap();
+        value["check"]["type"] = json!("grpc");
+        let body = serde_json::to_vec(&value).unwrap();
+        assert!(matches!(decode(&body), Err(DecodeError::Unsupported { field, .. }) if field == "check.type"));
+        let letter = crate::transport::DeadLetter::from_copy(&body, crate::transport::DeadReason::Unsupported);
+        assert_eq!(letter.reason, crate::transport::DeadReason::Unsupported);
+        assert_eq!(letter.check.as_deref(), Some("web"));
+        assert_eq!(letter.subscription.as_deref(), Some("default"));
+        assert_eq!(letter.request_id, Some(request().id));
+        for junk in
+            [&b"not json"[..], br#"{"v": 2, "kind": "check_request", "id": "x"}"#, br#"{"v": 1, "kind": "keepalive"}"#]
+        {
+            assert_eq!(request_names(junk), RequestNames::default());
+        }
     }
 
     #[test]

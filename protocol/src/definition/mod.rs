@@ -3,7 +3,10 @@
 //! A definition object is flat (`{"name": …, "type": "http", "url": …}`), so it
 //! is parsed in two parts: the common fields and the fields of its `type`.
 //! Both parts are strict (unknown fields are errors) and every error carries
-//! the field path, which [`catalog`] turns into `file:line:column`.
+//! the field path, which [`catalog`] turns into `file:line:column`. Off the
+//! wire the same parse runs, and an error that names something this build does
+//! not know ([`FieldError::unknown`]) makes the request `unsupported` instead of
+//! malformed (see `message::decode`).
 
 pub mod catalog;
 pub mod dns;
@@ -298,11 +301,19 @@ pub struct FieldError {
     /// `expect.status[1]`; empty for the object itself.
     pub path: String,
     pub message: String,
+    /// The error names a field, `type` or enum value this build does not
+    /// know: what a definition written by a newer build looks like here.
+    pub unknown: bool,
 }
 
 impl FieldError {
     pub fn new(path: impl Into<String>, message: impl Into<String>) -> Self {
-        Self { path: path.into(), message: message.into() }
+        Self { path: path.into(), message: message.into(), unknown: false }
+    }
+
+    /// An error about a name this build does not know.
+    pub fn unknown(path: impl Into<String>, message: impl Into<String>) -> Self {
+        Self { unknown: true, ..Self::new(path, message) }
     }
 }
 
@@ -369,7 +380,8 @@ pub(crate) fn take_type(rest: &mut Map<String, Value>, known: &[&str]) -> Result
     match rest.remove("type") {
         Some(Value::String(t)) if known.contains(&t.as_str()) => Ok(t),
         Some(other) => {
-            Err(FieldError::new("type", format!("{other} is not a known type (one of {})", known.join(", "))))
+            let message = format!("{other} is not a known type (one of {})", known.join(", "));
+            Err(if other.is_string() { FieldError::unknown("type", message) } else { FieldError::new("type", message) })
         }
         None => Err(FieldError::new("", format!("missing field `type` (one of {})", known.join(", ")))),
     }
@@ -388,8 +400,9 @@ pub(crate) fn typed<T: DeserializeOwned>(part: Map<String, Value>, part_name: &s
                 let key = if path.is_empty() { field.to_owned() } else { path };
                 let owner =
                     if part_name.is_empty() || key != field { String::new() } else { format!(" for this {part_name}") };
-                FieldError::new(key, format!("unknown field{owner}; {}", expected_part(&message)))
+                FieldError::unknown(key, format!("unknown field{owner}; {}", expected_part(&message)))
             }
+            None if message.starts_with("unknown variant `") => FieldError::unknown(path, message),
             None => FieldError::new(path, message),
         }
     })
@@ -589,6 +602,34 @@ mod tests {
         )
         .unwrap_err();
         assert_eq!(err.path, "expect.stauts");
+    }
+
+    #[test]
+    fn only_names_this_build_does_not_know_are_marked_unknown() {
+        let base = json!({"name": "d", "type": "dns", "query": "example.com", "record": "A", "interval": "10s"});
+        let with = |key: &str, value: Value| {
+            let mut v = base.clone();
+            v[key] = value;
+            check(v).unwrap_err()
+        };
+        for (err, path) in [
+            (with("tcp_fallback", json!(true)), "tcp_fallback"),
+            (with("expect", json!({"ttl_min": 60})), "expect.ttl_min"),
+            (with("expect", json!({"answers": {"prefix": ["10."]}})), "expect.answers"),
+            (with("record", json!("HTTPS")), "record"),
+            (with("type", json!("grpc")), "type"),
+        ] {
+            assert!(err.unknown, "{err}");
+            assert_eq!(err.path, path, "{err}");
+        }
+        for err in [
+            with("record", json!(1)),
+            with("type", json!(7)),
+            with("query", json!("not a host!")),
+            with("attempts", json!(-1)),
+        ] {
+            assert!(!err.unknown, "{err}");
+        }
     }
 
     #[test]

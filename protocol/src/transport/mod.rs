@@ -77,7 +77,9 @@ impl fmt::Display for DeadReason {
     }
 }
 
-/// A request that was not executed, as the handler sees it.
+/// A request that was not executed, as the handler sees it. Its copy on the
+/// wire is the request's own body plus a reason header, so it has no wire
+/// form of its own; readers of this struct ignore fields they do not know.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct DeadLetter {
     pub reason: DeadReason,
@@ -95,6 +97,15 @@ impl DeadLetter {
             subscription: Some(request.subscription.clone()),
             request_id: Some(request.id.clone()),
         }
+    }
+
+    /// The dead letter for a copy of a request's body dead-lettered for
+    /// `reason` (from its header). The body is read leniently, so a request
+    /// this build cannot decode (a newer scheduler's check, refused as
+    /// `unsupported`) keeps its reason and still names what it was for.
+    pub fn from_copy(body: &[u8], reason: DeadReason) -> Self {
+        let names = crate::message::request_names(body);
+        Self { reason, check: names.check, subscription: names.subscription, request_id: names.id }
     }
 }
 

@@ -1,0 +1,84 @@
+//! Wire compatibility across a rolling deploy, over the real RabbitMQ: a
+//! handler of this build reads what a newer runner writes. The messages are
+//! the golden files (`tests/golden/`, see protocol/tests/wire_compat.rs) with
+//! fields added that this build does not know.
+
+use std::time::Duration;
+
+use lapin::options::BasicPublishOptions;
+use lapin::types::{AMQPValue, FieldTable};
+use serde_json::{Value, json};
+
+use crate::support::{BrokerPrefix, Role, handler_records, repo, wait_until};
+
+fn golden(name: &str) -> Value {
+    let path = repo(&format!("tests/golden/{name}.json"));
+    serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap()
+}
+
+#[test]
+fn a_handler_reads_a_newer_runners_results_keepalives_and_dead_letters() {
+    let prefix = BrokerPrefix::new("compat", &["default"]);
+    let handler = Role::start(&prefix.prefix, &["handler"], &[]);
+    handler.wait_ready(Duration::from_secs(15));
+
+    let mut result = golden("check_result");
+    result["trace_id"] = json!("4bf92f3577b34da6a3ce929d0e0e4736");
+    result["policy"]["escalate_after"] = json!("15m");
+    let mut keepalive = golden("keepalive");
+    keepalive["load"] = json!({"cpu": 0.4});
+    let request = golden("check_request_http");
+    let p = &prefix.prefix;
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let channel = prefix.channel().await;
+        let reason = |text: &str| {
+            let mut headers = FieldTable::default();
+            headers.insert("x-picket-reason".into(), AMQPValue::LongString(text.into()));
+            headers
+        };
+        for (exchange, routing_key, body, headers) in [
+            (format!("{p}.results"), format!("{p}.results"), &result, FieldTable::default()),
+            (format!("{p}.keepalives"), format!("{p}.keepalives"), &keepalive, FieldTable::default()),
+            // A reason a newer runner added, and one this build knows.
+            (format!("{p}.dead"), String::new(), &request, reason("quarantined")),
+            (format!("{p}.dead"), String::new(), &request, reason("overlap")),
+        ] {
+            channel
+                .basic_publish(
+                    exchange.as_str().into(),
+                    routing_key.as_str().into(),
+                    BasicPublishOptions::default(),
+                    &serde_json::to_vec(body).unwrap(),
+                    lapin::BasicProperties::default().with_headers(headers),
+                )
+                .await
+                .unwrap()
+                .await
+                .unwrap();
+        }
+    });
+
+    let seen = |kind: &str| handler_records(&handler, kind).len();
+    assert!(
+        wait_until(Duration::from_secs(10), || seen("check_result") == 1
+            && seen("keepalive") == 1
+            && seen("dead_letter") == 2),
+        "results {}, keepalives {}, dead letters {:?}\n{}",
+        seen("check_result"),
+        seen("keepalive"),
+        handler_records(&handler, "dead_letter"),
+        handler.stderr_text()
+    );
+    let applied = &handler_records(&handler, "check_result")[0];
+    let written = golden("check_result");
+    for field in ["request_id", "check", "status", "output", "policy"] {
+        assert_eq!(applied[field], written[field], "{field}");
+    }
+    assert_eq!(handler_records(&handler, "keepalive")[0]["runner"], "runner-a");
+    let dead = handler_records(&handler, "dead_letter");
+    let reasons: Vec<&Value> = dead.iter().map(|d| &d["reason"]).collect();
+    assert!(reasons.contains(&&json!("malformed")) && reasons.contains(&&json!("overlap")), "{dead:?}");
+    assert!(dead.iter().all(|d| d["check"] == "api-health" && d["request_id"] == request["id"]), "{dead:?}");
+    assert!(!handler.stderr_text().contains("malformed message"), "{}", handler.stderr_text());
+}
