@@ -58,6 +58,12 @@ impl RunnerArgs {
         Ok(())
     }
 
+    /// The check executor these settings describe, counting probe panics into `metrics`.
+    pub fn executor(&self, metrics: &protocol::metrics::Metrics) -> anyhow::Result<runner::Executor> {
+        let executor = runner::Executor::new(self.deny_cidrs.clone()).context("cannot build the check executor")?;
+        Ok(executor.counting_panics(metrics.probe_panics.clone()))
+    }
+
     pub fn drain_timeout(&self) -> Duration {
         self.drain_timeout.get()
     }
