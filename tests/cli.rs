@@ -165,3 +165,42 @@ fn a_redirect_to_an_ipv6_metadata_address_is_unknown_before_any_connection() {
     );
     assert!(result["metrics"].get("connect").is_none(), "no connection was attempted: {result}");
 }
+
+/// Issue 11's exfiltration, tried as a user would: the runner's broker URL is
+/// in its environment, a definition asks for it in a header.
+#[test]
+fn a_definition_cannot_read_the_runners_own_secrets() {
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let target = spawn_target(&runtime, std::time::Duration::ZERO);
+    let leak = format!(
+        r#"{{"name": "leak", "type": "http", "url": "http://{}/", "interval": "10s", "headers": {{"X-Leak": {{"env": "PICKET_AMQP_URL"}}}}}}"#,
+        target.addr
+    );
+    let dir = checks_dir(&[("leak.json", leak)]);
+    let file = path_str(&dir.path().join("leak.json"));
+    let out = crate::support::picket()
+        .args(["check", &file, "--json"])
+        .env("PICKET_AMQP_URL", "amqp://picket:hunter2@broker.internal:5672/%2f")
+        .env("PICKET_CHECK_SECRETS", "API_TOKEN")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(3), "{}", stderr(&out));
+    let result: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(
+        result["output"],
+        r#"header X-Leak: secret {"env":"PICKET_AMQP_URL"} is not allowed (PICKET_CHECK_SECRETS)"#
+    );
+    assert!(!stdout(&out).contains("hunter2") && !stderr(&out).contains("hunter2"));
+    assert_eq!(target.connections.load(std::sync::atomic::Ordering::SeqCst), 0, "nothing reached the target");
+
+    for role in [&["check", file.as_str()][..], &["runner"][..]] {
+        let out = crate::support::picket()
+            .args(role)
+            .env("PICKET_AMQP_URL", "amqp://guest:guest@127.0.0.1:1/%2f")
+            .env("PICKET_CHECK_SECRETS", "API_TOKEN,PICKET_AMQP_URL")
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(64), "{role:?}: {}", stderr(&out));
+        assert!(stderr(&out).contains("PICKET_CHECK_SECRETS names PICKET_AMQP_URL"), "{}", stderr(&out));
+    }
+}

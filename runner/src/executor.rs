@@ -15,6 +15,7 @@ use crate::checks;
 use crate::deny::DenyList;
 use crate::outcome::{CheckOutcome, Progress, ms};
 use crate::resolve::SystemResolver;
+use crate::secrets::CheckSecrets;
 use crate::trust::Trust;
 
 #[derive(Debug, thiserror::Error)]
@@ -31,6 +32,8 @@ pub struct Executor {
     pub(crate) resolver: SystemResolver,
     pub(crate) trust: Trust,
     pub(crate) dns: checks::dns::DnsClient,
+    /// The secrets definitions may read (none unless configured).
+    pub(crate) secrets: CheckSecrets,
     /// Probes that panicked, by type (`picket_probe_panics_total`).
     panics: Family<ProbeLabels, Counter>,
     /// Makes the next probe panic, to test what a panic leaves behind.
@@ -45,10 +48,17 @@ impl Executor {
             resolver: SystemResolver::new()?,
             trust: Trust::new()?,
             dns: checks::dns::DnsClient::new()?,
+            secrets: CheckSecrets::default(),
             panics: Family::default(),
             #[cfg(test)]
             panic_next: std::sync::atomic::AtomicBool::new(false),
         })
+    }
+
+    /// Lets definitions read these secrets.
+    pub fn with_secrets(mut self, secrets: CheckSecrets) -> Self {
+        self.secrets = secrets;
+        self
     }
 
     /// Counts probe panics into the role's registered family.
