@@ -76,10 +76,16 @@ fn pick(catalog: Catalog, file: &Path, name: Option<&str>) -> Result<CheckDefini
     }
 }
 
-pub async fn check(file: &Path, name: Option<&str>, json: bool, deny: runner::DenyList) -> Result<ExitCode, Failure> {
+pub async fn check(
+    file: &Path,
+    name: Option<&str>,
+    json: bool,
+    deny: runner::DenyList,
+    secrets: runner::CheckSecrets,
+) -> Result<ExitCode, Failure> {
     let catalog = Catalog::load_files(&[file.to_owned()], false).map_err(catalog_failure)?;
     let check = pick(catalog, file, name)?;
-    let executor = Arc::new(Executor::new(deny).map_err(|e| Failure::Runtime(e.into()))?);
+    let executor = Arc::new(Executor::new(deny).map_err(|e| Failure::Runtime(e.into()))?.with_secrets(secrets));
     let started_at = Utc::now();
     let outcome = executor.run(&check).await;
     let duration = (Utc::now() - started_at).to_std().unwrap_or_default();

@@ -45,6 +45,27 @@ pub struct RunnerArgs {
     /// Name written into results; default: the host name.
     #[arg(long, env = "PICKET_RUNNER_NAME")]
     pub runner_name: Option<String>,
+    #[command(flatten)]
+    pub secrets: CheckSecretsArgs,
+}
+
+/// The secrets check definitions may read (runner, standalone, `picket check`).
+#[derive(Args, Clone, Debug)]
+pub struct CheckSecretsArgs {
+    /// Environment variables a check definition may read (comma-separated; never PICKET_*).
+    #[arg(long, env = "PICKET_CHECK_SECRETS", value_delimiter = ',')]
+    pub check_secrets: Vec<String>,
+    /// The one directory `{"file"}` secrets of checks may come from.
+    #[arg(long, env = "PICKET_CHECK_SECRETS_DIR")]
+    pub check_secrets_dir: Option<std::path::PathBuf>,
+}
+
+impl CheckSecretsArgs {
+    /// The allow-list; a `PICKET_*` name or a missing directory is a configuration error (exit 64).
+    pub fn policy(&self) -> Result<runner::CheckSecrets, crate::Failure> {
+        runner::CheckSecrets::new(self.check_secrets.iter().cloned(), self.check_secrets_dir.as_deref())
+            .map_err(|e| crate::Failure::Config(e.into()))
+    }
 }
 
 impl RunnerArgs {
@@ -55,7 +76,16 @@ impl RunnerArgs {
                 "PICKET_CONCURRENCY (--concurrency) must be at least 1"
             )));
         }
-        Ok(())
+        self.secrets.policy().map(drop)
+    }
+
+    /// The check executor these settings describe, counting probe panics into `metrics`.
+    pub fn executor(&self, metrics: &protocol::metrics::Metrics) -> Result<runner::Executor, crate::Failure> {
+        let secrets = self.secrets.policy()?;
+        let executor = runner::Executor::new(self.deny_cidrs.clone())
+            .context("cannot build the check executor")
+            .map_err(crate::Failure::Runtime)?;
+        Ok(executor.with_secrets(secrets).counting_panics(metrics.probe_panics.clone()))
     }
 
     pub fn drain_timeout(&self) -> Duration {

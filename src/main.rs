@@ -71,6 +71,8 @@ enum Command {
         /// Networks no check may reach (comma-separated CIDRs).
         #[arg(long, env = "PICKET_DENY_CIDRS", default_value = runner::deny::DEFAULT_DENY_CIDRS)]
         deny_cidrs: runner::DenyList,
+        #[command(flatten)]
+        secrets: config::CheckSecretsArgs,
     },
     /// Print the JSON Schema of definition files.
     Schema,
@@ -150,8 +152,9 @@ fn run(command: Command) -> Result<ExitCode, Failure> {
         Command::Healthcheck { listen, ready } => {
             runtime()?.block_on(commands::healthcheck(listen, if ready { "/readyz" } else { "/healthz" }))
         }
-        Command::Check { file, name, json, deny_cidrs } => {
-            runtime()?.block_on(commands::check(&file, name.as_deref(), json, deny_cidrs))
+        Command::Check { file, name, json, deny_cidrs, secrets } => {
+            let secrets = secrets.policy()?;
+            runtime()?.block_on(commands::check(&file, name.as_deref(), json, deny_cidrs, secrets))
         }
         Command::Scheduler(args) => runtime()?.block_on(roles::scheduler::run(args)),
         Command::Runner(args) => runtime()?.block_on(roles::runner::run(args)),

@@ -14,7 +14,7 @@ use handlers::{Both, Console, SinkHealth};
 use protocol::Catalog;
 use protocol::metrics::Metrics;
 use protocol::transport::memory::MemoryTransport;
-use runner::{Executor, RunnerConfig, RunnerPool};
+use runner::{RunnerConfig, RunnerPool};
 use scheduler::publisher::CheckSet;
 use scheduler::{Scheduler, SchedulerConfig};
 use tokio::sync::watch;
@@ -59,7 +59,7 @@ pub async fn run(plan: Plan) -> Result<ExitCode, Failure> {
     let server = tokio::spawn(server);
 
     let transport = MemoryTransport::new();
-    let executor = Arc::new(Executor::new(plan.runner.deny_cidrs.clone()).context("cannot build the check executor")?);
+    let executor = Arc::new(plan.runner.executor(&metrics)?);
     let mut subscriptions: Vec<String> =
         plan.catalog.checks.iter().flat_map(|c| c.subscriptions().into_iter().map(str::to_owned)).collect();
     subscriptions.sort();

@@ -106,3 +106,101 @@ fn healthcheck_fails_when_nothing_answers() {
     assert_eq!(out.status.code(), Some(1));
     assert!(stderr(&out).contains("/healthz"), "{}", stderr(&out));
 }
+
+/// A loopback HTTP server on port 0 that answers every GET with a 302 to
+/// `sys.argv[1]` and prints its port.
+const REDIRECTOR: &str = r#"
+import http.server, sys
+class Redirect(http.server.BaseHTTPRequestHandler):
+    def do_GET(self):
+        self.send_response(302)
+        self.send_header("Location", sys.argv[1])
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+    def log_message(self, *args):
+        pass
+server = http.server.HTTPServer(("127.0.0.1", 0), Redirect)
+print(server.server_port, flush=True)
+server.serve_forever()
+"#;
+
+/// Runs `picket check` and its redirecting target in a network namespace of
+/// their own holding only loopback (`unshare -n`, root), so that even if the
+/// deny list failed no packet could leave the machine: a connection to the
+/// metadata address would fail as unreachable (CRITICAL), not be refused (UNKNOWN).
+#[test]
+fn a_redirect_to_an_ipv6_metadata_address_is_unknown_before_any_connection() {
+    let dir = tempfile::tempdir().unwrap();
+    let check =
+        r#"{"name": "imds", "type": "http", "url": "http://127.0.0.1:PORT/", "interval": "10s", "timeout": "5s"}"#;
+    std::fs::write(dir.path().join("check.tmpl"), check).unwrap();
+    let script = r#"
+        ip link set lo up || exit 90
+        python3 -c "$REDIRECTOR" "$LOCATION" > "$DIR/port" &
+        server=$!
+        until [ -s "$DIR/port" ]; do kill -0 "$server" || exit 91; sleep 0.05; done
+        sed "s/PORT/$(cat "$DIR/port")/" "$DIR/check.tmpl" > "$DIR/check.json"
+        "$PICKET" check "$DIR/check.json" --json
+        status=$?
+        kill "$server"
+        exit "$status"
+    "#;
+    let out = std::process::Command::new("unshare")
+        .args(["-n", "--", "sh", "-c", script])
+        .env("REDIRECTOR", REDIRECTOR)
+        .env("LOCATION", "http://[fd00:ec2::254]/latest/meta-data/iam/security-credentials/")
+        .env("DIR", dir.path())
+        .env("PICKET", env!("CARGO_BIN_EXE_picket"))
+        .env("PICKET_LOG", "warn")
+        .env_remove("PICKET_DENY_CIDRS")
+        .output()
+        .expect("unshare (util-linux) runs");
+    assert_eq!(out.status.code(), Some(3), "{}{}", stdout(&out), stderr(&out));
+    let result: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(
+        result["output"],
+        "after 1 redirect(s), http://[fd00:ec2::254]/latest/meta-data/iam/security-credentials/: \
+         fd00:ec2::254 is in denied network fd00:ec2::254/128 (PICKET_DENY_CIDRS)",
+        "{result}"
+    );
+    assert!(result["metrics"].get("connect").is_none(), "no connection was attempted: {result}");
+}
+
+/// Issue 11's exfiltration, tried as a user would: the runner's broker URL is
+/// in its environment, a definition asks for it in a header.
+#[test]
+fn a_definition_cannot_read_the_runners_own_secrets() {
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let target = spawn_target(&runtime, std::time::Duration::ZERO);
+    let leak = format!(
+        r#"{{"name": "leak", "type": "http", "url": "http://{}/", "interval": "10s", "headers": {{"X-Leak": {{"env": "PICKET_AMQP_URL"}}}}}}"#,
+        target.addr
+    );
+    let dir = checks_dir(&[("leak.json", leak)]);
+    let file = path_str(&dir.path().join("leak.json"));
+    let out = crate::support::picket()
+        .args(["check", &file, "--json"])
+        .env("PICKET_AMQP_URL", "amqp://picket:hunter2@broker.internal:5672/%2f")
+        .env("PICKET_CHECK_SECRETS", "API_TOKEN")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(3), "{}", stderr(&out));
+    let result: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(
+        result["output"],
+        r#"header X-Leak: secret {"env":"PICKET_AMQP_URL"} is not allowed (PICKET_CHECK_SECRETS)"#
+    );
+    assert!(!stdout(&out).contains("hunter2") && !stderr(&out).contains("hunter2"));
+    assert_eq!(target.connections.load(std::sync::atomic::Ordering::SeqCst), 0, "nothing reached the target");
+
+    for role in [&["check", file.as_str()][..], &["runner"][..]] {
+        let out = crate::support::picket()
+            .args(role)
+            .env("PICKET_AMQP_URL", "amqp://guest:guest@127.0.0.1:1/%2f")
+            .env("PICKET_CHECK_SECRETS", "API_TOKEN,PICKET_AMQP_URL")
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(64), "{role:?}: {}", stderr(&out));
+        assert!(stderr(&out).contains("PICKET_CHECK_SECRETS names PICKET_AMQP_URL"), "{}", stderr(&out));
+    }
+}

@@ -652,7 +652,7 @@ fn secret_value(name: &str) -> &'static str {
     match name {
         "PICKET_AMQP_URL" => AMQP_URL,
         "PICKET_SIGNING_KEY" => SIGNING_KEY,
-        "SLACK_WEBHOOK_OPS" => "http://127.0.0.1:9/slack-webhook",
+        "SLACK_WEBHOOK_OPS" => "https://127.0.0.1:9/slack-webhook",
         "PAGERDUTY_ROUTING_KEY" => "e2e-routing-key",
         other => panic!("the ECS template reads a secret the test has no stand-in for: {other}"),
     }

@@ -27,6 +27,11 @@ pub struct ReasonLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ProbeLabels {
+    pub r#type: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct SubscriptionLabels {
     pub subscription: String,
 }
@@ -60,6 +65,7 @@ pub struct Metrics {
     pub slots_missed: Family<CheckLabels, Counter>,
     pub duplicates_dropped: Counter,
     pub checks_in_flight: Gauge,
+    pub probe_panics: Family<ProbeLabels, Counter>,
 }
 
 impl Metrics {
@@ -83,6 +89,7 @@ impl Metrics {
             slots_missed: Family::default(),
             duplicates_dropped: Counter::default(),
             checks_in_flight: Gauge::default(),
+            probe_panics: Family::default(),
         };
         let r = registry.sub_registry_with_prefix("picket");
         r.register("requests_published", "Check requests published by the scheduler", m.requests_published.clone());
@@ -126,6 +133,11 @@ impl Metrics {
             m.duplicates_dropped.clone(),
         );
         r.register("checks_in_flight", "Checks running now", m.checks_in_flight.clone());
+        r.register(
+            "probe_panics",
+            "Probe runs that panicked (reported UNKNOWN), by check type",
+            m.probe_panics.clone(),
+        );
         m
     }
 

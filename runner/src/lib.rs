@@ -9,6 +9,7 @@ pub mod executor;
 pub mod outcome;
 pub mod pool;
 mod resolve;
+pub mod secrets;
 #[cfg(test)]
 pub(crate) mod test_pki;
 mod trust;
@@ -17,3 +18,4 @@ pub use deny::DenyList;
 pub use executor::{Executor, ExecutorError};
 pub use outcome::CheckOutcome;
 pub use pool::{RunnerConfig, RunnerPool};
+pub use secrets::CheckSecrets;

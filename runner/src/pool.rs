@@ -103,6 +103,13 @@ impl<T: Transport> RunnerPool<T> {
 
     /// Why a request must not run now, if it must not. Marks it running otherwise.
     fn refusal(&self, request: &CheckRequest) -> Option<DeadReason> {
+        // The broker's bindings decide what reaches this runner, but the
+        // subscription written in the request is what the check would run as:
+        // a request for a pool this runner does not serve (a mis-bound queue,
+        // a forged routing key) must not borrow this runner's network position.
+        if !self.config.subscriptions.contains(&request.subscription) {
+            return Some(DeadReason::NotSubscribed);
+        }
         if Utc::now() > request.deadline {
             return Some(DeadReason::Expired);
         }
@@ -273,17 +280,33 @@ mod tests {
     impl Harness {
         async fn start() -> Self {
             let transport = MemoryTransport::new();
+            Self::start_with(transport.clone(), transport).await
+        }
+
+        /// A pool consuming through `consume` (which may deliver more than
+        /// the pool asked for), observed through the memory transport.
+        async fn start_with<C: Transport>(consume: C, transport: MemoryTransport) -> Self {
+            let (_, metrics) = Metrics::standalone();
+            let executor =
+                Executor::new(crate::DenyList::default()).unwrap().counting_panics(metrics.probe_panics.clone());
+            Self::start_full(consume, transport, Arc::new(executor), metrics).await
+        }
+
+        async fn start_full<C: Transport>(
+            consume: C,
+            transport: MemoryTransport,
+            executor: Arc<Executor>,
+            metrics: Metrics,
+        ) -> Self {
             let results = transport.results().await.unwrap();
             let dead = transport.dead_letters().await.unwrap();
-            let (_, metrics) = Metrics::standalone();
-            let executor = Arc::new(Executor::new(crate::DenyList::default()).unwrap());
             let config = RunnerConfig {
                 name: "r1".into(),
                 subscriptions: vec!["default".into()],
                 concurrency: 4,
                 drain_timeout: Duration::from_secs(5),
             };
-            let runner = RunnerPool::new(transport.clone(), executor, config, metrics.clone());
+            let runner = RunnerPool::new(consume, executor, config, metrics.clone());
             let shutdown = CancellationToken::new();
             let stop = shutdown.clone();
             let task = tokio::spawn(async move { runner.run(stop).await });
@@ -332,6 +355,93 @@ mod tests {
         assert_eq!(h.metrics.slots_skipped.get_or_create(&metrics::labels("slow", "default")).get(), 1);
         let result = tokio::time::timeout(Duration::from_secs(5), h.results.next()).await.unwrap().unwrap();
         assert_eq!(result.message.request_id, first.id);
+        let _ = h.stop().await;
+    }
+
+    /// A transport whose request inbox also carries the `other` pool, as a
+    /// mis-bound queue or a forged routing key would.
+    #[derive(Clone)]
+    struct Misrouted(MemoryTransport);
+
+    impl Transport for Misrouted {
+        async fn publish_request(&self, request: &CheckRequest) -> Result<(), TransportError> {
+            self.0.publish_request(request).await
+        }
+        async fn publish_result(&self, result: &CheckResult) -> Result<(), TransportError> {
+            self.0.publish_result(result).await
+        }
+        async fn publish_keepalive(&self, keepalive: &protocol::message::Keepalive) -> Result<(), TransportError> {
+            self.0.publish_keepalive(keepalive).await
+        }
+        async fn requests(
+            &self,
+            subscriptions: &[String],
+            prefetch: u16,
+        ) -> Result<protocol::transport::Inbox<CheckRequest>, TransportError> {
+            let mut all = subscriptions.to_vec();
+            all.push("other".into());
+            self.0.requests(&all, prefetch).await
+        }
+        async fn results(&self) -> Result<protocol::transport::Inbox<CheckResult>, TransportError> {
+            self.0.results().await
+        }
+        async fn keepalives(&self) -> Result<protocol::transport::Inbox<protocol::message::Keepalive>, TransportError> {
+            self.0.keepalives().await
+        }
+        async fn dead_letters(
+            &self,
+        ) -> Result<protocol::transport::Inbox<protocol::transport::DeadLetter>, TransportError> {
+            self.0.dead_letters().await
+        }
+    }
+
+    #[tokio::test]
+    async fn a_request_for_a_foreign_subscription_is_dead_lettered() {
+        let memory = MemoryTransport::new();
+        let mut h = Harness::start_with(Misrouted(memory.clone()), memory).await;
+        let addr = slow_server(Duration::ZERO).await;
+        let mut foreign = request(addr, chrono::Duration::zero(), chrono::Duration::seconds(5));
+        foreign.subscription = "other".into();
+        foreign.id = "foreign".into();
+        let own = request(addr, chrono::Duration::zero(), chrono::Duration::seconds(5));
+        h.transport.publish_request(&foreign).await.unwrap();
+        h.transport.publish_request(&own).await.unwrap();
+        let letter = tokio::time::timeout(Duration::from_secs(5), h.dead.next()).await.unwrap().unwrap();
+        assert_eq!(letter.message.reason, DeadReason::NotSubscribed);
+        assert_eq!(letter.message.request_id.as_deref(), Some("foreign"));
+        let reason = ReasonLabels { reason: "not_subscribed".into() };
+        assert_eq!(h.metrics.dead_lettered.get_or_create(&reason).get(), 1);
+        let result = tokio::time::timeout(Duration::from_secs(5), h.results.next()).await.unwrap().unwrap();
+        assert_eq!(result.message.request_id, own.id, "only the request of a served pool ran");
+        let _ = h.stop().await;
+    }
+
+    #[tokio::test]
+    async fn a_panicking_probe_is_unknown_counted_and_frees_its_slot() {
+        let mut registry = prometheus_client::registry::Registry::default();
+        let metrics = Metrics::register(&mut registry);
+        let executor = Executor::new(crate::DenyList::default()).unwrap().counting_panics(metrics.probe_panics.clone());
+        executor.panic_next.store(true, Ordering::SeqCst);
+        let executor = Arc::new(executor);
+        let transport = MemoryTransport::new();
+        let mut h = Harness::start_full(transport.clone(), transport, executor, metrics).await;
+        let addr = slow_server(Duration::ZERO).await;
+        let first = request(addr, chrono::Duration::zero(), chrono::Duration::seconds(5));
+        h.transport.publish_request(&first).await.unwrap();
+        let result = tokio::time::timeout(Duration::from_secs(5), h.results.next()).await.unwrap().unwrap();
+        assert_eq!(result.message.request_id, first.id);
+        assert_eq!(result.message.status, protocol::Status::Unknown);
+        assert_eq!(result.message.output, "internal error in the http probe: test probe panic");
+        let mut exported = String::new();
+        prometheus_client::encoding::text::encode(&mut exported, &registry).unwrap();
+        assert!(exported.contains("picket_probe_panics_total{type=\"http\"} 1"), "{exported}");
+
+        let mut second = request(addr, chrono::Duration::zero(), chrono::Duration::seconds(5));
+        second.id = "second".into();
+        h.transport.publish_request(&second).await.unwrap();
+        let next = tokio::time::timeout(Duration::from_secs(5), h.results.next()).await.unwrap().unwrap();
+        assert_eq!(next.message.request_id, "second", "the slot was freed: the next request ran, not `overlap`");
+        assert_eq!(next.message.status, protocol::Status::Ok, "{}", next.message.output);
         let _ = h.stop().await;
     }
 

@@ -7,7 +7,6 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use anyhow::Context;
 use chrono::Utc;
 use clap::Args;
 use protocol::HumanDuration;
@@ -16,7 +15,7 @@ use protocol::metrics::Metrics;
 use protocol::transport::Transport;
 use protocol::transport::amqp::AmqpTransport;
 use runner::pool::RunnerStats;
-use runner::{Executor, RunnerConfig, RunnerPool};
+use runner::{RunnerConfig, RunnerPool};
 use tokio_util::sync::CancellationToken;
 
 use crate::Failure;
@@ -55,7 +54,7 @@ pub async fn run(args: RunnerRoleArgs) -> Result<ExitCode, Failure> {
     let role = super::Role::start(config, args.listen, registry, super::connected).await?;
     let transport = role.transport.clone();
 
-    let executor = Arc::new(Executor::new(args.runner.deny_cidrs.clone()).context("cannot build the check executor")?);
+    let executor = Arc::new(args.runner.executor(&metrics)?);
     let pool = RunnerPool::new(
         transport.clone(),
         executor,

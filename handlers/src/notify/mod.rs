@@ -106,11 +106,24 @@ struct Settings {
     /// The least time between two messages to one Slack webhook.
     slack_interval: Duration,
     log_output: LineWriter,
+    /// Whether a notifier may post over plain http (`PICKET_ALLOW_HTTP_NOTIFY=1`,
+    /// for local receivers in tests); otherwise webhook and API URLs must be
+    /// https, so a routing key or webhook token never crosses a network in clear.
+    allow_http: bool,
 }
+
+/// Allows `http://` notifier URLs when set to `1` or `true`.
+pub const ALLOW_HTTP_ENV: &str = "PICKET_ALLOW_HTTP_NOTIFY";
 
 impl Settings {
     fn standard() -> Self {
-        Self { retry: RetryPolicy::STANDARD, slack_interval: Duration::from_secs(1), log_output: LineWriter::stdout() }
+        let allow_http = std::env::var(ALLOW_HTTP_ENV).is_ok_and(|v| matches!(v.trim(), "1" | "true"));
+        Self {
+            retry: RetryPolicy::STANDARD,
+            slack_interval: Duration::from_secs(1),
+            log_output: LineWriter::stdout(),
+            allow_http,
+        }
     }
 }
 
@@ -187,7 +200,7 @@ impl Builder {
         let name = definition.name();
         Ok(match &definition.spec {
             HandlerSpec::Slack(spec) => {
-                let webhook = webhook_url(name, &spec.webhook_url)?;
+                let webhook = webhook_url(name, &spec.webhook_url, self.settings.allow_http)?;
                 let pacer = self.pacer(&webhook);
                 Notifier::Slack(Slack::new(name, webhook, self.client(name)?, pacer, self.settings.retry))
             }
@@ -198,6 +211,9 @@ impl Builder {
                     None => Url::parse(PAGERDUTY_EVENTS_URL)
                         .map_err(|e| NotifierConfigError::new(name, format!("PagerDuty's default URL: {e}")))?,
                 };
+                if let Some(why) = insecure(&api_url, self.settings.allow_http) {
+                    return Err(NotifierConfigError::new(name, format!("api_url {api_url} {why}")));
+                }
                 Notifier::PagerDuty(PagerDuty::new(name, api_url, routing_key, self.client(name)?, self.settings.retry))
             }
             HandlerSpec::Log(_) => Notifier::Log(Log::new(name, self.settings.log_output.clone())),
@@ -231,11 +247,22 @@ fn resolve(handler: &str, field: &str, secret: &Secret) -> Result<String, Notifi
     }
 }
 
-fn webhook_url(handler: &str, secret: &Secret) -> Result<Url, NotifierConfigError> {
+fn webhook_url(handler: &str, secret: &Secret, allow_http: bool) -> Result<Url, NotifierConfigError> {
     let url = Url::parse(&resolve(handler, "webhook_url", secret)?)
         .map_err(|e| NotifierConfigError::new(handler, format!("webhook_url from {secret:?} is not a URL: {e}")))?;
+    match insecure(&url, allow_http) {
+        // The URL is the secret: the message names only where it came from.
+        Some(why) => Err(NotifierConfigError::new(handler, format!("webhook_url from {secret:?} {why}"))),
+        None => Ok(url),
+    }
+}
+
+/// Why `url` may not carry a notification, if it may not.
+fn insecure(url: &Url, allow_http: bool) -> Option<String> {
     match url.scheme() {
-        "https" | "http" => Ok(url),
-        _ => Err(NotifierConfigError::new(handler, format!("webhook_url from {secret:?} is not an http(s) URL"))),
+        "https" => None,
+        "http" if allow_http => None,
+        "http" => Some(format!("is not https (plain http only with {ALLOW_HTTP_ENV}=1)")),
+        _ => Some("is not an https URL".to_owned()),
     }
 }

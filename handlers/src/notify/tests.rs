@@ -71,7 +71,12 @@ impl Definitions {
         self.add(json!({ "name": name, "type": "pagerduty", "routing_key": secret, "api_url": receiver.url(PD_PATH) }))
     }
 
+    /// Builds with plain http allowed: the receivers are loopback http servers.
     fn build(&self, settings: Settings) -> Result<Notifiers, NotifierConfigError> {
+        self.build_exactly(Settings { allow_http: true, ..settings })
+    }
+
+    fn build_exactly(&self, settings: Settings) -> Result<Notifiers, NotifierConfigError> {
         let needed = self.list.iter().map(|d| d.name().to_owned()).collect();
         Notifiers::build_with(&self.list, &needed, settings)
     }
@@ -88,6 +93,7 @@ fn quick() -> Settings {
         },
         slack_interval: Duration::from_millis(10),
         log_output: LineWriter::stdout(),
+        allow_http: true,
     }
 }
 
@@ -421,4 +427,32 @@ async fn secrets_never_reach_logs_or_errors() {
             assert!(!text.contains(secret), "{secret} leaked:\n{text}");
         }
     }
+}
+
+#[test]
+fn notifier_urls_must_be_https_unless_http_is_allowed() {
+    let strict = || Settings { allow_http: false, ..Settings::standard() };
+    let defs = Definitions::new();
+    let hook = defs.secret("hook", "http://hooks.example/services/T0/B0/token");
+    let slack = defs.add(json!({"name": "ops", "type": "slack", "webhook_url": hook}));
+    let err = slack.build_exactly(strict()).unwrap_err().to_string();
+    assert!(err.contains("is not https (plain http only with PICKET_ALLOW_HTTP_NOTIFY=1)"), "{err}");
+    assert!(!err.contains("token"), "the webhook URL is a secret: {err}");
+    assert!(slack.build_exactly(Settings { allow_http: true, ..strict() }).is_ok());
+
+    let defs = Definitions::new();
+    let key = defs.secret("key", ROUTING_KEY);
+    let pd = |url: &str| json!({"name": "pd", "type": "pagerduty", "routing_key": key, "api_url": url});
+    let plain = Definitions { dir: defs.dir, list: Vec::new() }.add(pd("http://events.example/v2/enqueue"));
+    let err = plain.build_exactly(strict()).unwrap_err().to_string();
+    assert!(err.contains("api_url http://events.example/v2/enqueue is not https"), "{err}");
+    let ftp = Definitions { dir: plain.dir, list: Vec::new() }.add(pd("ftp://events.example/"));
+    assert!(
+        ftp.build_exactly(Settings { allow_http: true, ..strict() })
+            .unwrap_err()
+            .to_string()
+            .contains("is not an https URL")
+    );
+    let https = Definitions { dir: ftp.dir, list: Vec::new() }.add(pd("https://events.example/v2/enqueue"));
+    assert!(https.build_exactly(strict()).is_ok());
 }

@@ -109,8 +109,36 @@ pub fn parse_handler(value: Value) -> Result<HandlerDefinition, FieldError> {
     validate_name("name", &common.name)?;
     let spec = match type_name.as_str() {
         "slack" => HandlerSpec::Slack(typed(rest, "slack handler")?),
-        "pagerduty" => HandlerSpec::Pagerduty(typed(rest, "pagerduty handler")?),
+        "pagerduty" => {
+            let spec: PagerDutySpec = typed(rest, "pagerduty handler")?;
+            // https is enforced when the handler starts (where a test
+            // receiver may be allowed plain http); other schemes never work.
+            if let Some(url) = &spec.api_url
+                && !matches!(url.scheme(), "https" | "http")
+            {
+                return Err(FieldError::new("api_url", format!("{url} is not an https:// URL")));
+            }
+            HandlerSpec::Pagerduty(spec)
+        }
         _ => HandlerSpec::Log(typed(rest, "log handler")?),
     };
     Ok(HandlerDefinition { common, spec })
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::parse_handler;
+
+    #[test]
+    fn a_pagerduty_api_url_must_be_http_or_https() {
+        let with = |url: &str| {
+            parse_handler(json!({"name": "pd", "type": "pagerduty", "routing_key": {"env": "K"}, "api_url": url}))
+        };
+        assert!(with("https://events.pagerduty.com/v2/enqueue").is_ok());
+        let err = with("file:///etc/passwd").unwrap_err();
+        assert_eq!(err.path, "api_url");
+        assert_eq!(err.message, "file:///etc/passwd is not an https:// URL");
+    }
 }

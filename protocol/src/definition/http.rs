@@ -16,6 +16,9 @@ use crate::duration::HumanDuration;
 /// flight against an endless body stay within the runner's memory budget.
 pub const DEFAULT_BODY_LIMIT: u64 = 1 << 20;
 pub const DEFAULT_MAX_REDIRECTS: u8 = 5;
+/// 16 MiB: the most a definition may ask to read, so one merged definition
+/// cannot make every runner of its pools hold an unbounded body.
+pub const MAX_BODY_LIMIT: u64 = 16 << 20;
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
@@ -42,7 +45,7 @@ pub struct HttpSpec {
     /// PEM file of extra trust anchors on the runner (internal PKI).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ca_file: Option<PathBuf>,
-    /// Bytes of body read at most (default 1 MiB); the rest is not downloaded.
+    /// Bytes of body read at most (default 1 MiB, at most 16 MiB); the rest is not downloaded.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub body_limit: Option<u64>,
     #[serde(default, skip_serializing_if = "is_default")]
@@ -122,5 +125,25 @@ impl HttpExpect {
 
     pub fn status_ok(&self, code: u16) -> bool {
         if self.status.is_empty() { (200..300).contains(&code) } else { self.status.iter().any(|p| p.matches(code)) }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use crate::definition::parse_check;
+
+    #[test]
+    fn body_limit_is_capped_at_load() {
+        let with = |limit: u64| {
+            parse_check(
+                json!({"name": "w", "type": "http", "url": "http://x/", "interval": "10s", "body_limit": limit}),
+            )
+        };
+        assert!(with(super::MAX_BODY_LIMIT).is_ok());
+        let err = with(super::MAX_BODY_LIMIT + 1).unwrap_err();
+        assert_eq!(err.path, "body_limit");
+        assert_eq!(err.message, "16777217 is above the cap of 16777216 bytes (16 MiB)");
     }
 }

@@ -489,6 +489,11 @@ fn validate_spec(spec: &CheckSpec) -> Result<(), FieldError> {
                     ));
                 }
             }
+            if http.body_limit() > http::MAX_BODY_LIMIT {
+                let cap = http::MAX_BODY_LIMIT;
+                let message = format!("{} is above the cap of {cap} bytes ({} MiB)", http.body_limit(), cap >> 20);
+                return Err(FieldError::new("body_limit", message));
+            }
             validate_latency("expect", http.expect.latency())
         }
         CheckSpec::Dns(dns) => {

@@ -1,6 +1,5 @@
 //! Secret references: definitions name where a secret lives, never the secret.
 
-use std::borrow::Cow;
 use std::fmt;
 use std::path::PathBuf;
 
@@ -31,6 +30,8 @@ pub enum SecretError {
 }
 
 impl Secret {
+    /// Reads the secret with the reader's full rights: for the handler's own
+    /// configuration only. Check definitions go through the runner's allow-list.
     pub fn resolve(&self) -> Result<String, SecretError> {
         match self {
             Self::Env(name) => match std::env::var(name) {
@@ -79,21 +80,13 @@ impl<'de> Deserialize<'de> for Secret {
 }
 
 /// A value that may be written inline or, when sensitive (an `Authorization`
-/// header), read from a [`Secret`] on the runner.
+/// header), read from a [`Secret`] on the runner, through its allow-list
+/// (`runner::CheckSecrets`), never with [`Secret::resolve`].
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(untagged)]
 pub enum TextOrSecret {
     Text(String),
     Secret(Secret),
-}
-
-impl TextOrSecret {
-    pub fn resolve(&self) -> Result<Cow<'_, str>, SecretError> {
-        match self {
-            Self::Text(t) => Ok(Cow::Borrowed(t)),
-            Self::Secret(s) => s.resolve().map(Cow::Owned),
-        }
-    }
 }
 
 #[cfg(test)]

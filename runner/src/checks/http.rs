@@ -7,13 +7,15 @@ use std::net::SocketAddr;
 use std::time::Instant;
 
 use bytes::Bytes;
-use http::header::{CONNECTION, HOST, LOCATION, USER_AGENT};
-use http::{HeaderMap, Request, Version};
+use http::header::{AUTHORIZATION, CONNECTION, COOKIE, HOST, LOCATION, PROXY_AUTHORIZATION, USER_AGENT};
+use http::{HeaderMap, HeaderName, HeaderValue, Request, Version};
 use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
 use hyper_util::rt::TokioIo;
 use protocol::Status;
 use protocol::definition::HttpSpec;
+use protocol::definition::http::HttpMethod;
+use protocol::definition::secret::TextOrSecret;
 use rustls::pki_types::ServerName;
 use serde_json::{Value, json};
 use tokio::io::{AsyncRead, AsyncWrite};
@@ -48,13 +50,40 @@ struct Hop {
     ms: f64,
 }
 
+/// A request header, resolved once per run.
+struct SendHeader {
+    name: HeaderName,
+    value: HeaderValue,
+    /// Sent only to the origin of the check's URL: a secret reference, or a
+    /// header curl also withholds from another origin.
+    origin_only: bool,
+}
+
+/// What the next hop sends: redirects may turn the method into GET and drop
+/// the body, as curl does.
+struct NextRequest {
+    method: HttpMethod,
+    body: Option<String>,
+}
+
 pub async fn run(executor: &Executor, spec: &HttpSpec, progress: &Progress) -> CheckOutcome {
     let started = Instant::now();
+    let headers = match resolve_headers(executor, spec).await {
+        Ok(headers) => headers,
+        Err(outcome) => return outcome,
+    };
+    let origin = spec.url.origin();
     let mut url = spec.url.clone();
+    let mut next_request = NextRequest { method: spec.method, body: spec.body.clone() };
     let mut hops: Vec<Hop> = Vec::new();
     loop {
         let hop_started = Instant::now();
-        let response = match fetch(executor, spec, &url, progress).await {
+        let same_origin = url.origin() == origin;
+        let request = match build_request(&next_request, &headers, same_origin, &url) {
+            Ok(request) => request,
+            Err(outcome) => return with_hops(outcome, &hops, &url),
+        };
+        let response = match fetch(executor, spec, &url, request, progress).await {
             Ok(response) => response,
             Err(outcome) => return with_hops(outcome, &hops, &url),
         };
@@ -67,6 +96,11 @@ pub async fn run(executor: &Executor, spec: &HttpSpec, progress: &Progress) -> C
             return evaluate(spec, response, &hops, &url, started);
         };
         hops.push(Hop { url: url.clone(), status: response.status, ms: ms(hop_started.elapsed()) });
+        if !matches!(next.scheme(), "http" | "https") {
+            let outcome =
+                CheckOutcome::critical(format!("redirect to {next} not followed: only http and https redirects are"));
+            return with_hops(outcome, &hops, &next);
+        }
         if hops.iter().any(|hop| hop.url == next) {
             let chain: Vec<&str> = hops.iter().map(|h| h.url.as_str()).chain([next.as_str()]).collect();
             let outcome = CheckOutcome::critical(format!("redirect loop: {}", chain.join(" -> ")));
@@ -77,6 +111,7 @@ pub async fn run(executor: &Executor, spec: &HttpSpec, progress: &Progress) -> C
                 CheckOutcome::critical(format!("more than {} redirects (last to {next})", spec.max_redirects()));
             return with_hops(outcome, &hops, &next);
         }
+        next_request = redirected(next_request, response.status);
         url = next;
     }
 }
@@ -85,11 +120,51 @@ fn is_redirect(status: u16) -> bool {
     matches!(status, 301 | 302 | 303 | 307 | 308)
 }
 
+/// The method and body after a redirect with `status`, by curl's default
+/// rules: 303 turns anything but HEAD into a GET without body; 301 and 302
+/// turn a POST into a GET without body; 307 and 308 keep both.
+fn redirected(hop: NextRequest, status: u16) -> NextRequest {
+    let to_get = match status {
+        303 => hop.method != HttpMethod::Head,
+        301 | 302 => hop.method == HttpMethod::Post,
+        _ => false,
+    };
+    if to_get { NextRequest { method: HttpMethod::Get, body: None } } else { hop }
+}
+
+/// Resolves the definition's headers, secrets through the runner's
+/// allow-list; a refused or missing secret is UNKNOWN naming the header and
+/// the reference, never a value.
+async fn resolve_headers(executor: &Executor, spec: &HttpSpec) -> Result<Vec<SendHeader>, CheckOutcome> {
+    let mut headers = Vec::with_capacity(spec.headers.len());
+    for (name, value) in &spec.headers {
+        let header = HeaderName::from_bytes(name.as_bytes())
+            .map_err(|e| CheckOutcome::unknown(format!("header {name}: {e}")))?;
+        let (text, secret) = match value {
+            TextOrSecret::Text(text) => (text.clone(), false),
+            TextOrSecret::Secret(secret) => (
+                executor
+                    .secrets
+                    .resolve(secret)
+                    .await
+                    .map_err(|e| CheckOutcome::unknown(format!("header {name}: {e}")))?,
+                true,
+            ),
+        };
+        let value = HeaderValue::from_str(&text)
+            .map_err(|_| CheckOutcome::unknown(format!("header {name}: the value is not a valid header value")))?;
+        let origin_only = secret || [AUTHORIZATION, COOKIE, PROXY_AUTHORIZATION].contains(&header);
+        headers.push(SendHeader { name: header, value, origin_only });
+    }
+    Ok(headers)
+}
+
 /// One request on a fresh connection to `url`.
 async fn fetch(
     executor: &Executor,
     spec: &HttpSpec,
     url: &Url,
+    request: Request<Full<Bytes>>,
     progress: &Progress,
 ) -> Result<HopResponse, CheckOutcome> {
     let mut timings = BTreeMap::new();
@@ -109,7 +184,6 @@ async fn fetch(
     let tcp = connect(&addrs).await?;
     record("connect", &mut timings);
 
-    let request = build_request(spec, url)?;
     if url.scheme() == "https" {
         progress.phase("tls");
         let config = executor
@@ -151,7 +225,12 @@ async fn connect(addrs: &[SocketAddr]) -> Result<TcpStream, CheckOutcome> {
     Err(CheckOutcome::critical(last_error.unwrap_or_else(|| "no address to connect to".to_owned())))
 }
 
-fn build_request(spec: &HttpSpec, url: &Url) -> Result<Request<Full<Bytes>>, CheckOutcome> {
+fn build_request(
+    hop: &NextRequest,
+    headers: &[SendHeader],
+    same_origin: bool,
+    url: &Url,
+) -> Result<Request<Full<Bytes>>, CheckOutcome> {
     let host_header = match url.port() {
         Some(port) => format!("{}:{port}", url.host_str().unwrap_or_default()),
         None => url.host_str().unwrap_or_default().to_owned(),
@@ -161,18 +240,17 @@ fn build_request(spec: &HttpSpec, url: &Url) -> Result<Request<Full<Bytes>>, Che
         None => url.path().to_owned(),
     };
     let mut builder = Request::builder()
-        .method(spec.method.as_str())
+        .method(hop.method.as_str())
         .uri(path)
         .header(HOST, host_header)
         .header(USER_AGENT, USER_AGENT_VALUE)
         // Every run opens a fresh connection to measure connect and TLS time;
         // tell the server not to keep it.
         .header(CONNECTION, "close");
-    for (name, value) in &spec.headers {
-        let value = value.resolve().map_err(|e| CheckOutcome::unknown(format!("header {name}: {e}")))?;
-        builder = builder.header(name.as_str(), value.as_ref());
+    for header in headers.iter().filter(|h| same_origin || !h.origin_only) {
+        builder = builder.header(&header.name, &header.value);
     }
-    let body = Bytes::from(spec.body.clone().unwrap_or_default());
+    let body = Bytes::from(hop.body.clone().unwrap_or_default());
     builder.body(Full::new(body)).map_err(|e| CheckOutcome::unknown(format!("cannot build the request: {e}")))
 }
 
@@ -384,6 +462,14 @@ mod tests {
     struct Server {
         addr: std::net::SocketAddr,
         connections: Arc<AtomicUsize>,
+        /// What each request sent, head and any body read with it, in order.
+        requests: Arc<std::sync::Mutex<Vec<String>>>,
+    }
+
+    impl Server {
+        fn requests(&self) -> Vec<String> {
+            self.requests.lock().unwrap().clone()
+        }
     }
 
     fn ok(body: &str) -> String {
@@ -400,12 +486,15 @@ mod tests {
         let addr = listener.local_addr().unwrap();
         let connections = Arc::new(AtomicUsize::new(0));
         let counter = connections.clone();
+        let requests = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let seen = requests.clone();
         let script = Arc::new(script);
         tokio::spawn(async move {
             loop {
                 let Ok((mut socket, _)) = listener.accept().await else { return };
                 counter.fetch_add(1, Ordering::SeqCst);
                 let script = script.clone();
+                let seen = seen.clone();
                 tokio::spawn(async move {
                     let mut head = Vec::new();
                     let mut buf = [0u8; 1024];
@@ -416,6 +505,7 @@ mod tests {
                         }
                     }
                     let head = String::from_utf8_lossy(&head).into_owned();
+                    seen.lock().unwrap().push(head.clone());
                     let path = head.split_whitespace().nth(1).unwrap_or("/").to_owned();
                     match script(&path) {
                         Script::Reply(text) => {
@@ -438,7 +528,7 @@ mod tests {
                 });
             }
         });
-        Server { addr, connections }
+        Server { addr, connections, requests }
     }
 
     async fn serve(script: impl Fn(&str) -> Script + Send + Sync + 'static) -> Server {
@@ -647,11 +737,131 @@ mod tests {
         assert_eq!(unverified.status, Status::Ok, "{unverified:?}");
     }
 
+    /// The header names of one recorded request, lowercased, and its request line.
+    fn header_names(request: &str) -> (String, Vec<String>) {
+        let mut lines = request.split("\r\n");
+        let line = lines.next().unwrap_or_default().to_owned();
+        let names = lines
+            .take_while(|l| !l.is_empty())
+            .filter_map(|l| l.split_once(':').map(|(n, _)| n.to_ascii_lowercase()))
+            .collect();
+        (line, names)
+    }
+
     #[tokio::test]
-    async fn secret_headers_are_read_from_the_environment() {
+    async fn a_secret_not_allowed_is_unknown_and_never_sent() {
         let server = serve(|_| Script::Reply(ok("x"))).await;
-        let outcome = run(json!({"url": format!("http://{}/", server.addr), "headers": {"Authorization": {"env": "PICKET_TEST_UNSET_TOKEN"}}})).await;
+        let outcome =
+            run(json!({"url": format!("http://{}/", server.addr), "headers": {"X-Leak": {"env": "PICKET_AMQP_URL"}}}))
+                .await;
         assert_eq!(outcome.status, Status::Unknown);
-        assert_eq!(outcome.output, "header Authorization: environment variable PICKET_TEST_UNSET_TOKEN is not set");
+        assert_eq!(
+            outcome.output,
+            r#"header X-Leak: secret {"env":"PICKET_AMQP_URL"} is not allowed (PICKET_CHECK_SECRETS)"#
+        );
+        let other = run(
+            json!({"url": format!("http://{}/", server.addr), "headers": {"Authorization": {"file": "/etc/hostname"}}}),
+        )
+        .await;
+        assert_eq!(other.status, Status::Unknown);
+        assert!(other.output.contains("is not allowed (PICKET_CHECK_SECRETS_DIR is not set)"), "{}", other.output);
+        assert_eq!(server.connections.load(Ordering::SeqCst), 0, "the receiver saw no request at all");
+    }
+
+    #[tokio::test]
+    async fn secret_and_credential_headers_stay_with_the_origin() {
+        let home = std::env::var("HOME").expect("HOME is set");
+        let foreign = serve(|_| Script::Reply(ok("landed"))).await;
+        let landing = format!("http://{}/landing", foreign.addr);
+        let origin = serve(move |path| match path {
+            "/start" => Script::Reply(redirect("/again")),
+            _ => Script::Reply(redirect(&landing)),
+        })
+        .await;
+        let secrets = crate::CheckSecrets::new(["HOME".to_owned()], None).unwrap();
+        let executor = Executor::new(DenyList::default()).unwrap().with_secrets(secrets);
+        let definition = check(json!({
+            "url": format!("http://{}/start", origin.addr),
+            "headers": {
+                "Authorization": {"env": "HOME"},
+                "X-Status-Key": {"env": "HOME"},
+                "Cookie": "session=1",
+                "Proxy-Authorization": "Basic eDp5",
+                "X-Plain": "visible",
+            },
+        }));
+        let outcome = executor.run(&definition).await;
+        assert_eq!(outcome.status, Status::Ok, "{outcome:?}");
+        assert_eq!(outcome.metrics["redirects"], 2.0);
+
+        let sent = origin.requests();
+        assert_eq!(sent.len(), 2, "both hops on the origin");
+        for request in &sent {
+            let (_, names) = header_names(request);
+            for name in ["authorization", "x-status-key", "cookie", "proxy-authorization", "x-plain"] {
+                assert!(names.contains(&name.to_owned()), "{name} reaches the origin: {request}");
+            }
+            assert!(request.contains(&format!("authorization: {home}\r\n")), "{request}");
+        }
+        let landed = foreign.requests();
+        assert_eq!(landed.len(), 1);
+        let (_, names) = header_names(&landed[0]);
+        assert!(names.contains(&"x-plain".to_owned()), "{}", landed[0]);
+        for name in ["authorization", "x-status-key", "cookie", "proxy-authorization"] {
+            assert!(!names.contains(&name.to_owned()), "{name} must not leave the origin: {}", landed[0]);
+        }
+        assert!(!landed[0].contains(&home), "no secret value reaches another origin: {}", landed[0]);
+    }
+
+    #[tokio::test]
+    async fn redirects_change_the_method_as_curl_does() {
+        let server = serve(|path| match path {
+            "/303" => Script::Reply(redirect("/done").replace("302 Found", "303 See Other")),
+            "/302" => Script::Reply(redirect("/done")),
+            "/307" => Script::Reply(redirect("/done").replace("302 Found", "307 Temporary Redirect")),
+            _ => Script::Reply(ok("done")),
+        })
+        .await;
+        let cases = [
+            ("POST", "/303", "GET /done"),
+            ("PUT", "/303", "GET /done"),
+            ("HEAD", "/303", "HEAD /done"),
+            ("POST", "/302", "GET /done"),
+            ("PUT", "/302", "PUT /done"),
+            ("POST", "/307", "POST /done"),
+        ];
+        for (method, path, expected) in cases {
+            let before = server.requests().len();
+            let mut fields = json!({"url": format!("http://{}{path}", server.addr), "method": method});
+            if method != "HEAD" {
+                fields["body"] = json!("payload");
+            }
+            let outcome = run(fields).await;
+            assert_eq!(outcome.status, Status::Ok, "{method} {path}: {outcome:?}");
+            let sent = server.requests();
+            let (line, names) = header_names(&sent[before + 1]);
+            assert!(line.starts_with(expected), "{method} {path}: {line}");
+            let keeps_body = expected.starts_with(method) && method != "HEAD";
+            assert_eq!(
+                names.contains(&"content-length".to_owned()),
+                keeps_body,
+                "{method} {path}: {}",
+                sent[before + 1]
+            );
+        }
+    }
+
+    #[tokio::test]
+    async fn redirects_go_only_to_http_and_https() {
+        let server = serve(|_| Script::Reply(redirect("ftp://files.example/x"))).await;
+        let outcome = run(json!({"url": format!("http://{}/", server.addr)})).await;
+        assert_eq!(outcome.status, Status::Critical);
+        assert!(
+            outcome
+                .output
+                .ends_with("redirect to ftp://files.example/x not followed: only http and https redirects are"),
+            "{}",
+            outcome.output
+        );
     }
 }
