@@ -1,8 +1,8 @@
 //! Broker settings shared by the distributed roles.
 
+use amqp::{AmqpConfig, check_url};
 use anyhow::anyhow;
 use clap::Args;
-use protocol::transport::amqp::{AmqpConfig, check_url};
 
 use crate::Failure;
 

@@ -7,9 +7,9 @@ pub mod scheduler;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
+use amqp::{AmqpConfig, AmqpTransport};
 use anyhow::Context;
 use prometheus_client::registry::Registry;
-use protocol::transport::amqp::{AmqpConfig, AmqpTransport};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 

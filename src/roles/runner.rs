@@ -7,6 +7,7 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
+use amqp::AmqpTransport;
 use anyhow::Context;
 use chrono::Utc;
 use clap::Args;
@@ -14,7 +15,6 @@ use protocol::HumanDuration;
 use protocol::message::Keepalive;
 use protocol::metrics::Metrics;
 use protocol::transport::Transport;
-use protocol::transport::amqp::AmqpTransport;
 use runner::pool::RunnerStats;
 use runner::{Executor, RunnerConfig, RunnerPool};
 use tokio_util::sync::CancellationToken;

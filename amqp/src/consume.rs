@@ -1,0 +1,223 @@
+//! Consuming queues into an [`Inbox`], and settling what was delivered.
+
+use futures_lite::StreamExt;
+use lapin::BasicProperties;
+use lapin::options::{BasicAckOptions, BasicConsumeOptions, BasicNackOptions, BasicQosOptions};
+use lapin::types::{AMQPValue, FieldTable};
+use protocol::message::{CheckRequest, CheckResult, Keepalive, Message, decode};
+use protocol::transport::{DeadLetter, DeadReason, Delivery, Inbox, Settle, SettleFuture, TransportError};
+use tokio::sync::mpsc;
+
+use crate::supervisor::{BACKOFF_START, Live};
+use crate::topology::long;
+use crate::{AmqpTransport, PUBLISH_WAIT, broker};
+
+/// Header carrying why a message was refused (expired, overlap, malformed…).
+pub(crate) const REASON_HEADER: &str = "x-picket-reason";
+
+/// Turns one delivery into a message, or says why it is refused.
+pub(crate) type Decoder<M> = fn(&AmqpTransport, &lapin::message::Delivery) -> Result<M, String>;
+
+impl AmqpTransport {
+    /// Consumes `queues` on a channel of each connection, re-subscribing after
+    /// a reconnect or a closed channel, and feeds decoded messages into one
+    /// inbox. Undecodable ones are dead-lettered with reason `malformed` and
+    /// logged.
+    pub(crate) fn consume<M: Send + 'static>(
+        &self,
+        queues: Vec<String>,
+        subscriptions: Vec<String>,
+        prefetch: u16,
+        decode: Decoder<M>,
+    ) -> Inbox<M> {
+        let (tx, rx) = mpsc::channel(usize::from(prefetch.max(1)));
+        let transport = self.clone();
+        tokio::spawn(async move {
+            let mut live_rx = transport.inner.live.clone();
+            while !tx.is_closed() {
+                let live = match live_rx.wait_for(Option::is_some).await {
+                    Ok(live) => live.clone().expect("waited for Some"),
+                    Err(_) => return,
+                };
+                let consumed = async {
+                    for subscription in &subscriptions {
+                        transport.ensure_subscription(&live, subscription).await?;
+                    }
+                    transport.consume_on(&live, &queues, prefetch, decode, &tx).await
+                };
+                if let Err(e) = consumed.await {
+                    tracing::warn!(error = %e, queues = ?queues, "consumer interrupted; resubscribing");
+                }
+                // Don't spin on a connection that is still marked live but broken.
+                tokio::time::sleep(BACKOFF_START).await;
+            }
+        });
+        Inbox::new(rx)
+    }
+
+    async fn consume_on<M: Send + 'static>(
+        &self,
+        live: &Live,
+        queues: &[String],
+        prefetch: u16,
+        decode: Decoder<M>,
+        tx: &mpsc::Sender<Delivery<M>>,
+    ) -> Result<(), TransportError> {
+        let channel = live.connection.create_channel().await.map_err(broker)?;
+        channel.basic_qos(prefetch.max(1), BasicQosOptions::default()).await.map_err(broker)?;
+        let (merged_tx, mut merged) = mpsc::channel(usize::from(prefetch.max(1)));
+        for queue in queues {
+            let mut consumer = channel
+                .basic_consume(
+                    queue.as_str().into(),
+                    format!("{}:{queue}", self.inner.config.connection_name).as_str().into(),
+                    BasicConsumeOptions::default(),
+                    FieldTable::default(),
+                )
+                .await
+                .map_err(broker)?;
+            let merged_tx = merged_tx.clone();
+            tokio::spawn(async move {
+                while let Some(delivery) = consumer.next().await {
+                    if merged_tx.send(delivery).await.is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+        drop(merged_tx);
+        while let Some(delivery) = merged.recv().await {
+            let delivery = delivery.map_err(broker)?;
+            match decode(self, &delivery) {
+                Ok(message) => {
+                    let settle = Box::new(AmqpSettle { transport: self.clone(), delivery: Some(delivery) });
+                    if tx.send(Delivery::new(message, settle)).await.is_err() {
+                        return Ok(());
+                    }
+                }
+                Err(reason) => {
+                    tracing::warn!(queue = %delivery.routing_key, %reason, "malformed message; dead-lettered");
+                    let settle = AmqpSettle { transport: self.clone(), delivery: Some(delivery) };
+                    let _ = Box::new(settle).reject(DeadReason::Malformed).await;
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+pub(crate) fn header_str(headers: Option<&FieldTable>, key: &str) -> Option<String> {
+    match headers?.inner().get(key)? {
+        AMQPValue::LongString(s) => Some(s.to_string()),
+        AMQPValue::ShortString(s) => Some(s.to_string()),
+        _ => None,
+    }
+}
+
+/// Settles through the delivery's acker. A reject publishes a copy to the
+/// dead-letter exchange with the reason, then acks: RabbitMQ's own
+/// dead-lettering cannot carry a reason. If that publish fails the message is
+/// rejected without requeue, so the broker dead-letters it instead.
+struct AmqpSettle {
+    transport: AmqpTransport,
+    delivery: Option<lapin::message::Delivery>,
+}
+
+impl Settle for AmqpSettle {
+    fn ack(mut self: Box<Self>) -> SettleFuture {
+        let delivery = self.delivery.take().expect("settled once");
+        Box::pin(async move { delivery.acker.ack(BasicAckOptions::default()).await.map(|_| ()).map_err(broker) })
+    }
+
+    fn requeue(mut self: Box<Self>) -> SettleFuture {
+        let delivery = self.delivery.take().expect("settled once");
+        let nack = BasicNackOptions { requeue: true, ..BasicNackOptions::default() };
+        Box::pin(async move { delivery.acker.nack(nack).await.map(|_| ()).map_err(broker) })
+    }
+
+    fn reject(mut self: Box<Self>, reason: DeadReason) -> SettleFuture {
+        let delivery = self.delivery.take().expect("settled once");
+        let transport = self.transport.clone();
+        Box::pin(async move {
+            let mut headers = delivery.properties.headers().clone().unwrap_or_default();
+            headers.insert(REASON_HEADER.into(), long(reason.as_str()));
+            let copied = match transport.live(PUBLISH_WAIT).await {
+                Ok(live) => {
+                    let properties = BasicProperties::default().with_headers(headers);
+                    transport.publish(&live, &transport.names().dead(), "", &delivery.data, properties).await
+                }
+                Err(e) => Err(e),
+            };
+            match copied {
+                Ok(()) => delivery.acker.ack(BasicAckOptions::default()).await.map(|_| ()).map_err(broker),
+                Err(e) => {
+                    tracing::warn!(error = %e, "dead-letter copy failed; rejecting to the broker's dead-letter exchange");
+                    let nack = BasicNackOptions { requeue: false, ..BasicNackOptions::default() };
+                    delivery.acker.nack(nack).await.map(|_| ()).map_err(broker)
+                }
+            }
+        })
+    }
+}
+
+/// A delivery dropped unsettled (its task panicked or was cancelled) goes
+/// back to the queue at once: the broker would otherwise keep it from every
+/// consumer until this channel closes.
+impl Drop for AmqpSettle {
+    fn drop(&mut self) {
+        let Some(delivery) = self.delivery.take() else { return };
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            runtime.spawn(async move {
+                let nack = BasicNackOptions { requeue: true, ..BasicNackOptions::default() };
+                let _ = delivery.acker.nack(nack).await;
+            });
+        }
+    }
+}
+
+pub(crate) fn decode_request(t: &AmqpTransport, d: &lapin::message::Delivery) -> Result<CheckRequest, String> {
+    if let Some(signer) = &t.inner.signer {
+        signer.verify(&d.data, d.properties.headers().as_ref())?;
+    }
+    match decode(&d.data).map_err(|e| e.to_string())? {
+        Message::CheckRequest(request) => Ok(*request),
+        _ => Err("not a check_request".into()),
+    }
+}
+
+pub(crate) fn decode_result(_: &AmqpTransport, d: &lapin::message::Delivery) -> Result<CheckResult, String> {
+    match decode(&d.data).map_err(|e| e.to_string())? {
+        Message::CheckResult(result) => Ok(*result),
+        _ => Err("not a check_result".into()),
+    }
+}
+
+pub(crate) fn decode_keepalive(_: &AmqpTransport, d: &lapin::message::Delivery) -> Result<Keepalive, String> {
+    match decode(&d.data).map_err(|e| e.to_string())? {
+        Message::Keepalive(keepalive) => Ok(keepalive),
+        _ => Err("not a keepalive".into()),
+    }
+}
+
+/// A dead letter never fails to decode: what cannot be read is reported as such.
+pub(crate) fn decode_dead_letter(_: &AmqpTransport, d: &lapin::message::Delivery) -> Result<DeadLetter, String> {
+    let headers = d.properties.headers().as_ref();
+    let reason = match header_str(headers, REASON_HEADER) {
+        // A reason a newer runner added that this build does not know.
+        Some(text) => DeadReason::parse(&text).unwrap_or(DeadReason::Malformed),
+        // Dead-lettered by the broker: a TTL expiry, or a reject after a failed copy.
+        None if death_reason(headers).as_deref() == Some("expired") => DeadReason::Expired,
+        None => DeadReason::Malformed,
+    };
+    Ok(match decode(&d.data) {
+        Ok(Message::CheckRequest(request)) => DeadLetter::of(&request, reason),
+        _ => DeadLetter { reason: DeadReason::Malformed, check: None, subscription: None, request_id: None },
+    })
+}
+
+/// The `reason` of the first `x-death` entry the broker added.
+fn death_reason(headers: Option<&FieldTable>) -> Option<String> {
+    let AMQPValue::FieldArray(deaths) = headers?.inner().get("x-death")? else { return None };
+    let AMQPValue::FieldTable(first) = deaths.as_slice().first()? else { return None };
+    header_str(Some(first), "reason")
+}
