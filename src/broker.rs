@@ -3,6 +3,7 @@
 use amqp::{AmqpConfig, check_url};
 use anyhow::anyhow;
 use clap::Args;
+use protocol::metrics::MessagesRefused;
 
 use crate::Failure;
 
@@ -14,9 +15,13 @@ pub struct BrokerArgs {
     /// Prefix of every exchange and queue, so installations can share a broker.
     #[arg(long, env = "PICKET_PREFIX", default_value = "picket")]
     pub prefix: String,
-    /// HMAC key: the scheduler signs requests, runners refuse unsigned ones.
+    /// HMAC key: every role signs what it publishes and refuses what is
+    /// unsigned or badly signed.
     #[arg(long, env = "PICKET_SIGNING_KEY", hide_env_values = true)]
     pub signing_key: Option<String>,
+    /// The key being rotated out: accepted for verification, never used to sign.
+    #[arg(long, env = "PICKET_SIGNING_KEY_PREVIOUS", hide_env_values = true)]
+    pub signing_key_previous: Option<String>,
 }
 
 impl BrokerArgs {
@@ -33,13 +38,28 @@ impl BrokerArgs {
         if !prefix_ok {
             return Err(Failure::Config(anyhow!("PICKET_PREFIX {:?} must be letters, digits, - _ .", self.prefix)));
         }
-        let signing_key = match self.signing_key.as_deref() {
-            None | Some("") => None,
-            Some(key) if key.len() < 16 => {
-                return Err(Failure::Config(anyhow!("PICKET_SIGNING_KEY must be at least 16 characters")));
-            }
-            Some(key) => Some(key.to_owned()),
-        };
-        Ok(AmqpConfig { url, prefix: self.prefix.clone(), connection_name, signing_key })
+        let signing_key = hmac_key("PICKET_SIGNING_KEY", self.signing_key.as_deref())?;
+        let previous_signing_key = hmac_key("PICKET_SIGNING_KEY_PREVIOUS", self.signing_key_previous.as_deref())?;
+        if previous_signing_key.is_some() && signing_key.is_none() {
+            return Err(Failure::Config(anyhow!("PICKET_SIGNING_KEY_PREVIOUS is set without PICKET_SIGNING_KEY")));
+        }
+        Ok(AmqpConfig {
+            url,
+            prefix: self.prefix.clone(),
+            connection_name,
+            signing_key,
+            previous_signing_key,
+            refused: MessagesRefused::default(),
+        })
+    }
+}
+
+/// An HMAC key from `variable`: unset or empty is none, and a short one is
+/// refused (the error names the variable, never the value).
+fn hmac_key(variable: &str, value: Option<&str>) -> Result<Option<String>, Failure> {
+    match value {
+        None | Some("") => Ok(None),
+        Some(key) if key.len() < 16 => Err(Failure::Config(anyhow!("{variable} must be at least 16 characters"))),
+        Some(key) => Ok(Some(key.to_owned())),
     }
 }

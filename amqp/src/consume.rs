@@ -4,10 +4,12 @@ use futures_lite::StreamExt;
 use lapin::BasicProperties;
 use lapin::options::{BasicAckOptions, BasicConsumeOptions, BasicNackOptions, BasicQosOptions};
 use lapin::types::{AMQPValue, FieldTable};
-use protocol::message::{CheckRequest, CheckResult, Keepalive, Message, decode};
+use protocol::message::{CheckRequest, CheckResult, DecodeError, Keepalive, Message, decode};
+use protocol::metrics::RefusedLabels;
 use protocol::transport::{DeadLetter, DeadReason, Delivery, Inbox, Settle, SettleFuture, TransportError};
 use tokio::sync::mpsc;
 
+use crate::signing::SIGNATURE_HEADER;
 use crate::supervisor::{BACKOFF_START, Live};
 use crate::topology::long;
 use crate::{AmqpTransport, PUBLISH_WAIT, broker};
@@ -15,16 +17,33 @@ use crate::{AmqpTransport, PUBLISH_WAIT, broker};
 /// Header carrying why a message was refused (expired, overlap, malformed…).
 pub(crate) const REASON_HEADER: &str = "x-picket-reason";
 
-/// Turns one delivery into a message, or says why it is refused.
-pub(crate) type Decoder<M> = fn(&AmqpTransport, &lapin::message::Delivery) -> Result<M, String>;
+/// Why a delivery is refused before it reaches an inbox.
+pub(crate) struct Refusal {
+    pub(crate) reason: DeadReason,
+    /// For the log: never the body, never a key.
+    pub(crate) detail: String,
+}
+
+impl From<DecodeError> for Refusal {
+    fn from(e: DecodeError) -> Self {
+        Self { reason: e.dead_reason(), detail: e.to_string() }
+    }
+}
+
+fn wrong_kind(expected: &str) -> Refusal {
+    Refusal { reason: DeadReason::Malformed, detail: format!("not a {expected}") }
+}
+
+/// Turns one (verified) delivery into a message, or says why it is refused.
+pub(crate) type Decoder<M> = fn(&lapin::message::Delivery) -> Result<M, Refusal>;
 
 impl AmqpTransport {
     /// Consumes `queues` on a channel of each connection, re-subscribing after
-    /// a reconnect or a closed channel, and feeds decoded messages into one
-    /// inbox. Undecodable ones are dead-lettered with reason `malformed` and
-    /// logged.
+    /// a reconnect or a closed channel, and feeds verified, decoded messages
+    /// of `kind` into one inbox. The others are refused (see [`Self::refuse`]).
     pub(crate) fn consume<M: Send + 'static>(
         &self,
+        kind: &'static str,
         queues: Vec<String>,
         subscriptions: Vec<String>,
         prefetch: u16,
@@ -43,7 +62,7 @@ impl AmqpTransport {
                     for subscription in &subscriptions {
                         transport.ensure_subscription(&live, subscription).await?;
                     }
-                    transport.consume_on(&live, &queues, prefetch, decode, &tx).await
+                    transport.consume_on(kind, &live, &queues, prefetch, decode, &tx).await
                 };
                 if let Err(e) = consumed.await {
                     tracing::warn!(error = %e, queues = ?queues, "consumer interrupted; resubscribing");
@@ -57,6 +76,7 @@ impl AmqpTransport {
 
     async fn consume_on<M: Send + 'static>(
         &self,
+        kind: &'static str,
         live: &Live,
         queues: &[String],
         prefetch: u16,
@@ -88,23 +108,50 @@ impl AmqpTransport {
         drop(merged_tx);
         while let Some(delivery) = merged.recv().await {
             let delivery = delivery.map_err(broker)?;
-            match decode(self, &delivery) {
+            match self.verify(&delivery).and_then(|()| decode(&delivery)) {
                 Ok(message) => {
                     let settle = Box::new(AmqpSettle { transport: self.clone(), delivery: Some(delivery) });
                     if tx.send(Delivery::new(message, settle)).await.is_err() {
                         return Ok(());
                     }
                 }
-                Err(reason) => {
-                    tracing::warn!(queue = %delivery.routing_key, %reason, "malformed message; dead-lettered");
-                    let settle = AmqpSettle { transport: self.clone(), delivery: Some(delivery) };
-                    let _ = Box::new(settle).reject(DeadReason::Malformed).await;
-                }
+                Err(refusal) => self.refuse(kind, delivery, refusal).await,
             }
         }
         Ok(())
     }
+
+    /// With a signing key, a delivery must carry a signature of its body by
+    /// the current or the previous key.
+    fn verify(&self, delivery: &lapin::message::Delivery) -> Result<(), Refusal> {
+        let Some(signer) = &self.inner.signer else { return Ok(()) };
+        let signature = header_str(delivery.properties.headers().as_ref(), SIGNATURE_HEADER);
+        signer
+            .verify(&delivery.data, signature.as_deref())
+            .map_err(|e| Refusal { reason: DeadReason::Unauthenticated, detail: e.to_string() })
+    }
+
+    /// Logs and counts a refused delivery, then dead-letters it with its
+    /// reason; it never reaches the inbox, so it changes no state. A refused
+    /// dead letter is dropped instead: a copy would come back to this queue.
+    async fn refuse(&self, kind: &'static str, delivery: lapin::message::Delivery, refusal: Refusal) {
+        let queue = delivery.routing_key.to_string();
+        let reason = refusal.reason.as_str();
+        let labels = RefusedLabels { kind: kind.to_owned(), reason: reason.to_owned() };
+        self.inner.config.refused.get_or_create(&labels).inc();
+        let settle = Box::new(AmqpSettle { transport: self.clone(), delivery: Some(delivery) });
+        if kind == DEAD_LETTER {
+            tracing::warn!(kind, %queue, reason, detail = %refusal.detail, "message refused; dropped");
+            let _ = settle.ack().await;
+        } else {
+            tracing::warn!(kind, %queue, reason, detail = %refusal.detail, "message refused; dead-lettered");
+            let _ = settle.reject(refusal.reason).await;
+        }
+    }
 }
+
+/// The `kind` label of dead letters, which are never dead-lettered again.
+pub(crate) const DEAD_LETTER: &str = "dead_letter";
 
 pub(crate) fn header_str(headers: Option<&FieldTable>, key: &str) -> Option<String> {
     match headers?.inner().get(key)? {
@@ -141,6 +188,10 @@ impl Settle for AmqpSettle {
         Box::pin(async move {
             let mut headers = delivery.properties.headers().clone().unwrap_or_default();
             headers.insert(REASON_HEADER.into(), long(reason.as_str()));
+            // Re-signed: the original may be the unsigned message refused here.
+            if let Some(signer) = &transport.inner.signer {
+                headers.insert(SIGNATURE_HEADER.into(), long(&signer.sign(&delivery.data)));
+            }
             let copied = match transport.live(PUBLISH_WAIT).await {
                 Ok(live) => {
                     let properties = BasicProperties::default().with_headers(headers);
@@ -175,32 +226,31 @@ impl Drop for AmqpSettle {
     }
 }
 
-pub(crate) fn decode_request(t: &AmqpTransport, d: &lapin::message::Delivery) -> Result<CheckRequest, String> {
-    if let Some(signer) = &t.inner.signer {
-        signer.verify(&d.data, d.properties.headers().as_ref())?;
-    }
-    match decode(&d.data).map_err(|e| e.to_string())? {
+pub(crate) fn decode_request(d: &lapin::message::Delivery) -> Result<CheckRequest, Refusal> {
+    match decode(&d.data)? {
         Message::CheckRequest(request) => Ok(*request),
-        _ => Err("not a check_request".into()),
+        _ => Err(wrong_kind("check_request")),
     }
 }
 
-pub(crate) fn decode_result(_: &AmqpTransport, d: &lapin::message::Delivery) -> Result<CheckResult, String> {
-    match decode(&d.data).map_err(|e| e.to_string())? {
+pub(crate) fn decode_result(d: &lapin::message::Delivery) -> Result<CheckResult, Refusal> {
+    match decode(&d.data)? {
         Message::CheckResult(result) => Ok(*result),
-        _ => Err("not a check_result".into()),
+        _ => Err(wrong_kind("check_result")),
     }
 }
 
-pub(crate) fn decode_keepalive(_: &AmqpTransport, d: &lapin::message::Delivery) -> Result<Keepalive, String> {
-    match decode(&d.data).map_err(|e| e.to_string())? {
+pub(crate) fn decode_keepalive(d: &lapin::message::Delivery) -> Result<Keepalive, Refusal> {
+    match decode(&d.data)? {
         Message::Keepalive(keepalive) => Ok(keepalive),
-        _ => Err("not a keepalive".into()),
+        _ => Err(wrong_kind("keepalive")),
     }
 }
 
-/// A dead letter never fails to decode: what cannot be read is reported as such.
-pub(crate) fn decode_dead_letter(_: &AmqpTransport, d: &lapin::message::Delivery) -> Result<DeadLetter, String> {
+/// A (verified) dead letter never fails to decode: its reason comes from the
+/// header, and the request's names are there when its body is a request (a
+/// refused result or keepalive is a dead letter too).
+pub(crate) fn decode_dead_letter(d: &lapin::message::Delivery) -> Result<DeadLetter, Refusal> {
     let headers = d.properties.headers().as_ref();
     let reason = match header_str(headers, REASON_HEADER) {
         // A reason a newer runner added that this build does not know.
@@ -211,7 +261,7 @@ pub(crate) fn decode_dead_letter(_: &AmqpTransport, d: &lapin::message::Delivery
     };
     Ok(match decode(&d.data) {
         Ok(Message::CheckRequest(request)) => DeadLetter::of(&request, reason),
-        _ => DeadLetter { reason: DeadReason::Malformed, check: None, subscription: None, request_id: None },
+        _ => DeadLetter { reason, check: None, subscription: None, request_id: None },
     })
 }
 

@@ -21,13 +21,15 @@ use lapin::options::{BasicPublishOptions, QueueDeclareOptions};
 use lapin::types::FieldTable;
 use lapin::{BasicProperties, Confirmation};
 use protocol::message::{CheckRequest, CheckResult, Keepalive, Message, encode};
+use protocol::metrics::MessagesRefused;
 use protocol::transport::{DeadLetter, Inbox, Transport, TransportError};
 use tokio::sync::watch;
 
 pub use lock::LeaderLock;
+pub use signing::Unauthenticated;
 pub use topology::Names;
 
-use consume::{decode_dead_letter, decode_keepalive, decode_request, decode_result};
+use consume::{DEAD_LETTER, decode_dead_letter, decode_keepalive, decode_request, decode_result};
 use signing::{SIGNATURE_HEADER, Signer};
 use supervisor::Live;
 use topology::{long, table};
@@ -43,8 +45,26 @@ pub struct AmqpConfig {
     pub prefix: String,
     /// Shown by the broker (`rabbitmqctl list_connections name`).
     pub connection_name: String,
-    /// Signs published requests and refuses unsigned or badly signed ones.
+    /// Signs every published message and refuses unsigned or badly signed
+    /// ones (`PICKET_SIGNING_KEY`).
     pub signing_key: Option<String>,
+    /// Also accepted for verification, never used to sign, so a key can be
+    /// rotated without downtime (`PICKET_SIGNING_KEY_PREVIOUS`).
+    pub previous_signing_key: Option<String>,
+    /// Counts what consumers refuse (`picket_messages_refused_total`).
+    pub refused: MessagesRefused,
+}
+
+/// Names what is set, never the URL (it may hold a password) or a key.
+impl std::fmt::Debug for AmqpConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AmqpConfig")
+            .field("prefix", &self.prefix)
+            .field("connection_name", &self.connection_name)
+            .field("signing_key", &self.signing_key.is_some())
+            .field("previous_signing_key", &self.previous_signing_key.is_some())
+            .finish_non_exhaustive()
+    }
 }
 
 /// Checks an AMQP URL without connecting; the error never repeats the URL
@@ -77,7 +97,7 @@ impl AmqpTransport {
     pub fn start(config: AmqpConfig, shutdown: tokio_util::sync::CancellationToken) -> Self {
         let (tx, rx) = watch::channel(None);
         let names = Names::new(&config.prefix);
-        let signer = config.signing_key.as_deref().map(Signer::new);
+        let signer = config.signing_key.as_deref().map(|key| Signer::new(key, config.previous_signing_key.as_deref()));
         let inner = Arc::new(Inner { config, names, signer, live: rx });
         tokio::spawn(supervisor::supervise(inner.clone(), tx, shutdown));
         Self { inner }
@@ -119,6 +139,16 @@ impl AmqpTransport {
         topology::declare_subscription(&live.publisher, &self.inner.names, subscription).await?;
         live.declared.lock().expect("declared lock").insert(subscription.to_owned());
         Ok(())
+    }
+
+    /// Properties carrying the body's signature, when there is a key.
+    fn signed(&self, body: &[u8]) -> BasicProperties {
+        match &self.inner.signer {
+            Some(signer) => {
+                BasicProperties::default().with_headers(table(&[(SIGNATURE_HEADER, long(&signer.sign(body)))]))
+            }
+            None => BasicProperties::default(),
+        }
     }
 
     /// Publishes persistently with `mandatory` and waits for the broker's confirm.
@@ -179,10 +209,7 @@ impl Transport for AmqpTransport {
         let body = encode(&Message::CheckRequest(Box::new(request.clone())));
         // The broker drops (dead-letters) the request once its deadline passes.
         let ttl_ms = (request.deadline - Utc::now()).num_milliseconds().max(1);
-        let mut properties = BasicProperties::default().with_expiration(ttl_ms.to_string().as_str().into());
-        if let Some(signer) = &self.inner.signer {
-            properties = properties.with_headers(table(&[(SIGNATURE_HEADER, long(&signer.sign(&body)))]));
-        }
+        let properties = self.signed(&body).with_expiration(ttl_ms.to_string().as_str().into());
         self.publish(&live, &self.inner.names.requests(), &request.subscription, &body, properties).await
     }
 
@@ -190,7 +217,7 @@ impl Transport for AmqpTransport {
         let live = self.live(PUBLISH_WAIT).await?;
         let names = &self.inner.names;
         let body = encode(&Message::CheckResult(Box::new(result.clone())));
-        self.publish(&live, &names.results(), &names.results(), &body, BasicProperties::default()).await
+        self.publish(&live, &names.results(), &names.results(), &body, self.signed(&body)).await
     }
 
     async fn publish_keepalive(&self, keepalive: &Keepalive) -> Result<(), TransportError> {
@@ -198,24 +225,24 @@ impl Transport for AmqpTransport {
         let names = &self.inner.names;
         let body = encode(&Message::Keepalive(keepalive.clone()));
         let ttl_ms = keepalive.interval.saturating_mul(2000).max(1000);
-        let properties = BasicProperties::default().with_expiration(ttl_ms.to_string().as_str().into());
+        let properties = self.signed(&body).with_expiration(ttl_ms.to_string().as_str().into());
         self.publish(&live, &names.keepalives(), &names.keepalives(), &body, properties).await
     }
 
     async fn requests(&self, subscriptions: &[String], prefetch: u16) -> Result<Inbox<CheckRequest>, TransportError> {
         let queues = subscriptions.iter().map(|s| self.inner.names.subscription(s)).collect();
-        Ok(self.consume(queues, subscriptions.to_vec(), prefetch, decode_request))
+        Ok(self.consume("request", queues, subscriptions.to_vec(), prefetch, decode_request))
     }
 
     async fn results(&self) -> Result<Inbox<CheckResult>, TransportError> {
-        Ok(self.consume(vec![self.inner.names.results()], vec![], 256, decode_result))
+        Ok(self.consume("result", vec![self.inner.names.results()], vec![], 256, decode_result))
     }
 
     async fn keepalives(&self) -> Result<Inbox<Keepalive>, TransportError> {
-        Ok(self.consume(vec![self.inner.names.handler_keepalives()], vec![], 64, decode_keepalive))
+        Ok(self.consume("keepalive", vec![self.inner.names.handler_keepalives()], vec![], 64, decode_keepalive))
     }
 
     async fn dead_letters(&self) -> Result<Inbox<DeadLetter>, TransportError> {
-        Ok(self.consume(vec![self.inner.names.handler_dead()], vec![], 64, decode_dead_letter))
+        Ok(self.consume(DEAD_LETTER, vec![self.inner.names.handler_dead()], vec![], 64, decode_dead_letter))
     }
 }

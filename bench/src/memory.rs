@@ -151,6 +151,8 @@ async fn publish_slow(install: &Install, port: u16, count: usize) -> anyhow::Res
             prefix: install.prefix.clone(),
             connection_name: "picket-bench-publisher".to_owned(),
             signing_key: None,
+            previous_signing_key: None,
+            refused: Default::default(),
         },
         stop.clone(),
     );
