@@ -240,6 +240,20 @@ fn poison_messages_are_dead_lettered_and_the_runner_keeps_consuming() {
         })))
     };
     rt.block_on(async {
+        // Ready means connected; the runner declares its queue as it
+        // subscribes, and until then a request is unroutable and lost.
+        let queue = format!("{}.sub.default", prefix.prefix);
+        let passive = lapin::options::QueueDeclareOptions { passive: true, ..Default::default() };
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let declared =
+                prefix.channel().await.queue_declare(queue.as_str().into(), passive, Default::default()).await;
+            if declared.is_ok_and(|q| q.consumer_count() > 0) {
+                break;
+            }
+            assert!(Instant::now() < deadline, "the runner never subscribed");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
         let channel = prefix.channel().await;
         let mut bad_sig = FieldTable::default();
         bad_sig.insert("x-picket-sig".into(), AMQPValue::LongString("00ff".into()));
@@ -399,6 +413,89 @@ fn forged_results_and_keepalives_are_refused_and_change_no_state() {
     assert!(keepalives.iter().all(|k| k["runner"] == "honest"), "{keepalives:?}");
     assert!(handler.stderr_text().contains("message refused"), "{}", handler.stderr_text());
     assert!(!handler.stderr_text().contains(key.1), "the key is never logged");
+}
+
+/// The broker closes a runner's publishing channel when it publishes to an
+/// exchange that is gone (here deleted by the test): the runner notices,
+/// reopens the channel, declares the topology again (the exchange and its
+/// binding come back) and results flow on; meanwhile its `/readyz` is 503
+/// and the requests it could not answer are requeued, not lost.
+#[test]
+fn a_publishing_channel_closed_by_the_broker_is_reopened_and_results_flow_again() {
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let target = spawn_target(&rt, Duration::ZERO);
+    let prefix = BrokerPrefix::new("chanclose", &["default"]);
+    let handler = handler(&prefix.prefix);
+    let runner = runner(&prefix.prefix, "resilient", "default", &[]);
+    let dir = checks(json!([http_check("steady", target.addr, "1s", "500ms", &["default"])]));
+    let scheduler = scheduler(&prefix.prefix, &dir, &[]);
+    assert!(
+        wait_until(Duration::from_secs(15), || handler_records(&handler, "check_result").len() >= 2),
+        "results flow before the fault: {}",
+        runner.stderr_text()
+    );
+
+    // Watch the runner's /readyz from another thread while the fault lasts.
+    let addr = runner.listen_addr();
+    let watching = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true));
+    let watcher = {
+        let watching = watching.clone();
+        std::thread::spawn(move || {
+            use std::io::{Read, Write};
+            let mut answers = Vec::new();
+            while watching.load(Ordering::SeqCst) {
+                let mut stream = std::net::TcpStream::connect(&addr).unwrap();
+                write!(stream, "GET /readyz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").unwrap();
+                let mut text = String::new();
+                stream.read_to_string(&mut text).unwrap();
+                answers.push(text.split_whitespace().nth(1).unwrap_or("?").to_owned());
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            answers
+        })
+    };
+    rt.block_on(async {
+        let channel = prefix.channel().await;
+        channel
+            .exchange_delete(format!("{}.results", prefix.prefix).as_str().into(), Default::default())
+            .await
+            .unwrap();
+    });
+    assert!(
+        runner.wait_log("the broker closed the publishing channel", Duration::from_secs(15)),
+        "the closed channel is noticed: {}",
+        runner.stderr_text()
+    );
+    let at_recovery = handler_records(&handler, "check_result").len();
+    assert!(
+        wait_until(Duration::from_secs(20), || handler_records(&handler, "check_result").len() >= at_recovery + 3),
+        "results flow again after the channel is reopened: {}",
+        runner.stderr_text()
+    );
+    runner.wait_ready(Duration::from_secs(5));
+    watching.store(false, Ordering::SeqCst);
+    let answers = watcher.join().unwrap();
+    assert_eq!(answers.last().map(String::as_str), Some("200"), "{answers:?}");
+    // The 503 lasts from the channel's close being seen to the topology being
+    // declared again, a few milliseconds here, so the watcher may or may not
+    // poll inside it; what must hold is that it is never stuck.
+    // The exchange is back: a passive declare succeeds.
+    rt.block_on(async {
+        let channel = prefix.channel().await;
+        let passive = lapin::options::ExchangeDeclareOptions { passive: true, ..Default::default() };
+        channel
+            .exchange_declare(
+                format!("{}.results", prefix.prefix).as_str().into(),
+                lapin::ExchangeKind::Direct,
+                passive,
+                Default::default(),
+            )
+            .await
+            .expect("the results exchange was declared again");
+    });
+    let published = stop_scheduler(scheduler);
+    let (results, dead) = wait_accounted(&handler, published as usize, Duration::from_secs(20));
+    assert_eq!(results.len() + dead.len(), published as usize, "nothing lost: {dead:?}");
 }
 
 #[test]

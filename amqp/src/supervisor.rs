@@ -1,9 +1,10 @@
 //! The connection supervisor. One task keeps a connection alive: it connects
 //! with capped exponential backoff, declares the topology, publishes the live
-//! connection through a `watch` channel, and starts over when the connection
-//! drops. Publishers wait briefly for a live connection; consumers
-//! re-subscribe on every new one, so roles survive a broker restart without
-//! restarting.
+//! connection through a `watch` channel, reopens the publishing channel (and
+//! declares the topology again) when the broker closes it, and starts over
+//! when the connection drops. Publishers wait briefly for a live connection;
+//! consumers re-subscribe on every new one, and when their own channel
+//! closes, so roles survive a broker restart without restarting.
 
 use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
@@ -40,27 +41,15 @@ pub(crate) async fn supervise(inner: Arc<Inner>, tx: watch::Sender<Option<Live>>
     loop {
         let attempt = tokio::select! {
             () = shutdown.cancelled() => break,
-            attempt = establish(&inner) => attempt,
+            attempt = connect(&inner) => attempt,
         };
         match attempt {
-            Ok(live) => {
+            Ok(connection) => {
                 backoff = BACKOFF_START;
                 tracing::info!(connection = %inner.config.connection_name, "connected to the broker");
-                let connection = live.connection.clone();
-                tx.send_replace(Some(live));
-                tokio::select! {
-                    () = shutdown.cancelled() => {
-                        // Held until the connection is closed: a channel whose
-                        // last handle drops meanwhile would ask to close while
-                        // the connection closes it, which lapin logs as an error.
-                        let live = tx.send_replace(None);
-                        let _ = connection.close(200, "shutting down".into()).await;
-                        drop(live);
-                        break;
-                    }
-                    () = closed(&connection) => {}
+                if keep_publishing(&inner, &tx, &shutdown, connection).await == Ended::Shutdown {
+                    break;
                 }
-                tx.send_replace(None);
                 tracing::warn!(connection = %inner.config.connection_name, "lost the broker connection; reconnecting");
             }
             Err(e) => {
@@ -76,14 +65,78 @@ pub(crate) async fn supervise(inner: Arc<Inner>, tx: watch::Sender<Option<Live>>
     tx.send_replace(None);
 }
 
-async fn closed(connection: &Connection) {
+#[derive(PartialEq, Eq)]
+enum Ended {
+    Shutdown,
+    ConnectionLost,
+}
+
+/// Keeps a publishing channel open on `connection` until it drops. A channel
+/// the broker closes (a declare it refused, a publish to a deleted exchange)
+/// takes the transport out of service (`is_connected` false, so `/readyz`
+/// answers 503) until a new channel is open and the topology declared again.
+async fn keep_publishing(
+    inner: &Inner,
+    tx: &watch::Sender<Option<Live>>,
+    shutdown: &CancellationToken,
+    connection: Connection,
+) -> Ended {
+    let connection = Arc::new(connection);
+    let mut backoff = BACKOFF_START;
     while connection.status().connected() {
+        let opened = tokio::select! {
+            () = shutdown.cancelled() => return close(tx, &connection).await,
+            opened = open_publisher(&connection, inner) => opened,
+        };
+        let publisher = match opened {
+            Ok(publisher) => publisher,
+            Err(e) => {
+                tracing::warn!(error = %e, retry_in = ?backoff, "cannot open the publishing channel");
+                tokio::select! {
+                    () = shutdown.cancelled() => return close(tx, &connection).await,
+                    () = tokio::time::sleep(backoff) => {}
+                }
+                backoff = (backoff * 2).min(BACKOFF_CAP);
+                continue;
+            }
+        };
+        backoff = BACKOFF_START;
+        let watched = publisher.clone();
+        tx.send_replace(Some(Live { connection: connection.clone(), publisher, declared: Arc::default() }));
+        tokio::select! {
+            () = shutdown.cancelled() => return close(tx, &connection).await,
+            () = closed(&connection, &watched) => {}
+        }
+        tx.send_replace(None);
+        if connection.status().connected() {
+            tracing::warn!(
+                connection = %inner.config.connection_name,
+                "the broker closed the publishing channel; reopening it and declaring the topology again"
+            );
+        }
+    }
+    Ended::ConnectionLost
+}
+
+/// Closes the connection at shutdown. The live handles are held until it is
+/// closed: a channel whose last handle drops meanwhile would ask to close
+/// while the connection closes it, which lapin logs as an error.
+async fn close(tx: &watch::Sender<Option<Live>>, connection: &Connection) -> Ended {
+    let live = tx.send_replace(None);
+    let _ = connection.close(200, "shutting down".into()).await;
+    drop(live);
+    Ended::Shutdown
+}
+
+/// Resolves when the connection or its publishing channel is no longer open.
+async fn closed(connection: &Connection, publisher: &Channel) {
+    while connection.status().connected() && publisher.status().connected() {
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
 }
 
-/// Connects and declares everything but the subscription queues.
-async fn establish(inner: &Inner) -> Result<Live, TransportError> {
+/// Connects, with the URL's password kept out of every error.
+async fn connect(inner: &Inner) -> Result<Connection, TransportError> {
     let properties = ConnectionProperties::default().with_connection_name(inner.config.connection_name.as_str().into());
     // lapin's error text can include the URI; report only the kind of failure.
     let failed = |e: &dyn std::fmt::Display| {
@@ -91,9 +144,7 @@ async fn establish(inner: &Inner) -> Result<Live, TransportError> {
     };
     let mut uri = inner.config.url.parse::<lapin::uri::AMQPUri>().map_err(|e| failed(&e))?;
     uri.query.frame_max.get_or_insert(FRAME_MAX);
-    let connection = Connection::connect_uri(uri, properties).await.map_err(|e| failed(&e))?;
-    let publisher = open_publisher(&connection, inner).await?;
-    Ok(Live { connection: Arc::new(connection), publisher, declared: Arc::default() })
+    Connection::connect_uri(uri, properties).await.map_err(|e| failed(&e))
 }
 
 /// A confirm-mode channel on which the topology has just been declared.
