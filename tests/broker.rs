@@ -419,7 +419,8 @@ fn forged_results_and_keepalives_are_refused_and_change_no_state() {
 /// exchange that is gone (here deleted by the test): the runner notices,
 /// reopens the channel, declares the topology again (the exchange and its
 /// binding come back) and results flow on; meanwhile its `/readyz` is 503
-/// and the requests it could not answer are requeued, not lost.
+/// and the requests it could not answer are requeued, not lost. Then the
+/// handler's consumer is cancelled the same way, and resubscribes.
 #[test]
 fn a_publishing_channel_closed_by_the_broker_is_reopened_and_results_flow_again() {
     let rt = tokio::runtime::Runtime::new().unwrap();
@@ -493,6 +494,25 @@ fn a_publishing_channel_closed_by_the_broker_is_reopened_and_results_flow_again(
             .await
             .expect("the results exchange was declared again");
     });
+
+    // Deleting the results queue cancels the handler's consumer: it
+    // resubscribes, declaring the queue again, and results flow on (those
+    // published meanwhile were unroutable, so the runner requeued them).
+    rt.block_on(async {
+        let channel = prefix.channel().await;
+        channel.queue_delete(format!("{}.results", prefix.prefix).as_str().into(), Default::default()).await.unwrap();
+    });
+    assert!(
+        handler.wait_log("resubscribing", Duration::from_secs(10)),
+        "the cancelled consumer is noticed: {}",
+        handler.stderr_text()
+    );
+    let at_resubscribe = handler_records(&handler, "check_result").len();
+    assert!(
+        wait_until(Duration::from_secs(20), || handler_records(&handler, "check_result").len() >= at_resubscribe + 3),
+        "results reach the handler again after its queue is declared again: {}",
+        handler.stderr_text()
+    );
     let published = stop_scheduler(scheduler);
     let (results, dead) = wait_accounted(&handler, published as usize, Duration::from_secs(20));
     assert_eq!(results.len() + dead.len(), published as usize, "nothing lost: {dead:?}");

@@ -11,7 +11,7 @@ use tokio::sync::mpsc;
 
 use crate::signing::SIGNATURE_HEADER;
 use crate::supervisor::{BACKOFF_START, Live};
-use crate::topology::long;
+use crate::topology::{self, long};
 use crate::{AmqpTransport, PUBLISH_WAIT, broker};
 
 /// Header carrying why a message was refused (expired, overlap, malformed…).
@@ -37,19 +37,30 @@ fn wrong_kind(expected: &str) -> Refusal {
 /// Turns one (verified) delivery into a message, or says why it is refused.
 pub(crate) type Decoder<M> = fn(&lapin::message::Delivery) -> Result<M, Refusal>;
 
+/// What one inbox reads.
+pub(crate) struct Consumer<M> {
+    /// The `kind` label of refusals: `request`, `result`, `keepalive`, `dead_letter`.
+    pub(crate) kind: &'static str,
+    pub(crate) queues: Vec<String>,
+    /// Subscription queues among `queues`, declared before consuming.
+    pub(crate) subscriptions: Vec<String>,
+    pub(crate) prefetch: u16,
+    pub(crate) decode: Decoder<M>,
+}
+
+impl<M> Consumer<M> {
+    /// One queue of the fixed topology.
+    pub(crate) fn of(kind: &'static str, queue: String, prefetch: u16, decode: Decoder<M>) -> Self {
+        Self { kind, queues: vec![queue], subscriptions: Vec::new(), prefetch, decode }
+    }
+}
+
 impl AmqpTransport {
-    /// Consumes `queues` on a channel of each connection, re-subscribing after
-    /// a reconnect or a closed channel, and feeds verified, decoded messages
-    /// of `kind` into one inbox. The others are refused (see [`Self::refuse`]).
-    pub(crate) fn consume<M: Send + 'static>(
-        &self,
-        kind: &'static str,
-        queues: Vec<String>,
-        subscriptions: Vec<String>,
-        prefetch: u16,
-        decode: Decoder<M>,
-    ) -> Inbox<M> {
-        let (tx, rx) = mpsc::channel(usize::from(prefetch.max(1)));
+    /// Consumes the queues on a channel of each connection, re-subscribing
+    /// after a reconnect or a closed channel, and feeds verified, decoded
+    /// messages into one inbox. The others are refused (see [`Self::refuse`]).
+    pub(crate) fn consume<M: Send + 'static>(&self, consumer: Consumer<M>) -> Inbox<M> {
+        let (tx, rx) = mpsc::channel(usize::from(consumer.prefetch.max(1)));
         let transport = self.clone();
         tokio::spawn(async move {
             let mut live_rx = transport.inner.live.clone();
@@ -58,14 +69,15 @@ impl AmqpTransport {
                     Ok(live) => live.clone().expect("waited for Some"),
                     Err(_) => return,
                 };
-                let consumed = async {
-                    for subscription in &subscriptions {
-                        transport.ensure_subscription(&live, subscription).await?;
+                match transport.consume_on(&live, &consumer, &tx).await {
+                    Err(e) => {
+                        tracing::warn!(error = %e, queues = ?consumer.queues, "consumer interrupted; resubscribing")
                     }
-                    transport.consume_on(kind, &live, &queues, prefetch, decode, &tx).await
-                };
-                if let Err(e) = consumed.await {
-                    tracing::warn!(error = %e, queues = ?queues, "consumer interrupted; resubscribing");
+                    // The stream ended: the broker cancelled the consumer (its queue was deleted).
+                    Ok(()) if !tx.is_closed() => {
+                        tracing::warn!(queues = ?consumer.queues, "consumer cancelled by the broker; resubscribing");
+                    }
+                    Ok(()) => {}
                 }
                 // Don't spin on a connection that is still marked live but broken.
                 tokio::time::sleep(BACKOFF_START).await;
@@ -76,14 +88,19 @@ impl AmqpTransport {
 
     async fn consume_on<M: Send + 'static>(
         &self,
-        kind: &'static str,
         live: &Live,
-        queues: &[String],
-        prefetch: u16,
-        decode: Decoder<M>,
+        consumer: &Consumer<M>,
         tx: &mpsc::Sender<Delivery<M>>,
     ) -> Result<(), TransportError> {
+        let Consumer { kind, queues, subscriptions, prefetch, decode } = consumer;
+        let (kind, prefetch) = (*kind, *prefetch);
         let channel = live.connection.create_channel().await.map_err(broker)?;
+        // Declared on every (re)subscription: a queue someone deleted, which
+        // is what cancels a consumer, is back before it is consumed again.
+        topology::declare(&channel, self.names()).await?;
+        for subscription in subscriptions {
+            topology::declare_subscription(&channel, self.names(), subscription).await?;
+        }
         channel.basic_qos(prefetch.max(1), BasicQosOptions::default()).await.map_err(broker)?;
         let (merged_tx, mut merged) = mpsc::channel(usize::from(prefetch.max(1)));
         for queue in queues {

@@ -29,7 +29,7 @@ pub use lock::LeaderLock;
 pub use signing::Unauthenticated;
 pub use topology::Names;
 
-use consume::{DEAD_LETTER, decode_dead_letter, decode_keepalive, decode_request, decode_result};
+use consume::{Consumer, DEAD_LETTER, decode_dead_letter, decode_keepalive, decode_request, decode_result};
 use signing::{SIGNATURE_HEADER, Signer};
 use supervisor::Live;
 use topology::{long, table};
@@ -231,18 +231,19 @@ impl Transport for AmqpTransport {
 
     async fn requests(&self, subscriptions: &[String], prefetch: u16) -> Result<Inbox<CheckRequest>, TransportError> {
         let queues = subscriptions.iter().map(|s| self.inner.names.subscription(s)).collect();
-        Ok(self.consume("request", queues, subscriptions.to_vec(), prefetch, decode_request))
+        let subscriptions = subscriptions.to_vec();
+        Ok(self.consume(Consumer { kind: "request", queues, subscriptions, prefetch, decode: decode_request }))
     }
 
     async fn results(&self) -> Result<Inbox<CheckResult>, TransportError> {
-        Ok(self.consume("result", vec![self.inner.names.results()], vec![], 256, decode_result))
+        Ok(self.consume(Consumer::of("result", self.inner.names.results(), 256, decode_result)))
     }
 
     async fn keepalives(&self) -> Result<Inbox<Keepalive>, TransportError> {
-        Ok(self.consume("keepalive", vec![self.inner.names.handler_keepalives()], vec![], 64, decode_keepalive))
+        Ok(self.consume(Consumer::of("keepalive", self.inner.names.handler_keepalives(), 64, decode_keepalive)))
     }
 
     async fn dead_letters(&self) -> Result<Inbox<DeadLetter>, TransportError> {
-        Ok(self.consume(DEAD_LETTER, vec![self.inner.names.handler_dead()], vec![], 64, decode_dead_letter))
+        Ok(self.consume(Consumer::of(DEAD_LETTER, self.inner.names.handler_dead(), 64, decode_dead_letter)))
     }
 }
