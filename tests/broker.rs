@@ -240,12 +240,35 @@ fn poison_messages_are_dead_lettered_and_the_runner_keeps_consuming() {
         })))
     };
     rt.block_on(async {
+        // Ready means connected; the runner declares its queue as it
+        // subscribes, and until then a request is unroutable and lost.
+        let queue = format!("{}.sub.default", prefix.prefix);
+        let passive = lapin::options::QueueDeclareOptions { passive: true, ..Default::default() };
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let declared =
+                prefix.channel().await.queue_declare(queue.as_str().into(), passive, Default::default()).await;
+            if declared.is_ok_and(|q| q.consumer_count() > 0) {
+                break;
+            }
+            assert!(Instant::now() < deadline, "the runner never subscribed");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
         let channel = prefix.channel().await;
         let mut bad_sig = FieldTable::default();
         bad_sig.insert("x-picket-sig".into(), AMQPValue::LongString("00ff".into()));
+        // Signed with the key: what cannot be decoded is malformed, not unauthenticated.
+        let signed = |body: &[u8]| {
+            let hmac = ring::hmac::Key::new(ring::hmac::HMAC_SHA256, key.1.as_bytes());
+            let sig: String = ring::hmac::sign(&hmac, body).as_ref().iter().map(|b| format!("{b:02x}")).collect();
+            let mut headers = FieldTable::default();
+            headers.insert("x-picket-sig".into(), AMQPValue::LongString(sig.into()));
+            headers
+        };
+        let v2 = br#"{"v": 2, "kind": "check_request"}"#.to_vec();
         for (body, headers) in [
-            (b"not json".to_vec(), FieldTable::default()),
-            (br#"{"v": 2, "kind": "check_request"}"#.to_vec(), FieldTable::default()),
+            (b"not json".to_vec(), signed(b"not json")),
+            (v2.clone(), signed(&v2)),
             (forged.clone(), FieldTable::default()),
             (forged, bad_sig),
         ] {
@@ -265,8 +288,10 @@ fn poison_messages_are_dead_lettered_and_the_runner_keeps_consuming() {
     });
     let (_, dead) = wait_accounted(&handler, 4, Duration::from_secs(10));
     assert_eq!(dead.len(), 4, "{dead:?}");
-    assert!(dead.iter().all(|d| d["reason"] == "malformed"), "{dead:?}");
-    assert!(_runner.stderr_text().contains("unsigned request"), "{}", _runner.stderr_text());
+    let reasons: Vec<&str> = dead.iter().map(|d| d["reason"].as_str().unwrap()).collect();
+    assert_eq!(reasons.iter().filter(|r| **r == "malformed").count(), 2, "{dead:?}");
+    assert_eq!(reasons.iter().filter(|r| **r == "unauthenticated").count(), 2, "{dead:?}");
+    assert!(_runner.stderr_text().contains("unsigned (PICKET_SIGNING_KEY is set)"), "{}", _runner.stderr_text());
     assert!(_runner.stderr_text().contains("bad signature"), "{}", _runner.stderr_text());
 
     let dir = checks(json!([http_check("honest", target.addr, "1s", "500ms", &["default"])]));
@@ -277,6 +302,220 @@ fn poison_messages_are_dead_lettered_and_the_runner_keeps_consuming() {
     );
     stop_scheduler(scheduler);
     assert_eq!(target.connections.load(Ordering::SeqCst), handler_records(&handler, "check_result").len());
+}
+
+/// With a signing key, a result or keepalive published by someone without
+/// it (unsigned, or signed with another key) is dead-lettered as
+/// `unauthenticated`, counted, and never reaches the handler's sink: no
+/// CRITICAL for a check that is up, no runner that does not exist.
+#[test]
+fn forged_results_and_keepalives_are_refused_and_change_no_state() {
+    use lapin::options::BasicPublishOptions;
+    use lapin::types::{AMQPValue, FieldTable};
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let target = spawn_target(&rt, Duration::ZERO);
+    let prefix = BrokerPrefix::new("forged", &["default"]);
+    let key = ("PICKET_SIGNING_KEY", "a-test-signing-key-0123456789");
+    let handler = Role::start(&prefix.prefix, &["handler"], &[key]);
+    handler.wait_ready(Duration::from_secs(15));
+    let _runner = runner(&prefix.prefix, "honest", "default", &[key, ("PICKET_KEEPALIVE_INTERVAL", "1s")]);
+    let dir = checks(json!([http_check("real", target.addr, "1s", "500ms", &["default"])]));
+    let scheduler = scheduler(&prefix.prefix, &dir, &[key]);
+    assert!(
+        wait_until(Duration::from_secs(15), || {
+            !handler_records(&handler, "check_result").is_empty() && !handler_records(&handler, "keepalive").is_empty()
+        }),
+        "signed results and keepalives are accepted: {}",
+        handler.stderr_text()
+    );
+
+    let now = chrono::Utc::now().to_rfc3339();
+    let result = json!({"v": 1, "kind": "check_result", "request_id": "forged-result", "check": "real",
+        "subscription": "default", "runner": "mallory", "status": 2, "output": "forged outage",
+        "scheduled_at": now, "started_at": now, "duration_ms": 1, "lateness_ms": 0,
+        "policy": {"occurrences": 1, "refresh_secs": 60}});
+    let keepalive = json!({"v": 1, "kind": "keepalive", "runner": "mallory", "subscriptions": ["default"],
+        "version": "0", "started_at": now, "in_flight": 0, "executed": 0, "interval": 1});
+    rt.block_on(async {
+        let channel = prefix.channel().await;
+        let mut wrong_key = FieldTable::default();
+        // A well-formed HMAC-SHA256 (64 hex digits) of another key.
+        wrong_key.insert("x-picket-sig".into(), AMQPValue::LongString("ab".repeat(32).into()));
+        for (exchange, body) in [("results", &result), ("keepalives", &keepalive)] {
+            let exchange = format!("{}.{exchange}", prefix.prefix);
+            for headers in [FieldTable::default(), wrong_key.clone()] {
+                channel
+                    .basic_publish(
+                        exchange.as_str().into(),
+                        exchange.as_str().into(),
+                        BasicPublishOptions { mandatory: true, ..BasicPublishOptions::default() },
+                        body.to_string().as_bytes(),
+                        lapin::BasicProperties::default().with_headers(headers),
+                    )
+                    .await
+                    .unwrap()
+                    .await
+                    .unwrap();
+            }
+        }
+        // A forged dead letter straight to the dead-letter exchange: an
+        // `expired` one would raise `missed`.
+        let mut expired = FieldTable::default();
+        expired.insert("x-picket-reason".into(), AMQPValue::LongString("expired".into()));
+        channel
+            .basic_publish(
+                format!("{}.dead", prefix.prefix).as_str().into(),
+                "".into(),
+                BasicPublishOptions::default(),
+                br#"{"v": 1, "kind": "check_request"}"#,
+                lapin::BasicProperties::default().with_headers(expired),
+            )
+            .await
+            .unwrap()
+            .await
+            .unwrap();
+    });
+    let refused = |kind: &str| {
+        handler
+            .get("/metrics")
+            .lines()
+            .filter(|l| {
+                l.starts_with("picket_messages_refused_total{")
+                    && l.contains(&format!("kind=\"{kind}\""))
+                    && l.contains("reason=\"unauthenticated\"")
+            })
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+            .sum::<f64>()
+    };
+    assert!(
+        wait_until(Duration::from_secs(10), || {
+            refused("result") == 2.0 && refused("keepalive") == 2.0 && refused("dead_letter") == 1.0
+        }),
+        "refusals counted: {}",
+        handler.get("/metrics")
+    );
+    assert!(
+        wait_until(Duration::from_secs(10), || {
+            handler_records(&handler, "dead_letter").iter().filter(|d| d["reason"] == "unauthenticated").count() == 4
+        }),
+        "the forged messages are dead-lettered as unauthenticated: {:?}",
+        handler_records(&handler, "dead_letter")
+    );
+    // Later honest results are still taken, so the forged ones had their chance.
+    let seen = handler_records(&handler, "check_result").len();
+    assert!(wait_until(Duration::from_secs(10), || handler_records(&handler, "check_result").len() > seen + 1));
+    stop_scheduler(scheduler);
+    let results = handler_records(&handler, "check_result");
+    assert!(results.iter().all(|r| r["runner"] == "honest" && r["status"] == 0), "{results:?}");
+    let dead = handler_records(&handler, "dead_letter");
+    assert!(dead.iter().all(|d| d["reason"] == "unauthenticated"), "{dead:?}");
+    let keepalives = handler_records(&handler, "keepalive");
+    assert!(keepalives.iter().all(|k| k["runner"] == "honest"), "{keepalives:?}");
+    assert!(handler.stderr_text().contains("message refused"), "{}", handler.stderr_text());
+    assert!(!handler.stderr_text().contains(key.1), "the key is never logged");
+}
+
+/// The broker closes a runner's publishing channel when it publishes to an
+/// exchange that is gone (here deleted by the test): the runner notices,
+/// reopens the channel, declares the topology again (the exchange and its
+/// binding come back) and results flow on; meanwhile its `/readyz` is 503
+/// and the requests it could not answer are requeued, not lost. Then the
+/// handler's consumer is cancelled the same way, and resubscribes.
+#[test]
+fn a_publishing_channel_closed_by_the_broker_is_reopened_and_results_flow_again() {
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let target = spawn_target(&rt, Duration::ZERO);
+    let prefix = BrokerPrefix::new("chanclose", &["default"]);
+    let handler = handler(&prefix.prefix);
+    let runner = runner(&prefix.prefix, "resilient", "default", &[]);
+    let dir = checks(json!([http_check("steady", target.addr, "1s", "500ms", &["default"])]));
+    let scheduler = scheduler(&prefix.prefix, &dir, &[]);
+    assert!(
+        wait_until(Duration::from_secs(15), || handler_records(&handler, "check_result").len() >= 2),
+        "results flow before the fault: {}",
+        runner.stderr_text()
+    );
+
+    // Watch the runner's /readyz from another thread while the fault lasts.
+    let addr = runner.listen_addr();
+    let watching = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true));
+    let watcher = {
+        let watching = watching.clone();
+        std::thread::spawn(move || {
+            use std::io::{Read, Write};
+            let mut answers = Vec::new();
+            while watching.load(Ordering::SeqCst) {
+                let mut stream = std::net::TcpStream::connect(&addr).unwrap();
+                write!(stream, "GET /readyz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").unwrap();
+                let mut text = String::new();
+                stream.read_to_string(&mut text).unwrap();
+                answers.push(text.split_whitespace().nth(1).unwrap_or("?").to_owned());
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            answers
+        })
+    };
+    rt.block_on(async {
+        let channel = prefix.channel().await;
+        channel
+            .exchange_delete(format!("{}.results", prefix.prefix).as_str().into(), Default::default())
+            .await
+            .unwrap();
+    });
+    assert!(
+        runner.wait_log("the broker closed the publishing channel", Duration::from_secs(15)),
+        "the closed channel is noticed: {}",
+        runner.stderr_text()
+    );
+    let at_recovery = handler_records(&handler, "check_result").len();
+    assert!(
+        wait_until(Duration::from_secs(20), || handler_records(&handler, "check_result").len() >= at_recovery + 3),
+        "results flow again after the channel is reopened: {}",
+        runner.stderr_text()
+    );
+    runner.wait_ready(Duration::from_secs(5));
+    watching.store(false, Ordering::SeqCst);
+    let answers = watcher.join().unwrap();
+    assert_eq!(answers.last().map(String::as_str), Some("200"), "{answers:?}");
+    // The 503 lasts from the channel's close being seen to the topology being
+    // declared again, a few milliseconds here, so the watcher may or may not
+    // poll inside it; what must hold is that it is never stuck.
+    // The exchange is back: a passive declare succeeds.
+    rt.block_on(async {
+        let channel = prefix.channel().await;
+        let passive = lapin::options::ExchangeDeclareOptions { passive: true, ..Default::default() };
+        channel
+            .exchange_declare(
+                format!("{}.results", prefix.prefix).as_str().into(),
+                lapin::ExchangeKind::Direct,
+                passive,
+                Default::default(),
+            )
+            .await
+            .expect("the results exchange was declared again");
+    });
+
+    // Deleting the results queue cancels the handler's consumer: it
+    // resubscribes, declaring the queue again, and results flow on (those
+    // published meanwhile were unroutable, so the runner requeued them).
+    rt.block_on(async {
+        let channel = prefix.channel().await;
+        channel.queue_delete(format!("{}.results", prefix.prefix).as_str().into(), Default::default()).await.unwrap();
+    });
+    assert!(
+        handler.wait_log("resubscribing", Duration::from_secs(10)),
+        "the cancelled consumer is noticed: {}",
+        handler.stderr_text()
+    );
+    let at_resubscribe = handler_records(&handler, "check_result").len();
+    assert!(
+        wait_until(Duration::from_secs(20), || handler_records(&handler, "check_result").len() >= at_resubscribe + 3),
+        "results reach the handler again after its queue is declared again: {}",
+        handler.stderr_text()
+    );
+    let published = stop_scheduler(scheduler);
+    let (results, dead) = wait_accounted(&handler, published as usize, Duration::from_secs(20));
+    assert_eq!(results.len() + dead.len(), published as usize, "nothing lost: {dead:?}");
 }
 
 #[test]

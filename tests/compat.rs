@@ -82,3 +82,51 @@ fn a_handler_reads_a_newer_runners_results_keepalives_and_dead_letters() {
     assert!(dead.iter().all(|d| d["check"] == "api-health" && d["request_id"] == request["id"]), "{dead:?}");
     assert!(!handler.stderr_text().contains("malformed message"), "{}", handler.stderr_text());
 }
+
+#[test]
+fn a_request_whose_check_this_runner_does_not_fully_know_is_dead_lettered_unsupported() {
+    use std::sync::atomic::Ordering;
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let target = crate::support::spawn_target(&rt, Duration::ZERO);
+    let prefix = BrokerPrefix::new("unsupported", &["default"]);
+    let handler = Role::start(&prefix.prefix, &["handler"], &[]);
+    handler.wait_ready(Duration::from_secs(15));
+    let runner = Role::start(&prefix.prefix, &["runner"], &[("PICKET_RUNNER_NAME", "older")]);
+    runner.wait_ready(Duration::from_secs(15));
+    let now = chrono::Utc::now();
+    let mut request = golden("check_request_http");
+    request["check"] = json!({
+        "name": "newer", "type": "http", "url": format!("http://{}/", target.addr), "interval": "10s",
+        "expect": {"status": [200], "body_json": {"path": "$.ok", "equals": true}}
+    });
+    request["scheduled_at"] = json!(now);
+    request["deadline"] = json!(now + chrono::Duration::seconds(30));
+    rt.block_on(async {
+        prefix
+            .channel()
+            .await
+            .basic_publish(
+                format!("{}.requests", prefix.prefix).as_str().into(),
+                "default".into(),
+                BasicPublishOptions::default(),
+                &serde_json::to_vec(&request).unwrap(),
+                lapin::BasicProperties::default(),
+            )
+            .await
+            .unwrap()
+            .await
+            .unwrap();
+    });
+    assert!(
+        wait_until(Duration::from_secs(10), || !handler_records(&handler, "dead_letter").is_empty()),
+        "{}",
+        runner.stderr_text()
+    );
+    let dead = handler_records(&handler, "dead_letter");
+    assert_eq!(dead.len(), 1, "{dead:?}");
+    assert_eq!(dead[0]["reason"], "unsupported", "{dead:?}");
+    assert_eq!(dead[0]["check"], "newer", "{dead:?}");
+    assert!(runner.stderr_text().contains("check.expect.body_json"), "{}", runner.stderr_text());
+    assert!(handler_records(&handler, "check_result").is_empty());
+    assert_eq!(target.connections.load(Ordering::SeqCst), 0, "the weaker check ran");
+}

@@ -6,11 +6,11 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
+use amqp::{AmqpConfig, AmqpTransport};
 use anyhow::{Context, bail};
 use chrono::Utc;
 use protocol::definition::parse_check;
 use protocol::transport::Transport;
-use protocol::transport::amqp::{AmqpConfig, AmqpTransport};
 use protocol::{CheckDefinition, CheckRequest};
 use serde_json::json;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -151,6 +151,8 @@ async fn publish_slow(install: &Install, port: u16, count: usize) -> anyhow::Res
             prefix: install.prefix.clone(),
             connection_name: "picket-bench-publisher".to_owned(),
             signing_key: None,
+            previous_signing_key: None,
+            refused: Default::default(),
         },
         stop.clone(),
     );

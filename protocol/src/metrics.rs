@@ -32,6 +32,28 @@ pub struct ProbeLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RefusedLabels {
+    /// `request`, `result`, `keepalive` or `dead_letter`.
+    pub kind: String,
+    /// A `DeadReason`: `unauthenticated`, `malformed`, `unsupported`.
+    pub reason: String,
+}
+
+/// Messages a consumer refused before they reached its inbox.
+pub type MessagesRefused = Family<RefusedLabels, Counter>;
+
+/// Registers `picket_messages_refused_total` (the transport counts into it).
+pub fn register_messages_refused(registry: &mut Registry) -> MessagesRefused {
+    let family = MessagesRefused::default();
+    registry.sub_registry_with_prefix("picket").register(
+        "messages_refused",
+        "Messages refused on receipt (unsigned, badly signed, undecodable), by kind and reason",
+        family.clone(),
+    );
+    family
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct SubscriptionLabels {
     pub subscription: String,
 }

@@ -5,12 +5,12 @@
 use std::net::SocketAddr;
 use std::process::ExitCode;
 
+use amqp::AmqpTransport;
 use clap::Args;
 use handlers::json_log::JsonLog;
 use handlers::{Both, SinkHealth};
 use protocol::Catalog;
 use protocol::metrics::Metrics;
-use protocol::transport::amqp::AmqpTransport;
 use tokio_util::sync::CancellationToken;
 
 use crate::Failure;

@@ -7,9 +7,9 @@ pub mod scheduler;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
+use amqp::{AmqpConfig, AmqpTransport};
 use anyhow::Context;
 use prometheus_client::registry::Registry;
-use protocol::transport::amqp::{AmqpConfig, AmqpTransport};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
@@ -36,13 +36,14 @@ impl Role {
     pub async fn start(
         config: AmqpConfig,
         listen: SocketAddr,
-        registry: Registry,
+        mut registry: Registry,
         ready: impl FnOnce(&AmqpTransport) -> Readiness,
     ) -> Result<Self, Failure> {
         let stop = CancellationToken::new();
         crate::shutdown::on_signal(stop.clone()).context("cannot install signal handlers")?;
         let stop_transport = CancellationToken::new();
-        let transport = AmqpTransport::start(config, stop_transport.clone());
+        let refused = protocol::metrics::register_messages_refused(&mut registry);
+        let transport = AmqpTransport::start(AmqpConfig { refused, ..config }, stop_transport.clone());
         let stop_serving = CancellationToken::new();
         let server = crate::serve::bind(listen, registry, ready(&transport), stop_serving.clone()).await?;
         Ok(Self { stop, transport, stop_transport, stop_serving, server: tokio::spawn(server) })

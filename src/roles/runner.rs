@@ -7,13 +7,13 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
+use amqp::AmqpTransport;
 use chrono::Utc;
 use clap::Args;
 use protocol::HumanDuration;
 use protocol::message::Keepalive;
 use protocol::metrics::Metrics;
 use protocol::transport::Transport;
-use protocol::transport::amqp::AmqpTransport;
 use runner::pool::RunnerStats;
 use runner::{RunnerConfig, RunnerPool};
 use tokio_util::sync::CancellationToken;

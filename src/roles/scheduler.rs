@@ -7,10 +7,10 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::{Duration, SystemTime};
 
+use amqp::AmqpTransport;
 use clap::Args;
 use protocol::Catalog;
 use protocol::metrics::{self, Metrics};
-use protocol::transport::amqp::AmqpTransport;
 use scheduler::publisher::CheckSet;
 use scheduler::{Scheduler, SchedulerConfig};
 use serde_json::json;

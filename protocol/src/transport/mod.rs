@@ -1,5 +1,6 @@
 //! How roles exchange messages. One trait, two implementations: [`memory`]
-//! (standalone, tests) and, for the distributed roles, RabbitMQ.
+//! (standalone, tests) and, for the distributed roles, RabbitMQ (the
+//! `picket-amqp` crate).
 //!
 //! Consumers read an [`Inbox`] of [`Delivery`]s and settle each one: `ack`
 //! when its work is done (for a request: its result is published), `reject`
@@ -8,7 +9,6 @@
 //! delivery is never just held: a broker keeps an unsettled delivery from
 //! every other consumer until its channel closes.
 
-pub mod amqp;
 mod backoff;
 pub mod memory;
 

@@ -1,0 +1,249 @@
+//! The RabbitMQ transport (DESIGN.md §5), the only crate that imports lapin.
+//!
+//! [`supervisor`] keeps the connection and its publishing channel alive,
+//! [`topology`] names and declares exchanges and queues, [`consume`] feeds
+//! queues into inboxes and settles deliveries, [`signing`] signs and
+//! verifies bodies, and [`lock`] is the scheduler's leader lock.
+
+#![forbid(unsafe_code)]
+
+mod consume;
+mod lock;
+mod signing;
+mod supervisor;
+mod topology;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::Utc;
+use lapin::options::{BasicPublishOptions, QueueDeclareOptions};
+use lapin::types::FieldTable;
+use lapin::{BasicProperties, Confirmation};
+use protocol::message::{CheckRequest, CheckResult, Keepalive, Message, encode};
+use protocol::metrics::MessagesRefused;
+use protocol::transport::{DeadLetter, Inbox, Transport, TransportError};
+use tokio::sync::watch;
+
+pub use lock::LeaderLock;
+pub use signing::Unauthenticated;
+pub use topology::Names;
+
+use consume::{Consumer, DEAD_LETTER, decode_dead_letter, decode_keepalive, decode_request, decode_result};
+use signing::{SIGNATURE_HEADER, Signer};
+use supervisor::Live;
+use topology::{long, table};
+
+/// How long a publisher waits for a connection before reporting failure.
+const PUBLISH_WAIT: Duration = Duration::from_secs(5);
+
+#[derive(Clone)]
+pub struct AmqpConfig {
+    /// `amqp://user:pass@host:5672/vhost` or `amqps://…`; never logged.
+    pub url: String,
+    /// Prefix of every exchange and queue name (`PICKET_PREFIX`).
+    pub prefix: String,
+    /// Shown by the broker (`rabbitmqctl list_connections name`).
+    pub connection_name: String,
+    /// Signs every published message and refuses unsigned or badly signed
+    /// ones (`PICKET_SIGNING_KEY`).
+    pub signing_key: Option<String>,
+    /// Also accepted for verification, never used to sign, so a key can be
+    /// rotated without downtime (`PICKET_SIGNING_KEY_PREVIOUS`).
+    pub previous_signing_key: Option<String>,
+    /// Counts what consumers refuse (`picket_messages_refused_total`).
+    pub refused: MessagesRefused,
+}
+
+/// Names what is set, never the URL (it may hold a password) or a key.
+impl std::fmt::Debug for AmqpConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AmqpConfig")
+            .field("prefix", &self.prefix)
+            .field("connection_name", &self.connection_name)
+            .field("signing_key", &self.signing_key.is_some())
+            .field("previous_signing_key", &self.previous_signing_key.is_some())
+            .finish_non_exhaustive()
+    }
+}
+
+/// Checks an AMQP URL without connecting; the error never repeats the URL
+/// (it may hold a password).
+pub fn check_url(url: &str) -> Result<(), String> {
+    url.parse::<lapin::uri::AMQPUri>()
+        .map(|_| ())
+        .map_err(|e| format!("not an amqp:// or amqps:// URL ({})", supervisor::redact(&e, url)))
+}
+
+struct Inner {
+    config: AmqpConfig,
+    names: Names,
+    signer: Option<Signer>,
+    live: watch::Receiver<Option<Live>>,
+}
+
+#[derive(Clone)]
+pub struct AmqpTransport {
+    inner: Arc<Inner>,
+}
+
+fn broker(e: impl std::fmt::Display) -> TransportError {
+    TransportError::Broker(e.to_string())
+}
+
+impl AmqpTransport {
+    /// Starts the connection supervisor; returns at once. Use
+    /// [`AmqpTransport::wait_connected`] to wait for the first connection.
+    pub fn start(config: AmqpConfig, shutdown: tokio_util::sync::CancellationToken) -> Self {
+        let (tx, rx) = watch::channel(None);
+        let names = Names::new(&config.prefix);
+        let signer = config.signing_key.as_deref().map(|key| Signer::new(key, config.previous_signing_key.as_deref()));
+        let inner = Arc::new(Inner { config, names, signer, live: rx });
+        tokio::spawn(supervisor::supervise(inner.clone(), tx, shutdown));
+        Self { inner }
+    }
+
+    pub fn names(&self) -> &Names {
+        &self.inner.names
+    }
+
+    pub fn is_connected(&self) -> bool {
+        self.inner.live.borrow().is_some()
+    }
+
+    /// Waits until a connection is up, for at most `limit`.
+    pub async fn wait_connected(&self, limit: Duration) -> Result<(), TransportError> {
+        self.live(limit).await.map(|_| ())
+    }
+
+    async fn live(&self, limit: Duration) -> Result<Live, TransportError> {
+        let mut rx = self.inner.live.clone();
+        let wait = rx.wait_for(Option::is_some);
+        match tokio::time::timeout(limit, wait).await {
+            Ok(Ok(live)) => Ok(live.clone().expect("waited for Some")),
+            Ok(Err(_)) => Err(TransportError::Closed),
+            Err(_) => Err(TransportError::Broker("not connected to the broker".into())),
+        }
+    }
+
+    /// Declares the queue of `subscription` (idempotent, once per connection).
+    pub async fn declare_subscription(&self, subscription: &str) -> Result<(), TransportError> {
+        let live = self.live(PUBLISH_WAIT).await?;
+        self.ensure_subscription(&live, subscription).await
+    }
+
+    async fn ensure_subscription(&self, live: &Live, subscription: &str) -> Result<(), TransportError> {
+        if live.declared.lock().expect("declared lock").contains(subscription) {
+            return Ok(());
+        }
+        topology::declare_subscription(&live.publisher, &self.inner.names, subscription).await?;
+        live.declared.lock().expect("declared lock").insert(subscription.to_owned());
+        Ok(())
+    }
+
+    /// Properties carrying the body's signature, when there is a key.
+    fn signed(&self, body: &[u8]) -> BasicProperties {
+        match &self.inner.signer {
+            Some(signer) => {
+                BasicProperties::default().with_headers(table(&[(SIGNATURE_HEADER, long(&signer.sign(body)))]))
+            }
+            None => BasicProperties::default(),
+        }
+    }
+
+    /// Publishes persistently with `mandatory` and waits for the broker's confirm.
+    async fn publish(
+        &self,
+        live: &Live,
+        exchange: &str,
+        routing_key: &str,
+        body: &[u8],
+        properties: BasicProperties,
+    ) -> Result<(), TransportError> {
+        let confirm = live
+            .publisher
+            .basic_publish(
+                exchange.into(),
+                routing_key.into(),
+                BasicPublishOptions { mandatory: true, ..BasicPublishOptions::default() },
+                body,
+                properties.with_delivery_mode(2).with_content_type("application/json".into()),
+            )
+            .await
+            .map_err(broker)?
+            .await
+            .map_err(broker)?;
+        match confirm {
+            Confirmation::Ack(None) => Ok(()),
+            Confirmation::Ack(Some(returned)) => Err(TransportError::Broker(format!(
+                "unroutable: {exchange}/{routing_key} returned ({})",
+                returned.reply_text
+            ))),
+            Confirmation::Nack(_) => Err(TransportError::Broker(format!("broker refused a message to {exchange}"))),
+            Confirmation::NotRequested => Ok(()),
+        }
+    }
+
+    /// Ready messages and consumers of a subscription's queue.
+    pub async fn queue_depth(&self, subscription: &str) -> Result<(u32, u32), TransportError> {
+        let live = self.live(PUBLISH_WAIT).await?;
+        self.ensure_subscription(&live, subscription).await?;
+        let channel = live.connection.create_channel().await.map_err(broker)?;
+        let queue = channel
+            .queue_declare(
+                self.inner.names.subscription(subscription).as_str().into(),
+                QueueDeclareOptions { passive: true, ..QueueDeclareOptions::default() },
+                FieldTable::default(),
+            )
+            .await
+            .map_err(broker)?;
+        let _ = channel.close(200, "depth read".into()).await;
+        Ok((queue.message_count(), queue.consumer_count()))
+    }
+}
+
+impl Transport for AmqpTransport {
+    async fn publish_request(&self, request: &CheckRequest) -> Result<(), TransportError> {
+        let live = self.live(PUBLISH_WAIT).await?;
+        self.ensure_subscription(&live, &request.subscription).await?;
+        let body = encode(&Message::CheckRequest(Box::new(request.clone())));
+        // The broker drops (dead-letters) the request once its deadline passes.
+        let ttl_ms = (request.deadline - Utc::now()).num_milliseconds().max(1);
+        let properties = self.signed(&body).with_expiration(ttl_ms.to_string().as_str().into());
+        self.publish(&live, &self.inner.names.requests(), &request.subscription, &body, properties).await
+    }
+
+    async fn publish_result(&self, result: &CheckResult) -> Result<(), TransportError> {
+        let live = self.live(PUBLISH_WAIT).await?;
+        let names = &self.inner.names;
+        let body = encode(&Message::CheckResult(Box::new(result.clone())));
+        self.publish(&live, &names.results(), &names.results(), &body, self.signed(&body)).await
+    }
+
+    async fn publish_keepalive(&self, keepalive: &Keepalive) -> Result<(), TransportError> {
+        let live = self.live(PUBLISH_WAIT).await?;
+        let names = &self.inner.names;
+        let body = encode(&Message::Keepalive(keepalive.clone()));
+        let ttl_ms = keepalive.interval.saturating_mul(2000).max(1000);
+        let properties = self.signed(&body).with_expiration(ttl_ms.to_string().as_str().into());
+        self.publish(&live, &names.keepalives(), &names.keepalives(), &body, properties).await
+    }
+
+    async fn requests(&self, subscriptions: &[String], prefetch: u16) -> Result<Inbox<CheckRequest>, TransportError> {
+        let queues = subscriptions.iter().map(|s| self.inner.names.subscription(s)).collect();
+        let subscriptions = subscriptions.to_vec();
+        Ok(self.consume(Consumer { kind: "request", queues, subscriptions, prefetch, decode: decode_request }))
+    }
+
+    async fn results(&self) -> Result<Inbox<CheckResult>, TransportError> {
+        Ok(self.consume(Consumer::of("result", self.inner.names.results(), 256, decode_result)))
+    }
+
+    async fn keepalives(&self) -> Result<Inbox<Keepalive>, TransportError> {
+        Ok(self.consume(Consumer::of("keepalive", self.inner.names.handler_keepalives(), 64, decode_keepalive)))
+    }
+
+    async fn dead_letters(&self) -> Result<Inbox<DeadLetter>, TransportError> {
+        Ok(self.consume(Consumer::of(DEAD_LETTER, self.inner.names.handler_dead(), 64, decode_dead_letter)))
+    }
+}
