@@ -482,3 +482,75 @@ async fn concurrent_accepts_return_after_their_commit() {
     })
     .await;
 }
+
+/// A webhook receiver that takes one message at a time, `pace` each, and
+/// counts what it received per event.
+struct PacedReceiver {
+    pace: Duration,
+    line: tokio::sync::Mutex<()>,
+    received: Mutex<HashMap<String, usize>>,
+}
+
+impl Deliver for PacedReceiver {
+    fn accepts(&self, _: &str, _: Status) -> bool {
+        true
+    }
+
+    async fn deliver(&self, _: &str, event: &Event) -> Result<Delivered, NotifyError> {
+        let _line = self.line.lock().await;
+        tokio::time::sleep(self.pace).await;
+        *self.received.lock().unwrap().entry(event.id.clone()).or_default() += 1;
+        Ok(Delivered::Sent)
+    }
+}
+
+/// Two handlers' senders on one PostgreSQL outbox, behind a slow webhook:
+/// a backlog of 100 takes far longer than one lease, and still every
+/// message arrives exactly once (the lease runs from each claim).
+#[tokio::test]
+async fn two_senders_behind_a_slow_webhook_deliver_each_message_once() {
+    crate::store::testing::with_db(crate::store::Backend::Postgres, |config| async move {
+        let receiver = Arc::new(PacedReceiver {
+            pace: Duration::from_millis(20),
+            line: tokio::sync::Mutex::new(()),
+            received: Mutex::default(),
+        });
+        let alerting = Alerting::start(Store::open(&config).await.unwrap(), receiver.clone(), fleet()).await.unwrap();
+        for check in 0..100 {
+            let mut backlog = CheckResult { check: format!("c{check}"), ..result(0, Status::Critical) };
+            backlog.policy.handlers = vec!["slack".into()];
+            alerting.accept(&backlog).await.unwrap();
+        }
+        alerting.close().await;
+
+        let policy = SenderPolicy {
+            poll: Duration::from_millis(50),
+            lease: Duration::from_millis(300),
+            ..SenderPolicy::default()
+        };
+        let shutdown = CancellationToken::new();
+        let mut senders = Vec::new();
+        for _ in 0..2 {
+            let store = Store::open(&config).await.unwrap();
+            senders.push(tokio::spawn(OutboxSender::new(store, receiver.clone(), policy).run(shutdown.clone())));
+        }
+        let store = Store::open(&config).await.unwrap();
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+        while store.outbox_pending().await.unwrap() > 0 {
+            assert!(tokio::time::Instant::now() < deadline, "the backlog is not delivered");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        // Rows claimed twice would be delivered again just after settling.
+        tokio::time::sleep(policy.lease * 2).await;
+        shutdown.cancel();
+        for sender in senders {
+            sender.await.unwrap();
+        }
+        let received = receiver.received.lock().unwrap().clone();
+        assert_eq!(received.len(), 100, "every message arrives");
+        let twice: Vec<_> = received.iter().filter(|(_, n)| **n > 1).collect();
+        assert!(twice.is_empty(), "delivered more than once: {twice:?}");
+        store.close().await;
+    })
+    .await;
+}
