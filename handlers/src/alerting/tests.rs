@@ -131,6 +131,7 @@ on_both_backends!(
     runners_are_lost_and_back_on_the_handler_clock,
     a_runner_that_stopped_cleanly_is_not_lost,
     a_lost_runner_is_still_resolved_after_a_restart,
+    handlers_sharing_a_store_judge_runners_as_one,
     expired_requests_raise_missed_once_a_minute,
     a_subscription_that_keeps_up_again_resolves_missed,
     an_open_missed_is_still_resolved_after_a_restart,
@@ -335,6 +336,38 @@ async fn a_lost_runner_is_still_resolved_after_a_restart(config: StoreConfig) {
     let store = Store::open(&config).await.unwrap();
     assert!(store.lost_runners().await.unwrap().is_empty());
     store.close().await;
+}
+
+/// Handler `a` hears r1 and r2, then `b` takes over the keepalive queue and
+/// hears r1 only (r2 died in the handover): `a`, now deaf, raises no false
+/// `runner_lost` for r1; r2, and later r1, are reported once each although
+/// both handlers judge them.
+async fn handlers_sharing_a_store_judge_runners_as_one(config: StoreConfig) {
+    let recorder = Arc::new(Recorder::default());
+    let a = start(&config, &recorder).await;
+    let b = start(&config, &recorder).await;
+    a.keepalive_at(&keepalive("r1"), at(0)).await.unwrap();
+    a.keepalive_at(&keepalive("r2"), at(0)).await.unwrap();
+    a.keepalive_at(&keepalive("r1"), at(10)).await.unwrap();
+    b.tick(at(20)).await.unwrap();
+    for t in (20..=60).step_by(10) {
+        b.keepalive_at(&keepalive("r1"), at(t)).await.unwrap();
+        a.tick(at(t + 5)).await.unwrap();
+        b.tick(at(t + 5)).await.unwrap();
+    }
+    let lost = |events: Vec<Event>| events.into_iter().map(|e| (e.kind, e.runner)).collect::<Vec<_>>();
+    assert_eq!(lost(events_in_order(&config).await), [(EventKind::RunnerLost, "r2".to_owned())]);
+    // r1 dies after its keepalive at 60.
+    for t in (70..=120).step_by(5) {
+        a.tick(at(t)).await.unwrap();
+        b.tick(at(t)).await.unwrap();
+    }
+    a.close().await;
+    b.close().await;
+    assert_eq!(
+        lost(events_in_order(&config).await),
+        [(EventKind::RunnerLost, "r2".to_owned()), (EventKind::RunnerLost, "r1".to_owned())]
+    );
 }
 
 async fn expired_requests_raise_missed_once_a_minute(config: StoreConfig) {

@@ -1,0 +1,9 @@
+-- Every runner heard and not stopped cleanly, with its last keepalive on the
+-- clock of the handler that received it: a standby that takes over the
+-- keepalive queue continues liveness from here instead of from nothing.
+CREATE TABLE runners (
+    runner        TEXT    PRIMARY KEY,
+    subscriptions TEXT    NOT NULL,
+    interval_secs INTEGER NOT NULL,
+    last_seen     INTEGER NOT NULL
+);
