@@ -5,5 +5,6 @@ mod alerting;
 mod broker;
 mod cli;
 mod containers;
+mod fleet;
 mod standalone;
 mod support;
