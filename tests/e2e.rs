@@ -6,5 +6,6 @@ mod broker;
 mod cli;
 mod containers;
 mod fleet;
+mod outage;
 mod standalone;
 mod support;

@@ -608,6 +608,11 @@ impl<D: Deliver> Batcher<D> {
                         }
                     };
                     let admission = loaded.state.admission(result);
+                    if admission == Admission::Stale {
+                        // Overtaken (redelivered after a newer one): it joins
+                        // the history but cannot rewind the state.
+                        batch.add_result(result, now).await?;
+                    }
                     if admission != Admission::New {
                         tracing::debug!(
                             check = %result.check,

@@ -7,3 +7,7 @@ CREATE TABLE runners (
     interval_secs BIGINT NOT NULL,
     last_seen     BIGINT NOT NULL
 );
+
+-- A request has one result: a redelivered one is recorded once, also when it
+-- arrives after a newer one (it then joins the history without touching the state).
+CREATE UNIQUE INDEX results_by_request ON results (request_id);

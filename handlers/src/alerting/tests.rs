@@ -202,11 +202,17 @@ async fn duplicate_and_stale_results_are_dropped(config: StoreConfig) {
     let alerting = start(&config, &recorder).await;
     alerting.accept(&result(10, Status::Critical)).await.unwrap();
     alerting.accept(&result(0, Status::Ok)).await.unwrap();
+    alerting.accept(&result(0, Status::Ok)).await.unwrap();
     alerting.close().await;
 
+    // The overtaken result joins the history, once, and resolves nothing.
     assert_eq!(logged(&config).await, [EventKind::Problem]);
     let store = Store::open(&config).await.unwrap();
-    assert_eq!(count(&store, "results").await, 1);
+    assert_eq!(count(&store, "results").await, 2);
+    assert_eq!(
+        store.state("web", "default").await.unwrap().unwrap().admission(&result(10, Status::Ok)),
+        crate::state::Admission::Duplicate
+    );
     store.close().await;
 }
 

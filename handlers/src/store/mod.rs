@@ -310,11 +310,11 @@ impl Batch {
         Ok(())
     }
 
-    /// Records a result in the recent history of its check.
+    /// Records a result in the recent history of its check, once per request.
     pub async fn add_result(&mut self, result: &CheckResult, received_at: DateTime<Utc>) -> Result<(), StoreError> {
         sqlx::query(
             "INSERT INTO results (request_id, check_name, subscription, status, started_at, received_at, body) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7)",
+             VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (request_id) DO NOTHING",
         )
         .bind(&result.request_id)
         .bind(&result.check)
