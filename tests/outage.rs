@@ -123,3 +123,88 @@ fn a_postgres_outage_longer_than_the_prefetch_window_strands_nothing() {
     assert_eq!(results + dead(), published);
     handler.wait_ready(Duration::from_secs(10));
 }
+
+/// Scheduled slots (Unix seconds) of every result stored, per check.
+fn stored_slots(db: &std::path::Path) -> std::collections::BTreeMap<String, Vec<i64>> {
+    let output = std::process::Command::new("sqlite3")
+        .arg(db)
+        .arg("select check_name, json_extract(body, '$.scheduled_at') from results")
+        .output()
+        .expect("sqlite3 runs");
+    let mut slots: std::collections::BTreeMap<String, Vec<i64>> = Default::default();
+    for line in String::from_utf8_lossy(&output.stdout).lines() {
+        let Some((check, at)) = line.split_once('|') else { continue };
+        let Ok(at) = at.parse::<chrono::DateTime<chrono::Utc>>() else { continue };
+        slots.entry(check.to_owned()).or_default().push(at.timestamp());
+    }
+    slots.values_mut().for_each(|s| s.sort_unstable());
+    slots
+}
+
+/// Standalone's embedded SQLite can be locked by another process (a backup,
+/// an operator's `sqlite3`): while it is, commits fail and results go back
+/// to the memory transport; once it is released, every slot is stored.
+#[test]
+fn standalone_loses_nothing_while_another_process_locks_its_database() {
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let target = spawn_target(&rt, Duration::ZERO);
+    let checks: Vec<Value> = (0..4)
+        .map(|i| {
+            json!({"name": format!("c{i}"), "type": "http", "url": format!("http://{}/", target.addr),
+                        "interval": "1s", "timeout": "500ms"})
+        })
+        .collect();
+    let dir = checks_dir(&[("checks.json", json!(checks).to_string())]);
+    let state = tempfile::tempdir().unwrap();
+    let db = state.path().join("state.db");
+    let url = format!("sqlite://{}", db.display());
+    let mut standalone = Role::start(
+        "unused",
+        &["standalone", "--checks", &path_str(dir.path())],
+        &[("PICKET_STATE_URL", url.as_str()), ("PICKET_DRAIN_TIMEOUT", "3s")],
+    );
+    standalone.wait_ready(Duration::from_secs(15));
+    assert!(wait_until(Duration::from_secs(15), || stored_slots(&db).len() == 4), "{}", standalone.stderr_text());
+
+    // Holds an exclusive lock until told to let go on stdin.
+    let script = "import sqlite3, sys\n\
+                  db = sqlite3.connect(sys.argv[1], isolation_level=None)\n\
+                  db.execute('BEGIN EXCLUSIVE')\n\
+                  print('locked', flush=True)\n\
+                  sys.stdin.readline()\n\
+                  db.execute('COMMIT')\n";
+    let mut locker = std::process::Command::new("python3")
+        .args(["-c", script])
+        .arg(&db)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("python3 runs");
+    let mut locked = String::new();
+    std::io::BufRead::read_line(&mut std::io::BufReader::new(locker.stdout.take().unwrap()), &mut locked).unwrap();
+    assert_eq!(locked.trim(), "locked");
+    assert!(standalone.wait_log("batch not committed", Duration::from_secs(20)), "the lock never bit");
+    std::thread::sleep(Duration::from_secs(8));
+    drop(locker.stdin.take());
+    locker.wait().unwrap();
+
+    // Every slot from the first to the last stored, for each check, spanning the lock.
+    let missing = |slots: &std::collections::BTreeMap<String, Vec<i64>>| -> usize {
+        slots.values().map(|s| (s[0]..=s[s.len() - 1]).filter(|slot| s.binary_search(slot).is_err()).count()).sum()
+    };
+    let whole = wait_until(Duration::from_secs(30), || {
+        let slots = stored_slots(&db);
+        missing(&slots) == 0 && slots.values().all(|s| s[s.len() - 1] - s[0] >= 12)
+    });
+    let slots = stored_slots(&db);
+    let skipped = standalone.stdout_lines().iter().filter(|l| l.contains(" SKIPPED ")).count();
+    eprintln!(
+        "locked sqlite: {} results stored, {} slots missing, {skipped} skipped",
+        slots.values().map(Vec::len).sum::<usize>(),
+        missing(&slots)
+    );
+    assert!(whole, "slots lost: {slots:?}\n{}", standalone.stderr_text());
+    standalone.signal("-TERM");
+    let status = standalone.wait_exit(Duration::from_secs(15)).expect("standalone exits on SIGTERM");
+    assert_eq!(status.code(), Some(0), "{}", standalone.stderr_text());
+}
