@@ -73,6 +73,7 @@ fn three_handlers_judge_runners_as_one_across_the_death_of_the_active_one() {
     };
     let _steady = runner("steady");
     let mut doomed = runner("doomed");
+    let mut handover = runner("handover");
     let started = Instant::now();
 
     let hearing = |roles: &[Role]| roles.iter().position(|h| !handler_records(h, "keepalive").is_empty());
@@ -80,13 +81,23 @@ fn three_handlers_judge_runners_as_one_across_the_death_of_the_active_one() {
     std::thread::sleep(Duration::from_secs(40));
     assert_eq!(schema.runner_lost("steady") + schema.runner_lost("doomed"), 0, "false runner_lost");
 
+    // A runner that dies with the active handler is heard by no standby:
+    // only the store remembers it.
     let active = hearing(&handlers).unwrap();
     let mut dead = handlers.remove(active);
+    handover.signal("-KILL");
     dead.signal("-KILL");
     dead.wait_exit(Duration::from_secs(5)).expect("killed");
+    handover.wait_exit(Duration::from_secs(5)).expect("killed");
     assert!(wait_until(Duration::from_secs(15), || hearing(&handlers).is_some()), "no standby took over");
     let remaining = Duration::from_secs(62).saturating_sub(started.elapsed());
     std::thread::sleep(remaining.max(Duration::from_secs(10)));
+    assert_eq!(
+        schema.runner_lost("handover"),
+        1,
+        "the runner that died in the handover is reported once: {}",
+        handlers.iter().map(Role::stderr_text).collect::<Vec<_>>().join("\n----\n")
+    );
     let false_lost = schema.runner_lost("steady") + schema.runner_lost("doomed");
     eprintln!("fleet: false runner_lost after {:?} and a takeover: {false_lost}", started.elapsed());
     assert_eq!(false_lost, 0, "false runner_lost after the takeover");

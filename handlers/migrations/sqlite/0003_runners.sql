@@ -10,4 +10,6 @@ CREATE TABLE runners (
 
 -- A request has one result: a redelivered one is recorded once, also when it
 -- arrives after a newer one (it then joins the history without touching the state).
+-- Duplicates cannot have been written, but a migration must not fail on one.
+DELETE FROM results WHERE seq NOT IN (SELECT min(seq) FROM results GROUP BY request_id);
 CREATE UNIQUE INDEX results_by_request ON results (request_id);
