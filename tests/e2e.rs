@@ -6,5 +6,7 @@ mod broker;
 mod cli;
 mod compat;
 mod containers;
+mod fleet;
+mod outage;
 mod standalone;
 mod support;

@@ -14,6 +14,13 @@
 //!   most once per subscription per minute, and `caught_up` (which resolves
 //!   it) once none has expired for two minutes; **keepalives** feed runner
 //!   liveness. Both are judged on this handler's clock by [`Alerting::tick`].
+//! - **Several handlers** on one store act as one: keepalives and dead letters
+//!   reach one active consumer, which writes each runner's last keepalive to
+//!   the store in the batcher's transaction. A handler judges only runners it
+//!   has heard itself, checks the store before declaring one lost (another
+//!   handler may be hearing it now), and takes over the store's runners when
+//!   it starts hearing keepalives; lost and back marks are conditional
+//!   writes, so `runner_lost` and `runner_back` are logged once.
 
 mod sender;
 #[cfg(test)]
@@ -35,7 +42,7 @@ use crate::consumer::{Accept, HandlerError};
 use crate::event::{Event, EventKind};
 use crate::notify::{Delivered, Notifiers, NotifyError};
 use crate::state::{Admission, CheckState, event_id};
-use crate::store::{LostRunner, Store, StoreError};
+use crate::store::{LostRunner, SeenRunner, Store, StoreError};
 
 pub use sender::{OutboxSender, SenderPolicy};
 
@@ -43,6 +50,11 @@ pub use sender::{OutboxSender, SenderPolicy};
 const MISSED_KEEPALIVES: i32 = 3;
 
 const MAX_KEEPALIVE_INTERVAL_SECS: u64 = 24 * 3600;
+
+/// A keepalive after this long without one means this handler has just
+/// become the active keepalive consumer (or was restarted): it takes over
+/// the runners the store knows.
+const TAKEOVER_GAP: TimeDelta = TimeDelta::seconds(10);
 
 /// What alerting needs from the notifiers: routing and delivery. A trait so
 /// the outbox can be tested with a recording fake.
@@ -93,12 +105,19 @@ pub struct Alerting<D> {
     missed_every: TimeDelta,
     /// Wakes the outbox sender after a commit that queued deliveries.
     outbox: Arc<Notify>,
-    runners: tokio::sync::Mutex<HashMap<String, RunnerSeen>>,
+    runners: tokio::sync::Mutex<Fleet>,
     /// When each subscription last raised `missed`.
     missed: Mutex<HashMap<String, DateTime<Utc>>>,
     /// The last expired request of each subscription with `missed` open:
     /// [`Alerting::tick`] raises `caught_up` once it is old enough.
     expiring: Mutex<HashMap<String, DateTime<Utc>>>,
+}
+
+/// The runners this handler judges, and when it last heard any keepalive.
+#[derive(Default)]
+struct Fleet {
+    runners: HashMap<String, RunnerSeen>,
+    last_heard: Option<DateTime<Utc>>,
 }
 
 /// A runner as its keepalives describe it, on this handler's clock.
@@ -148,7 +167,7 @@ impl<D: Deliver> Alerting<D> {
             fleet_handlers: config.fleet_handlers,
             missed_every: TimeDelta::from_std(config.missed_every).unwrap_or(TimeDelta::MAX),
             outbox,
-            runners: tokio::sync::Mutex::new(runners),
+            runners: tokio::sync::Mutex::new(Fleet { runners, last_heard: None }),
             missed: Mutex::new(open_missed.iter().cloned().collect()),
             expiring: Mutex::new(open_missed.into_iter().collect()),
         })
@@ -174,7 +193,12 @@ impl<D: Deliver> Alerting<D> {
     /// was lost raises `runner_back`; a runner's last keepalive (`stopping`)
     /// removes it, so its silence from then on is not `runner_lost`.
     pub async fn keepalive_at(&self, keepalive: &Keepalive, now: DateTime<Utc>) -> Result<(), HandlerError> {
-        let mut runners = self.runners.lock().await;
+        let mut fleet = self.runners.lock().await;
+        if fleet.last_heard.is_none_or(|heard| now - heard > TAKEOVER_GAP) {
+            self.take_over(&mut fleet, now).await?;
+        }
+        fleet.last_heard = Some(now);
+        let runners = &mut fleet.runners;
         let seen = runners.entry(keepalive.runner.clone()).or_insert_with(|| RunnerSeen {
             subscriptions: String::new(),
             interval: TimeDelta::zero(),
@@ -195,13 +219,56 @@ impl<D: Deliver> Alerting<D> {
         if keepalive.stopping {
             tracing::info!(runner = %keepalive.runner, "runner stopped cleanly; no longer expected");
             runners.remove(&keepalive.runner);
-            return Ok(());
+            return self.submit(Work::Runner(RunnerWrite::Gone(keepalive.runner.clone()))).await;
         }
         let mut subscriptions = keepalive.subscriptions.clone();
         subscriptions.sort();
         seen.subscriptions = subscriptions.join(",");
         seen.interval = keepalive_interval(keepalive.interval);
         seen.last_seen = now;
+        let stored = SeenRunner {
+            runner: keepalive.runner.clone(),
+            subscriptions: seen.subscriptions.clone(),
+            interval_secs: u64::try_from(seen.interval.num_seconds()).unwrap_or(1),
+            last_seen: now,
+        };
+        self.submit(Work::Runner(RunnerWrite::Seen(stored))).await
+    }
+
+    /// Starts judging every runner the store knows, as if each had just been
+    /// heard (a runner that died during the handover is then reported three
+    /// intervals later, never at once), and reloads lost runners and open
+    /// `missed` episodes that other handlers recorded.
+    async fn take_over(&self, fleet: &mut Fleet, now: DateTime<Utc>) -> Result<(), HandlerError> {
+        let store_error = |e: StoreError| HandlerError::Sink(e.to_string());
+        let stored = self.store.runners().await.map_err(store_error)?;
+        let lost = self.store.lost_runners().await.map_err(store_error)?;
+        let open_missed = self.store.open_missed().await.map_err(store_error)?;
+        let taken = stored.len();
+        for runner in stored {
+            fleet.runners.entry(runner.runner).or_insert(RunnerSeen {
+                subscriptions: runner.subscriptions,
+                interval: keepalive_interval(runner.interval_secs),
+                last_seen: now,
+                lost_since: None,
+            });
+        }
+        for lost in lost {
+            let seen = fleet.runners.entry(lost.runner).or_insert(RunnerSeen {
+                subscriptions: lost.subscriptions,
+                interval: keepalive_interval(lost.interval_secs),
+                last_seen: now,
+                lost_since: None,
+            });
+            seen.lost_since = seen.lost_since.or(Some(lost.since));
+        }
+        let mut missed = self.missed.lock().map_err(|_| poisoned("missed"))?;
+        let mut expiring = self.expiring.lock().map_err(|_| poisoned("expiring"))?;
+        for (subscription, raised) in open_missed {
+            missed.entry(subscription.clone()).or_insert(raised);
+            expiring.entry(subscription).or_insert(raised);
+        }
+        tracing::info!(runners = taken, "hearing keepalives: judging runner liveness");
         Ok(())
     }
 
@@ -214,10 +281,25 @@ impl<D: Deliver> Alerting<D> {
     /// while the handler was down is not reported: its silence began before
     /// this handler's clock could see it.
     pub async fn tick(&self, now: DateTime<Utc>) -> Result<(), HandlerError> {
-        let mut runners = self.runners.lock().await;
-        for (runner, seen) in runners.iter_mut() {
+        let mut fleet = self.runners.lock().await;
+        let mut forgotten = Vec::new();
+        for (runner, seen) in fleet.runners.iter_mut() {
             if seen.lost_since.is_some() || now - seen.last_seen <= seen.interval * MISSED_KEEPALIVES {
                 continue;
+            }
+            // Silent here; another handler may be the one hearing it now.
+            match self.store.runner_last_seen(runner).await.map_err(|e| HandlerError::Sink(e.to_string()))? {
+                None => {
+                    forgotten.push(runner.clone());
+                    continue;
+                }
+                Some(stored) if stored > seen.last_seen => {
+                    seen.last_seen = stored;
+                    if now - stored <= seen.interval * MISSED_KEEPALIVES {
+                        continue;
+                    }
+                }
+                Some(_) => {}
             }
             let output = format!(
                 "no keepalive from runner {runner} for {}s (interval {}s)",
@@ -237,7 +319,11 @@ impl<D: Deliver> Alerting<D> {
             tracing::warn!(%runner, last_seen = %seen.last_seen, "runner lost");
             seen.lost_since = Some(now);
         }
-        drop(runners);
+        // Stopped cleanly while another handler was hearing it.
+        for runner in forgotten {
+            fleet.runners.remove(&runner);
+        }
+        drop(fleet);
         self.caught_up(now).await
     }
 
@@ -284,7 +370,25 @@ impl<D: Deliver> Alerting<D> {
             let expiring = self.expiring.lock().map_err(|_| poisoned("expiring"))?;
             expiring.iter().filter(|(_, last)| now - **last > quiet).map(|(s, last)| (s.clone(), *last)).collect()
         };
+        if due.is_empty() {
+            return Ok(());
+        }
+        // Another handler may have heard later expiries, or closed the episode.
+        let open: HashMap<String, DateTime<Utc>> =
+            self.store.open_missed().await.map_err(|e| HandlerError::Sink(e.to_string()))?.into_iter().collect();
         for (subscription, last) in due {
+            match open.get(&subscription) {
+                Some(raised) if *raised > last => {
+                    self.note_expiry(&subscription, *raised)?;
+                    continue;
+                }
+                Some(_) => {}
+                None => {
+                    self.expiring.lock().map_err(|_| poisoned("expiring"))?.remove(&subscription);
+                    self.missed.lock().map_err(|_| poisoned("missed"))?.remove(&subscription);
+                    continue;
+                }
+            }
             let output = format!(
                 "requests for subscription {subscription} start in time again (the last one expired {}s ago)",
                 (now - last).num_seconds()
@@ -428,6 +532,7 @@ struct Job {
 
 enum Work {
     Result(CheckResult),
+    Runner(RunnerWrite),
     /// An event decided outside the state machine (missed, runner lost/back).
     Notice(Notice),
 }
@@ -435,6 +540,12 @@ enum Work {
 struct Notice {
     event: Event,
     runner: Option<RunnerMark>,
+}
+
+/// What a keepalive changes in the store's runner table.
+enum RunnerWrite {
+    Seen(SeenRunner),
+    Gone(String),
 }
 
 enum RunnerMark {
@@ -497,6 +608,11 @@ impl<D: Deliver> Batcher<D> {
                         }
                     };
                     let admission = loaded.state.admission(result);
+                    if admission == Admission::Stale {
+                        // Overtaken (redelivered after a newer one): it joins
+                        // the history but cannot rewind the state.
+                        batch.add_result(result, now).await?;
+                    }
                     if admission != Admission::New {
                         tracing::debug!(
                             check = %result.check,
@@ -516,11 +632,18 @@ impl<D: Deliver> Batcher<D> {
                         events.push(event);
                     }
                 }
+                Work::Runner(RunnerWrite::Seen(seen)) => batch.runner_seen(seen).await?,
+                Work::Runner(RunnerWrite::Gone(runner)) => batch.forget_runner(runner).await?,
                 Work::Notice(notice) => {
-                    match &notice.runner {
+                    let first = match &notice.runner {
                         Some(RunnerMark::Lost(lost)) => batch.mark_runner_lost(lost).await?,
                         Some(RunnerMark::Back(runner)) => batch.clear_runner_lost(runner).await?,
-                        None => {}
+                        None => true,
+                    };
+                    if !first {
+                        tracing::debug!(event = %notice.event.kind, runner = %notice.event.runner,
+                            "already recorded by another handler");
+                        continue;
                     }
                     batch.add_event(&notice.event).await?;
                     events.push(notice.event.clone());

@@ -125,7 +125,7 @@ impl<D: Deliver> OutboxSender<D> {
         let mut handlers = JoinSet::new();
         for items in by_handler.into_values() {
             let sender = self.clone();
-            handlers.spawn(async move { sender.send_items(items, now).await });
+            handlers.spawn(async move { sender.send_items(items).await });
         }
         let mut attempted = 0;
         let mut failure = None;
@@ -139,10 +139,13 @@ impl<D: Deliver> OutboxSender<D> {
         failure.map_or(Ok(attempted), Err)
     }
 
-    async fn send_items(&self, items: Vec<OutboxItem>, now: DateTime<Utc>) -> Result<usize, StoreError> {
+    async fn send_items(&self, items: Vec<OutboxItem>) -> Result<usize, StoreError> {
         let mut attempted = 0;
         for item in items {
-            if !self.store.claim(&item, after(now, self.policy.lease)).await? {
+            // The lease runs from the claim, not from the round's start: a
+            // round behind a slow webhook would otherwise claim its last rows
+            // with leases already expired, free for another sender to take.
+            if !self.store.claim(&item, after(Utc::now(), self.policy.lease)).await? {
                 continue;
             }
             attempted += 1;

@@ -131,6 +131,7 @@ on_both_backends!(
     runners_are_lost_and_back_on_the_handler_clock,
     a_runner_that_stopped_cleanly_is_not_lost,
     a_lost_runner_is_still_resolved_after_a_restart,
+    handlers_sharing_a_store_judge_runners_as_one,
     expired_requests_raise_missed_once_a_minute,
     a_subscription_that_keeps_up_again_resolves_missed,
     an_open_missed_is_still_resolved_after_a_restart,
@@ -201,11 +202,17 @@ async fn duplicate_and_stale_results_are_dropped(config: StoreConfig) {
     let alerting = start(&config, &recorder).await;
     alerting.accept(&result(10, Status::Critical)).await.unwrap();
     alerting.accept(&result(0, Status::Ok)).await.unwrap();
+    alerting.accept(&result(0, Status::Ok)).await.unwrap();
     alerting.close().await;
 
+    // The overtaken result joins the history, once, and resolves nothing.
     assert_eq!(logged(&config).await, [EventKind::Problem]);
     let store = Store::open(&config).await.unwrap();
-    assert_eq!(count(&store, "results").await, 1);
+    assert_eq!(count(&store, "results").await, 2);
+    assert_eq!(
+        store.state("web", "default").await.unwrap().unwrap().admission(&result(10, Status::Ok)),
+        crate::state::Admission::Duplicate
+    );
     store.close().await;
 }
 
@@ -335,6 +342,38 @@ async fn a_lost_runner_is_still_resolved_after_a_restart(config: StoreConfig) {
     let store = Store::open(&config).await.unwrap();
     assert!(store.lost_runners().await.unwrap().is_empty());
     store.close().await;
+}
+
+/// Handler `a` hears r1 and r2, then `b` takes over the keepalive queue and
+/// hears r1 only (r2 died in the handover): `a`, now deaf, raises no false
+/// `runner_lost` for r1; r2, and later r1, are reported once each although
+/// both handlers judge them.
+async fn handlers_sharing_a_store_judge_runners_as_one(config: StoreConfig) {
+    let recorder = Arc::new(Recorder::default());
+    let a = start(&config, &recorder).await;
+    let b = start(&config, &recorder).await;
+    a.keepalive_at(&keepalive("r1"), at(0)).await.unwrap();
+    a.keepalive_at(&keepalive("r2"), at(0)).await.unwrap();
+    a.keepalive_at(&keepalive("r1"), at(10)).await.unwrap();
+    b.tick(at(20)).await.unwrap();
+    for t in (20..=60).step_by(10) {
+        b.keepalive_at(&keepalive("r1"), at(t)).await.unwrap();
+        a.tick(at(t + 5)).await.unwrap();
+        b.tick(at(t + 5)).await.unwrap();
+    }
+    let lost = |events: Vec<Event>| events.into_iter().map(|e| (e.kind, e.runner)).collect::<Vec<_>>();
+    assert_eq!(lost(events_in_order(&config).await), [(EventKind::RunnerLost, "r2".to_owned())]);
+    // r1 dies after its keepalive at 60.
+    for t in (70..=120).step_by(5) {
+        a.tick(at(t)).await.unwrap();
+        b.tick(at(t)).await.unwrap();
+    }
+    a.close().await;
+    b.close().await;
+    assert_eq!(
+        lost(events_in_order(&config).await),
+        [(EventKind::RunnerLost, "r2".to_owned()), (EventKind::RunnerLost, "r1".to_owned())]
+    );
 }
 
 async fn expired_requests_raise_missed_once_a_minute(config: StoreConfig) {
@@ -478,6 +517,78 @@ async fn concurrent_accepts_return_after_their_commit() {
         let store = Store::open(&config).await.unwrap();
         assert_eq!(count(&store, "check_state").await, 200);
         assert_eq!(store.outbox_pending().await.unwrap(), 400);
+        store.close().await;
+    })
+    .await;
+}
+
+/// A webhook receiver that takes one message at a time, `pace` each, and
+/// counts what it received per event.
+struct PacedReceiver {
+    pace: Duration,
+    line: tokio::sync::Mutex<()>,
+    received: Mutex<HashMap<String, usize>>,
+}
+
+impl Deliver for PacedReceiver {
+    fn accepts(&self, _: &str, _: Status) -> bool {
+        true
+    }
+
+    async fn deliver(&self, _: &str, event: &Event) -> Result<Delivered, NotifyError> {
+        let _line = self.line.lock().await;
+        tokio::time::sleep(self.pace).await;
+        *self.received.lock().unwrap().entry(event.id.clone()).or_default() += 1;
+        Ok(Delivered::Sent)
+    }
+}
+
+/// Two handlers' senders on one PostgreSQL outbox, behind a slow webhook:
+/// a backlog of 100 takes far longer than one lease, and still every
+/// message arrives exactly once (the lease runs from each claim).
+#[tokio::test]
+async fn two_senders_behind_a_slow_webhook_deliver_each_message_once() {
+    crate::store::testing::with_db(crate::store::Backend::Postgres, |config| async move {
+        let receiver = Arc::new(PacedReceiver {
+            pace: Duration::from_millis(20),
+            line: tokio::sync::Mutex::new(()),
+            received: Mutex::default(),
+        });
+        let alerting = Alerting::start(Store::open(&config).await.unwrap(), receiver.clone(), fleet()).await.unwrap();
+        for check in 0..100 {
+            let mut backlog = CheckResult { check: format!("c{check}"), ..result(0, Status::Critical) };
+            backlog.policy.handlers = vec!["slack".into()];
+            alerting.accept(&backlog).await.unwrap();
+        }
+        alerting.close().await;
+
+        let policy = SenderPolicy {
+            poll: Duration::from_millis(50),
+            lease: Duration::from_millis(300),
+            ..SenderPolicy::default()
+        };
+        let shutdown = CancellationToken::new();
+        let mut senders = Vec::new();
+        for _ in 0..2 {
+            let store = Store::open(&config).await.unwrap();
+            senders.push(tokio::spawn(OutboxSender::new(store, receiver.clone(), policy).run(shutdown.clone())));
+        }
+        let store = Store::open(&config).await.unwrap();
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+        while store.outbox_pending().await.unwrap() > 0 {
+            assert!(tokio::time::Instant::now() < deadline, "the backlog is not delivered");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        // Rows claimed twice would be delivered again just after settling.
+        tokio::time::sleep(policy.lease * 2).await;
+        shutdown.cancel();
+        for sender in senders {
+            sender.await.unwrap();
+        }
+        let received = receiver.received.lock().unwrap().clone();
+        assert_eq!(received.len(), 100, "every message arrives");
+        let twice: Vec<_> = received.iter().filter(|(_, n)| **n > 1).collect();
+        assert!(twice.is_empty(), "delivered more than once: {twice:?}");
         store.close().await;
     })
     .await;

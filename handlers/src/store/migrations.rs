@@ -20,10 +20,12 @@ type Step = (i64, &'static str, &'static str);
 const SQLITE: &[Step] = &[
     (1, "state", include_str!("../../migrations/sqlite/0001_state.sql")),
     (2, "events by time", include_str!("../../migrations/sqlite/0002_events_by_time.sql")),
+    (3, "runners, results by request", include_str!("../../migrations/sqlite/0003_runners.sql")),
 ];
 const POSTGRES: &[Step] = &[
     (1, "state", include_str!("../../migrations/postgres/0001_state.sql")),
     (2, "events by time", include_str!("../../migrations/postgres/0002_events_by_time.sql")),
+    (3, "runners, results by request", include_str!("../../migrations/postgres/0003_runners.sql")),
 ];
 
 /// Applies pending migrations; on PostgreSQL creates `schema` first when it

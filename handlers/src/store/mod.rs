@@ -119,6 +119,17 @@ pub struct LostRunner {
     pub since: DateTime<Utc>,
 }
 
+/// A runner as the store last heard of it (see migration 0003).
+#[derive(Clone, Debug, PartialEq)]
+pub struct SeenRunner {
+    pub runner: String,
+    /// Comma-separated, sorted: part of its incident key.
+    pub subscriptions: String,
+    pub interval_secs: u64,
+    /// The last keepalive, on the clock of the handler that received it.
+    pub last_seen: DateTime<Utc>,
+}
+
 /// The handler's database. Cheap to clone: clones share one pool.
 #[derive(Clone)]
 pub struct Store {
@@ -221,6 +232,32 @@ impl Store {
         Ok(open.into_iter().collect())
     }
 
+    /// Every runner heard and not stopped cleanly.
+    pub async fn runners(&self) -> Result<Vec<SeenRunner>, StoreError> {
+        let rows = sqlx::query("SELECT runner, subscriptions, interval_secs, last_seen FROM runners")
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter()
+            .map(|row| {
+                Ok(SeenRunner {
+                    runner: row.try_get(0)?,
+                    subscriptions: row.try_get(1)?,
+                    interval_secs: u64::try_from(row.try_get::<i64, _>(2)?).unwrap_or(0),
+                    last_seen: from_millis(row.try_get(3)?),
+                })
+            })
+            .collect()
+    }
+
+    /// When any handler sharing this store last heard `runner`.
+    pub async fn runner_last_seen(&self, runner: &str) -> Result<Option<DateTime<Utc>>, StoreError> {
+        let row = sqlx::query("SELECT last_seen FROM runners WHERE runner = $1")
+            .bind(runner)
+            .fetch_optional(&self.pool)
+            .await?;
+        Ok(row.map(|row| row.try_get(0)).transpose()?.map(from_millis))
+    }
+
     pub async fn lost_runners(&self) -> Result<Vec<LostRunner>, StoreError> {
         let rows = sqlx::query("SELECT runner, subscriptions, interval_secs, since FROM lost_runners")
             .fetch_all(&self.pool)
@@ -273,11 +310,11 @@ impl Batch {
         Ok(())
     }
 
-    /// Records a result in the recent history of its check.
+    /// Records a result in the recent history of its check, once per request.
     pub async fn add_result(&mut self, result: &CheckResult, received_at: DateTime<Utc>) -> Result<(), StoreError> {
         sqlx::query(
             "INSERT INTO results (request_id, check_name, subscription, status, started_at, received_at, body) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7)",
+             VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (request_id) DO NOTHING",
         )
         .bind(&result.request_id)
         .bind(&result.check)
@@ -332,11 +369,36 @@ impl Batch {
         Ok(())
     }
 
-    pub async fn mark_runner_lost(&mut self, lost: &LostRunner) -> Result<(), StoreError> {
+    /// Records a keepalive of `runner` received at `seen.last_seen`; never
+    /// moves its time backwards (two handlers may both write it).
+    pub async fn runner_seen(&mut self, seen: &SeenRunner) -> Result<(), StoreError> {
         sqlx::query(
-            "INSERT INTO lost_runners (runner, subscriptions, interval_secs, since) VALUES ($1, $2, $3, $4) \
+            "INSERT INTO runners (runner, subscriptions, interval_secs, last_seen) VALUES ($1, $2, $3, $4) \
              ON CONFLICT (runner) DO UPDATE SET subscriptions = excluded.subscriptions, \
-             interval_secs = excluded.interval_secs, since = excluded.since",
+             interval_secs = excluded.interval_secs, last_seen = excluded.last_seen \
+             WHERE runners.last_seen <= excluded.last_seen",
+        )
+        .bind(&seen.runner)
+        .bind(&seen.subscriptions)
+        .bind(i64::try_from(seen.interval_secs).unwrap_or(i64::MAX))
+        .bind(millis(seen.last_seen))
+        .execute(&mut *self.tx)
+        .await?;
+        Ok(())
+    }
+
+    /// Forgets a runner that stopped cleanly: no handler expects it any more.
+    pub async fn forget_runner(&mut self, runner: &str) -> Result<(), StoreError> {
+        sqlx::query("DELETE FROM runners WHERE runner = $1").bind(runner).execute(&mut *self.tx).await?;
+        Ok(())
+    }
+
+    /// Marks a runner lost; `false` when it already was (another handler
+    /// sharing the store reported it), so `runner_lost` is logged once.
+    pub async fn mark_runner_lost(&mut self, lost: &LostRunner) -> Result<bool, StoreError> {
+        let marked = sqlx::query(
+            "INSERT INTO lost_runners (runner, subscriptions, interval_secs, since) VALUES ($1, $2, $3, $4) \
+             ON CONFLICT (runner) DO NOTHING",
         )
         .bind(&lost.runner)
         .bind(&lost.subscriptions)
@@ -344,12 +406,15 @@ impl Batch {
         .bind(millis(lost.since))
         .execute(&mut *self.tx)
         .await?;
-        Ok(())
+        Ok(marked.rows_affected() == 1)
     }
 
-    pub async fn clear_runner_lost(&mut self, runner: &str) -> Result<(), StoreError> {
-        sqlx::query("DELETE FROM lost_runners WHERE runner = $1").bind(runner).execute(&mut *self.tx).await?;
-        Ok(())
+    /// Clears a lost mark; `false` when there was none (already cleared), so
+    /// `runner_back` is logged once.
+    pub async fn clear_runner_lost(&mut self, runner: &str) -> Result<bool, StoreError> {
+        let cleared =
+            sqlx::query("DELETE FROM lost_runners WHERE runner = $1").bind(runner).execute(&mut *self.tx).await?;
+        Ok(cleared.rows_affected() == 1)
     }
 
     /// Prunes the result history of the checks this batch touched, then commits.

@@ -10,7 +10,9 @@
 //!
 //! Several handlers may share a PostgreSQL outbox. A sender claims a row
 //! before delivering it by moving its `next_attempt_at` forward (a lease),
-//! conditional on the value it read; only one sender wins that update.
+//! conditional on the value it read; only one sender wins that update. The
+//! lease is taken per claim, from the time of the claim, so it covers that
+//! row's delivery however long the rows before it took.
 
 use chrono::{DateTime, Utc};
 use sqlx::Row;

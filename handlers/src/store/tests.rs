@@ -60,6 +60,7 @@ on_both_backends!(
     settled_rows_record_attempts_and_prune,
     replayed_events_queue_nothing_twice,
     lost_runners_are_remembered,
+    runners_are_seen_forward_and_marked_once,
 );
 
 async fn state_results_and_events_commit_together(config: StoreConfig) {
@@ -106,7 +107,7 @@ async fn reopening_keeps_everything_and_migrates_once(config: StoreConfig) {
 
     let store = Store::open(&config).await.unwrap();
     assert_eq!(store.recent_events(10).await.unwrap().len(), 1);
-    assert_eq!(count(&store, "_sqlx_migrations").await, 2);
+    assert_eq!(count(&store, "_sqlx_migrations").await, 3);
     if store.backend() == Backend::Postgres {
         assert!(schema_exists(config.schema.as_deref().unwrap()).await, "created at first open");
     }
@@ -272,4 +273,33 @@ async fn schemas_keep_installations_apart() {
         .await;
     })
     .await;
+}
+
+/// Two handlers writing one runner: its last keepalive never moves back, and
+/// the lost and back marks succeed once each.
+async fn runners_are_seen_forward_and_marked_once(config: StoreConfig) {
+    let store = Store::open(&config).await.unwrap();
+    let seen = |secs: i64| super::SeenRunner {
+        runner: "r1".into(),
+        subscriptions: "default".into(),
+        interval_secs: 2,
+        last_seen: at(secs),
+    };
+    let lost =
+        super::LostRunner { runner: "r1".into(), subscriptions: "default".into(), interval_secs: 2, since: at(20) };
+    let mut batch = store.begin().await.unwrap();
+    batch.runner_seen(&seen(10)).await.unwrap();
+    batch.runner_seen(&seen(5)).await.unwrap();
+    assert!(batch.mark_runner_lost(&lost).await.unwrap());
+    assert!(!batch.mark_runner_lost(&lost).await.unwrap(), "marked twice");
+    batch.commit().await.unwrap();
+    assert_eq!(store.runner_last_seen("r1").await.unwrap(), Some(at(10)));
+    assert_eq!(store.runners().await.unwrap(), [seen(10)]);
+    let mut batch = store.begin().await.unwrap();
+    assert!(batch.clear_runner_lost("r1").await.unwrap());
+    assert!(!batch.clear_runner_lost("r1").await.unwrap(), "cleared twice");
+    batch.forget_runner("r1").await.unwrap();
+    batch.commit().await.unwrap();
+    assert_eq!(store.runner_last_seen("r1").await.unwrap(), None);
+    store.close().await;
 }
