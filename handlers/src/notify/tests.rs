@@ -439,6 +439,11 @@ fn notifier_urls_must_be_https_unless_http_is_allowed() {
     assert!(err.contains("is not https (plain http only with PICKET_ALLOW_HTTP_NOTIFY=1)"), "{err}");
     assert!(!err.contains("token"), "the webhook URL is a secret: {err}");
     assert!(slack.build_exactly(Settings { allow_http: true, ..strict() }).is_ok());
+    let ftp = slack.secret("ftp", "ftp://hooks.example/services/T0/B0/token");
+    let slack = Definitions { dir: slack.dir, list: Vec::new() }
+        .add(json!({"name": "ops", "type": "slack", "webhook_url": ftp}));
+    let err = slack.build_exactly(Settings { allow_http: true, ..strict() }).unwrap_err().to_string();
+    assert!(err.contains("is not an https URL") && !err.contains("token"), "{err}");
 
     let defs = Definitions::new();
     let key = defs.secret("key", ROUTING_KEY);
@@ -446,13 +451,6 @@ fn notifier_urls_must_be_https_unless_http_is_allowed() {
     let plain = Definitions { dir: defs.dir, list: Vec::new() }.add(pd("http://events.example/v2/enqueue"));
     let err = plain.build_exactly(strict()).unwrap_err().to_string();
     assert!(err.contains("api_url http://events.example/v2/enqueue is not https"), "{err}");
-    let ftp = Definitions { dir: plain.dir, list: Vec::new() }.add(pd("ftp://events.example/"));
-    assert!(
-        ftp.build_exactly(Settings { allow_http: true, ..strict() })
-            .unwrap_err()
-            .to_string()
-            .contains("is not an https URL")
-    );
-    let https = Definitions { dir: ftp.dir, list: Vec::new() }.add(pd("https://events.example/v2/enqueue"));
+    let https = Definitions { dir: plain.dir, list: Vec::new() }.add(pd("https://events.example/v2/enqueue"));
     assert!(https.build_exactly(strict()).is_ok());
 }
