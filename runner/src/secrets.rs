@@ -10,11 +10,7 @@ use std::io::Read;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
-use protocol::definition::secret::Secret;
-
-/// A secret file larger than this is refused: a token or key is far smaller,
-/// and a check must not read a log or a device into memory.
-pub const MAX_SECRET_FILE_BYTES: u64 = 64 * 1024;
+use protocol::definition::secret::{MAX_SECRET_FILE as MAX_SECRET_FILE_BYTES, Secret};
 
 /// The runner's own settings: never readable by a definition.
 const RESERVED_PREFIX: &str = "PICKET_";

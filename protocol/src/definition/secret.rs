@@ -27,7 +27,14 @@ pub enum SecretError {
     EmptyEnv(String),
     #[error("cannot read secret file {path}: {source}")]
     File { path: PathBuf, source: std::io::Error },
+    #[error("secret file {0} is larger than {MAX_SECRET_FILE} bytes")]
+    TooLarge(PathBuf),
 }
+
+/// The most a secret file may hold: a webhook URL or a routing key is far
+/// smaller, and a path to a large file (a log, a device) must not be read
+/// whole into memory.
+pub const MAX_SECRET_FILE: u64 = 64 * 1024;
 
 impl Secret {
     /// Reads the secret with the reader's full rights: for the handler's own
@@ -39,11 +46,20 @@ impl Secret {
                 Ok(v) => Ok(v),
                 Err(_) => Err(SecretError::MissingEnv(name.clone())),
             },
-            Self::File(path) => std::fs::read_to_string(path)
-                .map(|s| s.trim_end_matches(['\r', '\n']).to_owned())
-                .map_err(|source| SecretError::File { path: path.clone(), source }),
+            Self::File(path) => read_capped(path),
         }
     }
+}
+
+fn read_capped(path: &std::path::Path) -> Result<String, SecretError> {
+    use std::io::Read;
+    let failed = |source| SecretError::File { path: path.to_owned(), source };
+    let mut text = String::new();
+    std::fs::File::open(path).map_err(failed)?.take(MAX_SECRET_FILE + 1).read_to_string(&mut text).map_err(failed)?;
+    if text.len() as u64 > MAX_SECRET_FILE {
+        return Err(SecretError::TooLarge(path.to_owned()));
+    }
+    Ok(text.trim_end_matches(['\r', '\n']).to_owned())
 }
 
 /// Shows where the secret comes from, which is safe to log.
@@ -108,6 +124,10 @@ mod tests {
         let secret: Secret = serde_json::from_value(serde_json::json!({ "file": path })).unwrap();
         assert_eq!(secret.resolve().unwrap(), "s3cr3t");
         assert!(!format!("{secret:?}").contains("s3cr3t"));
+        let large = dir.path().join("large");
+        std::fs::write(&large, vec![b'x'; 64 * 1024 + 1]).unwrap();
+        let err = Secret::File(large).resolve().unwrap_err();
+        assert!(matches!(err, SecretError::TooLarge(_)), "{err}");
         let missing = Secret::Env("PICKET_TEST_SURELY_UNSET".into());
         assert!(matches!(missing.resolve(), Err(SecretError::MissingEnv(_))));
     }
