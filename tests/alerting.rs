@@ -7,7 +7,9 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 
-use crate::support::{BrokerPrefix, Receiver, Role, checks_dir, path_str, picket, spawn_switch_target, wait_until};
+use crate::support::{
+    BrokerPrefix, Receiver, Role, Schema, checks_dir, path_str, picket, spawn_switch_target, wait_until,
+};
 
 const ROUTING_KEY: &str = "routing-key-SECRET-0123456789";
 const SLACK_TOKEN: &str = "T000/B000/SLACKSECRET42";
@@ -16,34 +18,13 @@ fn actions(receiver: &Receiver) -> Vec<String> {
     receiver.received().iter().map(|b| b["event_action"].as_str().unwrap_or("?").to_owned()).collect()
 }
 
-/// Drops the test's PostgreSQL schema when the test ends, however it ends.
-struct Schema(String);
-
-impl Drop for Schema {
-    fn drop(&mut self) {
-        let _ = std::process::Command::new("psql")
-            .args([
-                "-h",
-                "127.0.0.1",
-                "-U",
-                "postgres",
-                "-d",
-                "test",
-                "-c",
-                &format!("drop schema if exists {} cascade", self.0),
-            ])
-            .output();
-    }
-}
-
 #[test]
 fn a_standby_handler_on_the_same_postgres_store_resolves_what_the_dead_one_triggered() {
     let rt = tokio::runtime::Runtime::new().unwrap();
     let (target, healthy) = spawn_switch_target(&rt);
     let pagerduty = Receiver::start(&rt, 202);
     let prefix = BrokerPrefix::new("alerting", &["default"]);
-    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().subsec_nanos();
-    let schema = Schema(format!("picket_e2e_{}_{nanos}", std::process::id()));
+    let schema = Schema::new("alerting");
     let check = json!({"name": "flip", "type": "http", "url": format!("http://{target}/"), "interval": "1s",
                        "timeout": "500ms", "handlers": ["pd"]});
     let pd = json!([{"name": "pd", "type": "pagerduty", "routing_key": {"env": "PD_ROUTING_KEY"},

@@ -5,46 +5,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::json;
 
-use crate::support::{BrokerPrefix, Role, checks_dir, handler_records, path_str, wait_until};
-
-/// A fresh PostgreSQL schema, dropped when the test ends, however it ends.
-pub struct Schema(pub String);
-
-impl Schema {
-    pub fn new(test: &str) -> Self {
-        let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().subsec_nanos();
-        Self(format!("picket_e2e_{test}_{}_{nanos}", std::process::id()))
-    }
-
-    /// One value from `sql`, where `{schema}` stands for this schema.
-    pub fn query(&self, sql: &str) -> String {
-        let output = psql(&sql.replace("{schema}", &self.0));
-        assert!(output.status.success(), "psql: {}", String::from_utf8_lossy(&output.stderr));
-        String::from_utf8_lossy(&output.stdout).trim().to_owned()
-    }
-
-    /// `runner_lost` events logged for `runner`.
-    pub fn runner_lost(&self, runner: &str) -> u64 {
-        self.query(&format!(
-            "select count(*) from {{schema}}.events where kind = 'runner_lost' and runner = '{runner}'"
-        ))
-        .parse()
-        .unwrap()
-    }
-}
-
-fn psql(sql: &str) -> std::process::Output {
-    std::process::Command::new("psql")
-        .args(["-h", "127.0.0.1", "-U", "postgres", "-d", "test", "-tA", "-c", sql])
-        .output()
-        .expect("psql runs")
-}
-
-impl Drop for Schema {
-    fn drop(&mut self) {
-        let _ = psql(&format!("drop schema if exists {} cascade", self.0));
-    }
-}
+use crate::support::{BrokerPrefix, Role, Schema, checks_dir, handler_records, path_str, wait_until};
 
 #[test]
 fn three_handlers_judge_runners_as_one_across_the_death_of_the_active_one() {

@@ -7,8 +7,7 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 
-use crate::fleet::Schema;
-use crate::support::{BrokerPrefix, Role, checks_dir, handler_records, path_str, spawn_target, wait_until};
+use crate::support::{BrokerPrefix, Role, Schema, checks_dir, handler_records, path_str, spawn_target, wait_until};
 
 /// A TCP proxy that refuses and cuts every connection while down.
 struct FaultProxy {
