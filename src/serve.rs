@@ -27,10 +27,12 @@ struct Probe {
 }
 
 /// Binds `addr` now (so a taken port fails at start) and serves until `shutdown`.
+/// `routes` are the role's own pages and APIs, served beside the probes.
 pub async fn bind(
     addr: SocketAddr,
     registry: Registry,
     ready: Readiness,
+    routes: Router,
     shutdown: CancellationToken,
 ) -> anyhow::Result<impl Future<Output = ()> + Send> {
     let listener = tokio::net::TcpListener::bind(addr)
@@ -42,7 +44,8 @@ pub async fn bind(
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
-        .with_state(Probe { registry: Arc::new(registry), ready });
+        .with_state(Probe { registry: Arc::new(registry), ready })
+        .merge(routes);
     Ok(async move {
         let served = axum::serve(listener, app).with_graceful_shutdown(shutdown.cancelled_owned()).await;
         if let Err(e) = served {

@@ -53,10 +53,6 @@ pub async fn run(plan: Plan) -> Result<ExitCode, Failure> {
     let ready = Arc::new(AtomicBool::new(false));
     let stop_scheduling = CancellationToken::new();
     crate::shutdown::on_signal(stop_scheduling.clone()).context("cannot install signal handlers")?;
-    let stop_serving = CancellationToken::new();
-    let server =
-        crate::serve::bind(plan.listen, registry, crate::serve::flag(ready.clone()), stop_serving.clone()).await?;
-    let server = tokio::spawn(server);
 
     let transport = MemoryTransport::new();
     let executor = Arc::new(plan.runner.executor(&metrics)?);
@@ -89,6 +85,12 @@ pub async fn run(plan: Plan) -> Result<ExitCode, Failure> {
     let stop_alerting = CancellationToken::new();
     let alerts =
         crate::alerts::start(plan.alerting, Some(crate::alerts::print_events()), stop_alerting.clone()).await?;
+    let stop_serving = CancellationToken::new();
+    let routes = axum::Router::new();
+    let server =
+        crate::serve::bind(plan.listen, registry, crate::serve::flag(ready.clone()), routes, stop_serving.clone())
+            .await?;
+    let server = tokio::spawn(server);
     let sink = Arc::new(Both(Console::new(std::io::stdout()), alerts.alerting.clone()));
     let handler = {
         let transport = transport.clone();

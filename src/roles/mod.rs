@@ -38,6 +38,7 @@ impl Role {
         listen: SocketAddr,
         mut registry: Registry,
         ready: impl FnOnce(&AmqpTransport) -> Readiness,
+        routes: axum::Router,
     ) -> Result<Self, Failure> {
         let stop = CancellationToken::new();
         crate::shutdown::on_signal(stop.clone()).context("cannot install signal handlers")?;
@@ -45,7 +46,7 @@ impl Role {
         let refused = protocol::metrics::register_messages_refused(&mut registry);
         let transport = AmqpTransport::start(AmqpConfig { refused, ..config }, stop_transport.clone());
         let stop_serving = CancellationToken::new();
-        let server = crate::serve::bind(listen, registry, ready(&transport), stop_serving.clone()).await?;
+        let server = crate::serve::bind(listen, registry, ready(&transport), routes, stop_serving.clone()).await?;
         Ok(Self { stop, transport, stop_transport, stop_serving, server: tokio::spawn(server) })
     }
 

@@ -51,7 +51,7 @@ pub async fn run(args: RunnerRoleArgs) -> Result<ExitCode, Failure> {
         return Err(Failure::Config(anyhow::anyhow!("PICKET_KEEPALIVE_INTERVAL must be at least 1s")));
     }
     let (registry, metrics) = Metrics::standalone();
-    let role = super::Role::start(config, args.listen, registry, super::connected).await?;
+    let role = super::Role::start(config, args.listen, registry, super::connected, axum::Router::new()).await?;
     let transport = role.transport.clone();
 
     let executor = Arc::new(args.runner.executor(&metrics)?);

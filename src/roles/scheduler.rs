@@ -55,7 +55,7 @@ pub async fn run(args: SchedulerRoleArgs) -> Result<ExitCode, Failure> {
     let config = args.broker.config(format!("picket-scheduler-{instance}-{}", std::process::id()))?;
     let catalog = load(&args.checks)?;
     let (registry, metrics) = Metrics::standalone();
-    let role = super::Role::start(config, args.listen, registry, super::connected).await?;
+    let role = super::Role::start(config, args.listen, registry, super::connected, axum::Router::new()).await?;
     let (stop, transport) = (role.stop.clone(), role.transport.clone());
 
     let (catalog_tx, catalog_rx) = watch::channel(CheckSet::from(catalog.checks));
