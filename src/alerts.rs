@@ -79,6 +79,8 @@ impl AlertingPlan {
 /// The running alerting sink and its background tasks.
 pub struct Running {
     pub alerting: Arc<Alerting<Notifiers>>,
+    /// The same store, for the operator API's reads.
+    pub store: Store,
     tasks: Vec<JoinHandle<()>>,
 }
 
@@ -89,7 +91,7 @@ pub async fn start(
 ) -> Result<Running, Failure> {
     let store = Store::open(&plan.store).await.map_err(|e| Failure::Runtime(anyhow!("state store: {e}")))?;
     let config = AlertingConfig { fleet_handlers: plan.fleet_handlers, on_event, ..AlertingConfig::default() };
-    let alerting = Alerting::start(store, Arc::new(plan.notifiers), config)
+    let alerting = Alerting::start(store.clone(), Arc::new(plan.notifiers), config)
         .await
         .map_err(|e| Failure::Runtime(anyhow!("state store: {e}")))?;
     let alerting = Arc::new(alerting);
@@ -108,7 +110,7 @@ pub async fn start(
             }
         }
     }));
-    Ok(Running { alerting, tasks })
+    Ok(Running { alerting, store, tasks })
 }
 
 impl Running {

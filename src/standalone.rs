@@ -86,7 +86,7 @@ pub async fn run(plan: Plan) -> Result<ExitCode, Failure> {
     let alerts =
         crate::alerts::start(plan.alerting, Some(crate::alerts::print_events()), stop_alerting.clone()).await?;
     let stop_serving = CancellationToken::new();
-    let routes = axum::Router::new();
+    let routes = api::router(alerts.store.clone());
     let server =
         crate::serve::bind(plan.listen, registry, crate::serve::flag(ready.clone()), routes, stop_serving.clone())
             .await?;

@@ -47,7 +47,7 @@ pub async fn run(args: HandlerRoleArgs) -> Result<ExitCode, Failure> {
         let (transport, health) = (transport.clone(), health.clone());
         std::sync::Arc::new(move || transport.is_connected() && health.is_healthy())
     };
-    let role = super::Role::start(config, args.listen, registry, ready, axum::Router::new()).await?;
+    let role = super::Role::start(config, args.listen, registry, ready, api::router(alerts.store.clone())).await?;
     let sink = std::sync::Arc::new(Both(JsonLog::new(std::io::stdout(), metrics), alerts.alerting.clone()));
     tracing::info!("handler starting");
     handlers::consume(&role.transport, sink, health, role.stop.clone())

@@ -14,6 +14,7 @@
 
 mod migrations;
 mod outbox;
+mod read;
 #[cfg(test)]
 pub(crate) mod testing;
 #[cfg(test)]
@@ -33,6 +34,7 @@ use crate::event::{Event, EventKind};
 use crate::state::CheckState;
 
 pub use outbox::{OutboxItem, Settlement};
+pub use read::StateRow;
 
 /// Results kept per (check, subscription) unless configured otherwise.
 pub const DEFAULT_KEEP_RESULTS: u32 = 50;

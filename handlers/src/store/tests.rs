@@ -61,6 +61,7 @@ on_both_backends!(
     replayed_events_queue_nothing_twice,
     lost_runners_are_remembered,
     runners_are_seen_forward_and_marked_once,
+    states_are_listed_in_order,
 );
 
 async fn state_results_and_events_commit_together(config: StoreConfig) {
@@ -301,5 +302,26 @@ async fn runners_are_seen_forward_and_marked_once(config: StoreConfig) {
     batch.forget_runner("r1").await.unwrap();
     batch.commit().await.unwrap();
     assert_eq!(store.runner_last_seen("r1").await.unwrap(), None);
+    store.close().await;
+}
+
+async fn states_are_listed_in_order(config: StoreConfig) {
+    let store = Store::open(&config).await.unwrap();
+    assert!(store.states().await.unwrap().is_empty());
+    let mut batch = store.begin().await.unwrap();
+    let mut states = Vec::new();
+    for (check, status) in [("web", Status::Critical), ("api", Status::Ok)] {
+        let mut state = CheckState::default();
+        state.apply(&result(check, 10, status), at(10));
+        batch.put_state(check, "default", &state, at(10)).await.unwrap();
+        states.push((check, state));
+    }
+    batch.commit().await.unwrap();
+    let listed = store.states().await.unwrap();
+    let names: Vec<_> = listed.iter().map(|row| (row.check.as_str(), row.subscription.as_str())).collect();
+    assert_eq!(names, [("api", "default"), ("web", "default")]);
+    assert_eq!(listed[0].state, states[1].1);
+    assert_eq!(listed[1].state, states[0].1);
+    assert_eq!(listed[1].updated_at, at(10));
     store.close().await;
 }
