@@ -154,3 +154,69 @@ fn runs_checks_on_their_slots_and_stops_cleanly_on_sigterm() {
     assert!(metrics.contains("picket_check_duration_seconds_bucket"), "{metrics}");
     assert!(metrics.contains("picket_check_lateness_seconds_bucket"), "{metrics}");
 }
+
+/// The body of an HTTP answer, parsed as JSON, with its status line.
+fn api_get(addr: &str, path: &str) -> (String, serde_json::Value) {
+    let text = http_get(addr, path);
+    let status = text.lines().next().unwrap_or_default().to_owned();
+    let body = text.split("\r\n\r\n").nth(1).unwrap_or_default();
+    (status, serde_json::from_str(body).unwrap_or(serde_json::Value::Null))
+}
+
+#[test]
+fn the_operator_api_answers_checks_from_the_store() {
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let up = spawn_target(&runtime, Duration::ZERO);
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
+    let dir = checks_dir(&[(
+        "checks.json",
+        format!(
+            r#"[
+              {{"name": "up", "type": "http", "url": "http://{}/", "interval": "1s", "timeout": "800ms"}},
+              {{"name": "down", "type": "http", "url": "http://{closed}/", "interval": "1s", "timeout": "800ms"}}
+            ]"#,
+            up.addr
+        ),
+    )]);
+    let state = tempfile::tempdir().unwrap();
+    let mut child = picket()
+        .args(["standalone", "--checks", &path_str(dir.path())])
+        .env("PICKET_STATE_DIR", state.path())
+        .env("PICKET_LISTEN", "127.0.0.1:0")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stderr = lines_of(child.stderr.take().unwrap());
+    let addr = listen_addr(&stderr);
+    let both = crate::support::wait_until(Duration::from_secs(10), || {
+        api_get(&addr, "/api/v1/checks").1.as_array().is_some_and(|rows| rows.len() == 2)
+    });
+    assert!(both, "both checks never showed: {:?}", api_get(&addr, "/api/v1/checks"));
+
+    let (status, rows) = api_get(&addr, "/api/v1/checks");
+    assert!(status.starts_with("HTTP/1.1 200"), "{status}");
+    let row = |name: &str| rows.as_array().unwrap().iter().find(|r| r["check"] == name).unwrap().clone();
+    assert_eq!(row("up")["status"], "OK");
+    assert_eq!(row("up")["subscription"], "default");
+    assert_eq!(row("down")["status"], "CRITICAL");
+    assert!(row("down")["last_result"]["output"].as_str().is_some_and(|o| !o.is_empty()));
+    assert!(row("up")["last_result"]["time"].is_string());
+
+    let (_, critical) = api_get(&addr, "/api/v1/checks?status=critical&unknown_param=1");
+    let names: Vec<_> = critical.as_array().unwrap().iter().map(|r| r["check"].clone()).collect();
+    assert_eq!(names, ["down"]);
+    let (_, none) = api_get(&addr, "/api/v1/checks?subscription=elsewhere");
+    assert_eq!(none, serde_json::json!([]));
+
+    let (status, error) = api_get(&addr, "/api/v1/checks?status=bogus");
+    assert!(status.starts_with("HTTP/1.1 400"), "{status}");
+    assert!(error["error"].as_str().unwrap().starts_with("status:"), "{error}");
+    let (status, error) = api_get(&addr, "/api/v1/nothing-here");
+    assert!(status.starts_with("HTTP/1.1 404"), "{status}");
+    assert!(error["error"].is_string(), "{error}");
+
+    terminate(&child);
+    let exit = wait_with_timeout(&mut child, Duration::from_secs(6)).expect("picket exits after SIGTERM");
+    assert_eq!(exit.code(), Some(0));
+}
