@@ -44,10 +44,9 @@ impl From<CheckResult> for LastResult {
 }
 
 fn parse_status(value: &str) -> Result<Status, ApiError> {
-    Status::ALL
-        .into_iter()
-        .find(|s| s.name().eq_ignore_ascii_case(value))
-        .ok_or_else(|| ApiError::BadRequest(format!("status: unknown status {value:?} (OK, WARNING, CRITICAL, UNKNOWN)")))
+    Status::ALL.into_iter().find(|s| s.name().eq_ignore_ascii_case(value)).ok_or_else(|| {
+        ApiError::BadRequest(format!("status: unknown status {value:?} (OK, WARNING, CRITICAL, UNKNOWN)"))
+    })
 }
 
 pub(crate) async fn list(
