@@ -234,3 +234,60 @@ impl Collector for CheckSeries {
         self.render(&mut encoder, Utc::now())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn result(check: &str, status: Status) -> CheckResult {
+        CheckResult {
+            request_id: format!("req-{check}"),
+            check: check.into(),
+            subscription: "default".into(),
+            runner: "r1".into(),
+            status,
+            output: String::new(),
+            scheduled_at: Utc::now(),
+            started_at: Utc::now(),
+            duration_ms: 250,
+            lateness_ms: 0,
+            metrics: [("ttfb".to_owned(), 12.0), (result_keys::LEAF_NOT_AFTER.to_owned(), 1.9e9)].into(),
+            details: serde_json::Value::Null,
+            policy: Default::default(),
+        }
+    }
+
+    fn render(series: &CheckSeries) -> String {
+        let mut registry = prometheus_client::registry::Registry::default();
+        registry.register_collector(Box::new(series.clone()));
+        let mut text = String::new();
+        prometheus_client::encoding::text::encode(&mut text, &registry).unwrap();
+        text
+    }
+
+    #[test]
+    fn renders_latest_results_and_drops_removed_checks() {
+        let series = CheckSeries::default();
+        let state = CheckState::default();
+        let (ok, bad) = (result("web", Status::Ok), result("api", Status::Critical));
+        series.record([(&ok, &state), (&bad, &state)], Utc::now());
+        let text = render(&series);
+        assert!(text.contains("picket_check_status{check=\"web\",subscription=\"default\"} 0"), "{text}");
+        assert!(text.contains("picket_check_status{check=\"api\",subscription=\"default\"} 2"), "{text}");
+        assert!(
+            text.contains("picket_check_phase_seconds{check=\"web\",subscription=\"default\",phase=\"ttfb\"} 0.012")
+        );
+        assert!(text.contains("which=\"leaf\"} 1900000000"), "{text}");
+        series.retain_checks(&HashSet::from(["web".to_owned()]));
+        assert!(!render(&series).contains("check=\"api\""));
+        assert_eq!(series.len(), 1);
+    }
+
+    #[test]
+    fn label_names_are_validated() {
+        assert!(LabelName::parse_list("team, service").is_ok());
+        assert!(LabelName::parse("9x").is_err());
+        assert!(LabelName::parse("__name").is_err());
+        assert_eq!(LabelName::parse("check"), Err(LabelNameError::Reserved("check".into())));
+    }
+}
