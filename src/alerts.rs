@@ -87,10 +87,11 @@ pub struct Running {
 pub async fn start(
     plan: AlertingPlan,
     on_event: Option<EventHook>,
+    series: handlers::series::CheckSeries,
     stop: CancellationToken,
 ) -> Result<Running, Failure> {
     let store = Store::open(&plan.store).await.map_err(|e| Failure::Runtime(anyhow!("state store: {e}")))?;
-    let config = AlertingConfig { fleet_handlers: plan.fleet_handlers, on_event, ..AlertingConfig::default() };
+    let config = AlertingConfig { fleet_handlers: plan.fleet_handlers, on_event, series, ..AlertingConfig::default() };
     let alerting = Alerting::start(store.clone(), Arc::new(plan.notifiers), config)
         .await
         .map_err(|e| Failure::Runtime(anyhow!("state store: {e}")))?;

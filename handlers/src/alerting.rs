@@ -41,6 +41,7 @@ use tokio::task::JoinHandle;
 use crate::consumer::{Accept, HandlerError};
 use crate::event::{Event, EventKind};
 use crate::notify::{Delivered, Notifiers, NotifyError};
+use crate::series::CheckSeries;
 use crate::state::{Admission, CheckState, event_id};
 use crate::store::{LostRunner, SeenRunner, Store, StoreError};
 
@@ -87,11 +88,19 @@ pub struct AlertingConfig {
     /// At most one `missed` per subscription per this long.
     pub missed_every: Duration,
     pub on_event: Option<EventHook>,
+    /// The per-check series, updated after each committed batch.
+    pub series: CheckSeries,
 }
 
 impl Default for AlertingConfig {
     fn default() -> Self {
-        Self { max_batch: 512, fleet_handlers: Vec::new(), missed_every: Duration::from_secs(60), on_event: None }
+        Self {
+            max_batch: 512,
+            fleet_handlers: Vec::new(),
+            missed_every: Duration::from_secs(60),
+            on_event: None,
+            series: CheckSeries::default(),
+        }
     }
 }
 
@@ -158,6 +167,7 @@ impl<D: Deliver> Alerting<D> {
             on_event: config.on_event,
             outbox: outbox.clone(),
             max_batch,
+            series: config.series,
         };
         Ok(Self {
             jobs,
@@ -565,6 +575,7 @@ struct Batcher<D> {
     on_event: Option<EventHook>,
     outbox: Arc<Notify>,
     max_batch: usize,
+    series: CheckSeries,
 }
 
 impl<D: Deliver> Batcher<D> {
@@ -596,6 +607,7 @@ impl<D: Deliver> Batcher<D> {
     async fn commit(&self, jobs: &[Job], now: DateTime<Utc>) -> Result<Vec<Event>, StoreError> {
         let mut batch = self.store.begin().await?;
         let mut states: HashMap<(String, String), Loaded> = HashMap::new();
+        let mut latest: HashMap<(&str, &str), &CheckResult> = HashMap::new();
         let mut events = Vec::new();
         for job in jobs {
             match &job.work {
@@ -625,6 +637,7 @@ impl<D: Deliver> Batcher<D> {
                     }
                     let decided = loaded.state.apply(result, now);
                     loaded.changed = true;
+                    latest.insert((&result.check, &result.subscription), result);
                     batch.add_result(result, now).await?;
                     for mut event in decided {
                         route(&*self.deliver, &mut event);
@@ -656,6 +669,10 @@ impl<D: Deliver> Batcher<D> {
             }
         }
         batch.commit().await?;
+        let committed = states.iter().filter_map(|((check, subscription), loaded)| {
+            latest.get(&(check.as_str(), subscription.as_str())).map(|result| (*result, &loaded.state))
+        });
+        self.series.record(committed, now);
         Ok(events)
     }
 }

@@ -9,6 +9,7 @@ pub mod consumer;
 pub mod event;
 pub mod json_log;
 pub mod notify;
+pub mod series;
 pub mod state;
 pub mod store;
 

@@ -177,3 +177,42 @@ pub fn labels(check: &str, subscription: &str) -> CheckLabels {
 pub fn subscription(subscription: &str) -> SubscriptionLabels {
     SubscriptionLabels { subscription: subscription.to_owned() }
 }
+
+/// Keys of [`crate::CheckResult::metrics`] the handler turns into per-check series.
+pub mod result_keys {
+    /// Phase timings in milliseconds: `dns`, `connect`, `tls` (the TLS
+    /// handshake), `ttfb`, `transfer` (HTTP) and `query` (DNS).
+    pub const PHASES: [&str; 6] = ["dns", "connect", "tls", "ttfb", "transfer", "query"];
+    /// The leaf certificate's not-after, Unix seconds (TLS checks, HTTPS URLs).
+    pub const LEAF_NOT_AFTER: &str = "leaf_not_after";
+    /// The earliest not-after in the served chain, Unix seconds.
+    pub const CHAIN_NOT_AFTER: &str = "chain_not_after";
+}
+
+/// Names and help of the handler's per-check series, rendered from the latest
+/// result of each (check, subscription) by the handler's collector.
+pub mod check_series {
+    pub const STATUS: (&str, &str) =
+        ("picket_check_status", "Status of the latest result: 0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN");
+    pub const UP: (&str, &str) = ("picket_check_up", "1 when the latest result is OK, else 0");
+    /// `picket_check_duration_seconds` is the runners' histogram already; the
+    /// last run's duration is its own gauge.
+    pub const LAST_DURATION: (&str, &str) =
+        ("picket_check_last_duration_seconds", "Time the latest run of the check took");
+    pub const PHASE: (&str, &str) = (
+        "picket_check_phase_seconds",
+        "Time the latest run spent in each phase (dns, connect, tls, ttfb, transfer, query)",
+    );
+    pub const LAST_RUN: (&str, &str) =
+        ("picket_check_last_run_timestamp_seconds", "When the latest run started, Unix seconds");
+    pub const OCCURRENCES: (&str, &str) =
+        ("picket_check_occurrences", "Consecutive non-OK results, the latest included");
+    pub const FLAPPING: (&str, &str) = ("picket_check_flapping", "1 while the check is flapping");
+    pub const TLS_NOT_AFTER: (&str, &str) = (
+        "picket_tls_not_after_timestamp_seconds",
+        "Certificate expiry, Unix seconds: which=leaf, or which=chain for the chain's earliest",
+    );
+    /// Every per-check series, for the README and the dashboard test.
+    pub const ALL: [(&str, &str); 8] =
+        [STATUS, UP, LAST_DURATION, PHASE, LAST_RUN, OCCURRENCES, FLAPPING, TLS_NOT_AFTER];
+}

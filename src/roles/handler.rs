@@ -39,9 +39,11 @@ pub async fn run(args: HandlerRoleArgs) -> Result<ExitCode, Failure> {
         e => Failure::Data(e.into()),
     })?;
     let plan = AlertingPlan::new(&catalog, &args.state)?;
-    let (registry, metrics) = Metrics::standalone();
+    let (mut registry, metrics) = Metrics::standalone();
+    let series = handlers::series::CheckSeries::default();
+    registry.register_collector(Box::new(series.clone()));
     let stop_alerting = CancellationToken::new();
-    let alerts = crate::alerts::start(plan, None, stop_alerting.clone()).await?;
+    let alerts = crate::alerts::start(plan, None, series, stop_alerting.clone()).await?;
     let health = SinkHealth::default();
     let ready = |transport: &AmqpTransport| -> Readiness {
         let (transport, health) = (transport.clone(), health.clone());
