@@ -7,10 +7,11 @@
 //! A write while a scrape still holds the old snapshot copies it once
 //! (copy-on-write); otherwise it updates in place.
 //!
-//! A pair leaves the series when its check leaves the definitions
-//! ([`CheckSeries::retain_checks`], called at reload) and when no result came
-//! for it for [`CheckSeries::stale_after`] (a check removed from the scheduler
-//! while this handler kept running, or a subscription nobody serves any more).
+//! A pair leaves the series when no result came for it for
+//! [`CheckSeries::stale_after`] (a check removed from the scheduler while this
+//! handler kept running, or a subscription nobody serves any more), and when
+//! [`CheckSeries::retain_checks`] drops its check (for the reload that
+//! handlers do not have yet).
 
 use std::collections::{BTreeMap, HashSet};
 use std::sync::{Arc, Mutex, PoisonError};

@@ -212,7 +212,4 @@ pub mod check_series {
         "picket_tls_not_after_timestamp_seconds",
         "Certificate expiry, Unix seconds: which=leaf, or which=chain for the chain's earliest",
     );
-    /// Every per-check series, for the README and the dashboard test.
-    pub const ALL: [(&str, &str); 8] =
-        [STATUS, UP, LAST_DURATION, PHASE, LAST_RUN, OCCURRENCES, FLAPPING, TLS_NOT_AFTER];
 }
