@@ -8,6 +8,7 @@ pub mod definition;
 pub mod duration;
 pub mod message;
 pub mod metrics;
+pub mod silence;
 pub mod transport;
 
 pub use definition::{Catalog, CheckDefinition, CheckSpec};
