@@ -9,10 +9,12 @@ use std::time::Duration;
 
 use anyhow::anyhow;
 use clap::Args;
-use handlers::alerting::{Alerting, AlertingConfig, EventHook, SenderPolicy};
+use handlers::alerting::{Alerting, AlertingConfig, EventHook, Reloading, SenderPolicy};
 use handlers::notify::Notifiers;
 use handlers::store::{Store, StoreConfig};
+use protocol::definition::MaintenanceWindow;
 use protocol::{Catalog, HumanDuration};
+use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
@@ -55,10 +57,33 @@ impl StateArgs {
     }
 }
 
+/// What alerting takes from the definitions directory and a reload
+/// replaces: the notifiers of the handlers checks name (secrets resolved),
+/// and the maintenance windows.
+pub struct AlertingDefinitions {
+    notifiers: Notifiers,
+    windows: Arc<[MaintenanceWindow]>,
+}
+
+impl AlertingDefinitions {
+    /// Fails on a handler whose secret cannot be read: a reload with it is
+    /// refused like an invalid file.
+    pub fn new(catalog: &Catalog) -> Result<Self, Failure> {
+        let notifiers =
+            Notifiers::build(&catalog.handlers, &named_handlers(catalog)).map_err(|e| Failure::Config(e.into()))?;
+        Ok(Self { notifiers, windows: catalog.windows.clone().into() })
+    }
+}
+
+/// The handlers some check names.
+fn named_handlers(catalog: &Catalog) -> BTreeSet<String> {
+    catalog.checks.iter().flat_map(|c| c.common.handlers.iter().cloned()).collect()
+}
+
 /// Everything alerting needs, checked before any socket opens: secrets
 /// resolved, store URL valid.
 pub struct AlertingPlan {
-    notifiers: Notifiers,
+    definitions: AlertingDefinitions,
     fleet_handlers: Vec<String>,
     store: StoreConfig,
     keep_events: Duration,
@@ -66,22 +91,44 @@ pub struct AlertingPlan {
 
 impl AlertingPlan {
     pub fn new(catalog: &Catalog, state: &StateArgs) -> Result<Self, Failure> {
-        let needed: BTreeSet<String> = catalog.checks.iter().flat_map(|c| c.common.handlers.iter().cloned()).collect();
-        let notifiers = Notifiers::build(&catalog.handlers, &needed).map_err(|e| Failure::Config(e.into()))?;
+        let definitions = AlertingDefinitions::new(catalog)?;
         let keep_events = state.event_retention.get();
         if keep_events < Duration::from_secs(3600) {
             return Err(Failure::Config(anyhow!("PICKET_EVENT_RETENTION must be at least 1h")));
         }
-        Ok(Self { notifiers, fleet_handlers: needed.into_iter().collect(), store: state.store_config()?, keep_events })
+        Ok(Self {
+            definitions,
+            fleet_handlers: named_handlers(catalog).into_iter().collect(),
+            store: state.store_config()?,
+            keep_events,
+        })
     }
 }
 
 /// The running alerting sink and its background tasks.
 pub struct Running {
-    pub alerting: Arc<Alerting<Notifiers>>,
+    pub alerting: Arc<Alerting<Reloading<Notifiers>>>,
     /// The same store, for the operator API's reads.
     pub store: Store,
+    /// Where reloaded definitions go.
+    pub live: Arc<Live>,
     tasks: Vec<JoinHandle<()>>,
+}
+
+/// The definitions in force, which a reload replaces.
+pub struct Live {
+    notifiers: watch::Sender<Arc<Notifiers>>,
+    windows: watch::Sender<Arc<[MaintenanceWindow]>>,
+}
+
+impl Live {
+    /// Swaps in reloaded definitions: deliveries from now on use the new
+    /// notifiers, and the windows' receivers see the new windows.
+    pub fn apply(&self, definitions: AlertingDefinitions) {
+        tracing::info!(windows = definitions.windows.len(), "alerting definitions reloaded");
+        self.notifiers.send_replace(Arc::new(definitions.notifiers));
+        self.windows.send_replace(definitions.windows);
+    }
 }
 
 pub async fn start(
@@ -91,13 +138,16 @@ pub async fn start(
     stop: CancellationToken,
 ) -> Result<Running, Failure> {
     let store = Store::open(&plan.store).await.map_err(|e| Failure::Runtime(anyhow!("state store: {e}")))?;
+    let (notifiers, notifiers_rx) = watch::channel(Arc::new(plan.definitions.notifiers));
+    let (windows, windows_rx) = watch::channel(plan.definitions.windows);
+    let mut tasks = vec![tokio::spawn(crate::windows::log_openings(windows_rx, stop.clone()))];
     let config = AlertingConfig { fleet_handlers: plan.fleet_handlers, on_event, series, ..AlertingConfig::default() };
-    let alerting = Alerting::start(store.clone(), Arc::new(plan.notifiers), config)
+    let alerting = Alerting::start(store.clone(), Arc::new(Reloading::new(notifiers_rx)), config)
         .await
         .map_err(|e| Failure::Runtime(anyhow!("state store: {e}")))?;
     let alerting = Arc::new(alerting);
     let sender = alerting.outbox_sender(SenderPolicy { keep_events: plan.keep_events, ..SenderPolicy::default() });
-    let mut tasks = vec![tokio::spawn(sender.run(stop.clone()))];
+    tasks.push(tokio::spawn(sender.run(stop.clone())));
     let ticking = alerting.clone();
     tasks.push(tokio::spawn(async move {
         let mut every = tokio::time::interval(TICK_EVERY);
@@ -111,7 +161,7 @@ pub async fn start(
             }
         }
     }));
-    Ok(Running { alerting, store, tasks })
+    Ok(Running { alerting, store, live: Arc::new(Live { notifiers, windows }), tasks })
 }
 
 impl Running {

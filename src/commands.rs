@@ -14,14 +14,7 @@ use protocol::{Catalog, CheckDefinition, CheckRequest, CheckResult};
 use runner::Executor;
 
 use crate::Failure;
-
-/// Maps a catalog failure: unreadable files are config problems, bad content is data.
-fn catalog_failure(e: CatalogError) -> Failure {
-    match e {
-        e @ CatalogError::Io { .. } => Failure::Config(e.into()),
-        e @ CatalogError::Invalid(_) => Failure::Data(e.into()),
-    }
-}
+use crate::definitions::catalog_failure;
 
 pub fn validate(dir: &Path) -> Result<ExitCode, Failure> {
     match Catalog::load_dir(dir) {
@@ -30,10 +23,11 @@ pub fn validate(dir: &Path) -> Result<ExitCode, Failure> {
         }
         Ok(catalog) => {
             print_out(&format!(
-                "{}: {} check(s), {} handler(s), all valid",
+                "{}: {} check(s), {} handler(s), {} maintenance window(s), all valid",
                 dir.display(),
                 catalog.checks.len(),
-                catalog.handlers.len()
+                catalog.handlers.len(),
+                catalog.windows.len()
             ));
             Ok(ExitCode::SUCCESS)
         }

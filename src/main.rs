@@ -8,10 +8,12 @@ mod alerts;
 mod broker;
 mod commands;
 mod config;
+mod definitions;
 mod roles;
 mod serve;
 mod shutdown;
 mod standalone;
+mod windows;
 
 use std::process::ExitCode;
 

@@ -21,7 +21,7 @@ use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
 use crate::Failure;
-use crate::alerts::{AlertingPlan, StateArgs};
+use crate::alerts::{AlertingDefinitions, AlertingPlan, StateArgs};
 use crate::config::RunnerArgs;
 
 /// Everything standalone needs, validated before any socket is opened.
@@ -36,13 +36,7 @@ pub struct Plan {
 impl Plan {
     pub fn new(checks_dir: &Path, runner: RunnerArgs, state: &StateArgs, listen: SocketAddr) -> Result<Self, Failure> {
         runner.validate()?;
-        let catalog = Catalog::load_dir(checks_dir).map_err(|e| match e {
-            e @ protocol::definition::CatalogError::Io { .. } => Failure::Config(e.into()),
-            e => Failure::Data(e.into()),
-        })?;
-        if catalog.checks.is_empty() {
-            return Err(Failure::Data(anyhow!("no checks found under {}", checks_dir.display())));
-        }
+        let catalog = crate::definitions::load_checks(checks_dir)?;
         let alerting = AlertingPlan::new(&catalog, state)?;
         Ok(Self { checks_dir: checks_dir.to_owned(), catalog, alerting, runner, listen })
     }
@@ -58,16 +52,13 @@ pub async fn run(plan: Plan) -> Result<ExitCode, Failure> {
 
     let transport = MemoryTransport::new();
     let executor = Arc::new(plan.runner.executor(&metrics)?);
-    let mut subscriptions: Vec<String> =
-        plan.catalog.checks.iter().flat_map(|c| c.subscriptions().into_iter().map(str::to_owned)).collect();
-    subscriptions.sort();
-    subscriptions.dedup();
+    let subscriptions = subscriptions(&plan.catalog);
     let pool = RunnerPool::new(
         transport.clone(),
         executor,
         RunnerConfig {
             name: plan.runner.runner_name(),
-            subscriptions,
+            subscriptions: subscriptions.clone(),
             concurrency: plan.runner.concurrency,
             drain_timeout: plan.runner.drain_timeout(),
         },
@@ -75,7 +66,7 @@ pub async fn run(plan: Plan) -> Result<ExitCode, Failure> {
     );
     let scheduler =
         Scheduler::new(transport.clone(), SchedulerConfig { instance: crate::config::host_name() }, metrics);
-    let (_catalog_tx, catalog_rx) = watch::channel(CheckSet::from(plan.catalog.checks.clone()));
+    let (catalog_tx, catalog_rx) = watch::channel(CheckSet::from(plan.catalog.checks.clone()));
 
     tracing::info!(
         checks = plan.catalog.checks.len(),
@@ -87,6 +78,13 @@ pub async fn run(plan: Plan) -> Result<ExitCode, Failure> {
     let stop_alerting = CancellationToken::new();
     let alerts =
         crate::alerts::start(plan.alerting, Some(crate::alerts::print_events()), series, stop_alerting.clone()).await?;
+    tokio::spawn(reload(
+        plan.checks_dir.clone(),
+        subscriptions,
+        catalog_tx,
+        alerts.live.clone(),
+        stop_scheduling.clone(),
+    ));
     let stop_serving = CancellationToken::new();
     let routes = api::router(alerts.store.clone());
     let server =
@@ -118,4 +116,44 @@ pub async fn run(plan: Plan) -> Result<ExitCode, Failure> {
     let _ = server.await;
     tracing::info!("standalone: stopped");
     Ok(ExitCode::SUCCESS)
+}
+
+/// The runner pools the checks use. The in-process runner serves those it
+/// started with.
+fn subscriptions(catalog: &Catalog) -> Vec<String> {
+    let mut subscriptions: Vec<String> =
+        catalog.checks.iter().flat_map(|c| c.subscriptions().into_iter().map(str::to_owned)).collect();
+    subscriptions.sort();
+    subscriptions.dedup();
+    subscriptions
+}
+
+/// Reloads checks, notifiers and windows together, or none of them. A set
+/// with a subscription the runner does not serve is refused: its checks
+/// would never run.
+async fn reload(
+    dir: PathBuf,
+    served: Vec<String>,
+    checks: watch::Sender<CheckSet>,
+    live: Arc<crate::alerts::Live>,
+    stop: CancellationToken,
+) {
+    let load = move |dir: &Path| {
+        let catalog = crate::definitions::load_checks(dir)?;
+        let new: Vec<String> = subscriptions(&catalog).into_iter().filter(|s| !served.contains(s)).collect();
+        if !new.is_empty() {
+            return Err(Failure::Data(anyhow!(
+                "subscription(s) {} are new; picket standalone runs the subscriptions it started with ({}): restart it",
+                new.join(", "),
+                served.join(", ")
+            )));
+        }
+        Ok((AlertingDefinitions::new(&catalog)?, catalog))
+    };
+    let apply = move |(definitions, catalog): (AlertingDefinitions, Catalog)| {
+        tracing::info!(checks = catalog.checks.len(), "reloaded");
+        checks.send_replace(CheckSet::from(catalog.checks));
+        live.apply(definitions);
+    };
+    crate::definitions::watch(dir, load, apply, stop).await;
 }

@@ -35,7 +35,7 @@ use std::time::Duration;
 use chrono::{DateTime, TimeDelta, Utc};
 use protocol::transport::{DeadLetter, DeadReason};
 use protocol::{CheckResult, Keepalive, Status};
-use tokio::sync::{Notify, mpsc, oneshot};
+use tokio::sync::{Notify, mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
 
 use crate::consumer::{Accept, HandlerError};
@@ -72,6 +72,28 @@ impl Deliver for Notifiers {
 
     fn deliver(&self, handler: &str, event: &Event) -> impl Future<Output = Result<Delivered, NotifyError>> + Send {
         Notifiers::deliver(self, handler, event)
+    }
+}
+
+/// A [`Deliver`] that a reload replaces while alerting runs (the handler
+/// definitions changed on disk): routing and each delivery use the set
+/// current when they start, so a delivery under way finishes with the old one.
+pub struct Reloading<D>(watch::Receiver<Arc<D>>);
+
+impl<D> Reloading<D> {
+    pub fn new(current: watch::Receiver<Arc<D>>) -> Self {
+        Self(current)
+    }
+}
+
+impl<D: Deliver> Deliver for Reloading<D> {
+    fn accepts(&self, handler: &str, status: Status) -> bool {
+        self.0.borrow().accepts(handler, status)
+    }
+
+    fn deliver(&self, handler: &str, event: &Event) -> impl Future<Output = Result<Delivered, NotifyError>> + Send {
+        let current = self.0.borrow().clone();
+        async move { current.deliver(handler, event).await }
     }
 }
 

@@ -9,12 +9,11 @@ use amqp::AmqpTransport;
 use clap::Args;
 use handlers::json_log::JsonLog;
 use handlers::{Both, SinkHealth};
-use protocol::Catalog;
 use protocol::metrics::Metrics;
 use tokio_util::sync::CancellationToken;
 
 use crate::Failure;
-use crate::alerts::{AlertingPlan, StateArgs};
+use crate::alerts::{AlertingDefinitions, AlertingPlan, StateArgs};
 use crate::broker::BrokerArgs;
 use crate::serve::Readiness;
 
@@ -34,10 +33,7 @@ pub struct HandlerRoleArgs {
 pub async fn run(args: HandlerRoleArgs) -> Result<ExitCode, Failure> {
     let instance = crate::config::host_name();
     let config = args.broker.config(format!("picket-handler-{instance}-{}", std::process::id()))?;
-    let catalog = Catalog::load_dir(&args.checks).map_err(|e| match e {
-        e @ protocol::definition::CatalogError::Io { .. } => Failure::Config(e.into()),
-        e => Failure::Data(e.into()),
-    })?;
+    let catalog = crate::definitions::load(&args.checks)?;
     let plan = AlertingPlan::new(&catalog, &args.state)?;
     let (mut registry, metrics) = Metrics::standalone();
     let series = handlers::series::CheckSeries::default();
@@ -50,6 +46,9 @@ pub async fn run(args: HandlerRoleArgs) -> Result<ExitCode, Failure> {
         std::sync::Arc::new(move || transport.is_connected() && health.is_healthy())
     };
     let role = super::Role::start(config, args.listen, registry, ready, api::router(alerts.store.clone())).await?;
+    let live = alerts.live.clone();
+    let load = |dir: &std::path::Path| AlertingDefinitions::new(&crate::definitions::load(dir)?);
+    tokio::spawn(crate::definitions::watch(args.checks.clone(), load, move |d| live.apply(d), role.stop.clone()));
     let sink = std::sync::Arc::new(Both(JsonLog::new(std::io::stdout(), metrics), alerts.alerting.clone()));
     tracing::info!("handler starting");
     handlers::consume(&role.transport, sink, health, role.stop.clone())

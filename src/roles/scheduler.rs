@@ -3,9 +3,9 @@
 //! depth (the autoscaling signal).
 
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::ExitCode;
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 use amqp::AmqpTransport;
 use clap::Args;
@@ -23,7 +23,6 @@ use crate::broker::BrokerArgs;
 /// How often a standby tries to take the leader lock.
 const STANDBY_RETRY: Duration = Duration::from_secs(2);
 const DEPTH_EVERY: Duration = Duration::from_secs(10);
-const RELOAD_POLL: Duration = Duration::from_secs(2);
 
 #[derive(Args, Clone, Debug)]
 pub struct SchedulerRoleArgs {
@@ -39,27 +38,20 @@ pub struct SchedulerRoleArgs {
     pub emf: bool,
 }
 
-fn load(dir: &Path) -> Result<Catalog, Failure> {
-    let catalog = Catalog::load_dir(dir).map_err(|e| match e {
-        e @ protocol::definition::CatalogError::Io { .. } => Failure::Config(e.into()),
-        e => Failure::Data(e.into()),
-    })?;
-    if catalog.checks.is_empty() {
-        return Err(Failure::Data(anyhow::anyhow!("no checks found under {}", dir.display())));
-    }
-    Ok(catalog)
-}
-
 pub async fn run(args: SchedulerRoleArgs) -> Result<ExitCode, Failure> {
     let instance = crate::config::host_name();
     let config = args.broker.config(format!("picket-scheduler-{instance}-{}", std::process::id()))?;
-    let catalog = load(&args.checks)?;
+    let catalog = crate::definitions::load_checks(&args.checks)?;
     let (registry, metrics) = Metrics::standalone();
     let role = super::Role::start(config, args.listen, registry, super::connected, axum::Router::new()).await?;
     let (stop, transport) = (role.stop.clone(), role.transport.clone());
 
     let (catalog_tx, catalog_rx) = watch::channel(CheckSet::from(catalog.checks));
-    tokio::spawn(reload(args.checks.clone(), catalog_tx, stop.clone()));
+    let apply = move |catalog: Catalog| {
+        tracing::info!(checks = catalog.checks.len(), "reloaded");
+        catalog_tx.send_replace(CheckSet::from(catalog.checks));
+    };
+    tokio::spawn(crate::definitions::watch(args.checks.clone(), crate::definitions::load_checks, apply, stop.clone()));
     let scheduler = Scheduler::new(transport.clone(), SchedulerConfig { instance: instance.clone() }, metrics.clone());
     loop {
         let attempt = tokio::select! {
@@ -107,62 +99,6 @@ pub async fn run(args: SchedulerRoleArgs) -> Result<ExitCode, Failure> {
     role.finish().await;
     tracing::info!(published = scheduler.published(), "scheduler stopped");
     Ok(ExitCode::SUCCESS)
-}
-
-/// A cheap summary of the directory: changes when any definition file changes.
-fn fingerprint(dir: &Path) -> Vec<(PathBuf, u64, Option<SystemTime>)> {
-    let mut entries = Vec::new();
-    let mut stack = vec![dir.to_owned()];
-    while let Some(dir) = stack.pop() {
-        let Ok(read) = std::fs::read_dir(&dir) else { continue };
-        for entry in read.flatten() {
-            let path = entry.path();
-            let Ok(meta) = entry.metadata() else { continue };
-            if meta.is_dir() {
-                stack.push(path);
-            } else if path.extension().is_some_and(|e| e == "json") {
-                entries.push((path, meta.len(), meta.modified().ok()));
-            }
-        }
-    }
-    entries.sort();
-    entries
-}
-
-/// Reloads on SIGHUP or a file change; an invalid set is refused and logged,
-/// and the running set is kept.
-async fn reload(dir: PathBuf, tx: watch::Sender<CheckSet>, stop: CancellationToken) {
-    let mut hangup = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) {
-        Ok(signal) => signal,
-        Err(e) => {
-            tracing::error!(error = %e, "cannot watch SIGHUP; reloading on file changes only");
-            return;
-        }
-    };
-    let mut seen = fingerprint(&dir);
-    loop {
-        tokio::select! {
-            () = stop.cancelled() => return,
-            _ = hangup.recv() => tracing::info!("SIGHUP: reloading checks"),
-            () = tokio::time::sleep(RELOAD_POLL) => {
-                let now = fingerprint(&dir);
-                if now == seen {
-                    continue;
-                }
-                tracing::info!(dir = %dir.display(), "checks changed: reloading");
-            }
-        }
-        seen = fingerprint(&dir);
-        match load(&dir) {
-            Ok(catalog) => {
-                tracing::info!(checks = catalog.checks.len(), "reloaded");
-                tx.send_replace(CheckSet::from(catalog.checks));
-            }
-            Err(failure) => {
-                tracing::error!(error = %format!("{:#}", failure.error()), "reload refused; keeping the running checks");
-            }
-        }
-    }
 }
 
 /// Reads each subscription queue every 10 s: depth, consumers, backlog per runner.
