@@ -8,5 +8,6 @@ mod compat;
 mod containers;
 mod fleet;
 mod outage;
+mod reload;
 mod standalone;
 mod support;

@@ -593,3 +593,30 @@ async fn two_senders_behind_a_slow_webhook_deliver_each_message_once() {
     })
     .await;
 }
+
+#[tokio::test]
+async fn a_reload_swaps_the_notifiers_for_the_next_delivery() {
+    let (old, new) = (Arc::new(Recorder::default()), Arc::new(Recorder::default()));
+    let (swap, current) = tokio::sync::watch::channel(old.clone());
+    let reloading = super::Reloading::new(current);
+    let event = Event {
+        id: "evt-1".into(),
+        kind: EventKind::Problem,
+        check: "web".into(),
+        subscription: "default".into(),
+        runner: "r1".into(),
+        status: Status::Critical,
+        previous: Some(Status::Ok),
+        output: "down".into(),
+        metrics: Default::default(),
+        labels: Default::default(),
+        occurred_at: at(0),
+        handlers: vec!["ops".into()],
+    };
+    reloading.deliver("ops", &event).await.unwrap();
+    swap.send_replace(new.clone());
+    reloading.deliver("ops", &event).await.unwrap();
+    assert_eq!(old.delivered(), [("ops".to_owned(), EventKind::Problem)]);
+    assert_eq!(new.delivered(), [("ops".to_owned(), EventKind::Problem)]);
+    assert!(!reloading.accepts("pd", Status::Warning), "routing asks the current set too");
+}

@@ -1,0 +1,132 @@
+//! Definitions reloaded while running: `picket standalone` picks up new
+//! checks, handlers and maintenance windows without a restart, and refuses
+//! an invalid edit while the running set goes on.
+
+use std::time::Duration;
+
+use serde_json::{Value, json};
+
+use crate::support::{Receiver, Role, checks_dir, path_str, spawn_target, wait_until};
+
+/// The checks `/api/v1/checks` has rows for.
+fn api_checks(role: &Role) -> Vec<String> {
+    let text = role.get("/api/v1/checks");
+    let body = text.split("\r\n\r\n").nth(1).unwrap_or_default();
+    let rows: Value = serde_json::from_str(body).unwrap_or(Value::Null);
+    rows.as_array().into_iter().flatten().filter_map(|r| r["check"].as_str().map(str::to_owned)).collect()
+}
+
+/// How many result lines standalone printed for `check`.
+fn results(role: &Role, check: &str) -> usize {
+    role.stdout_lines().iter().filter(|l| l.split_whitespace().nth(1) == Some(check)).count()
+}
+
+fn standalone(dir: &std::path::Path, env: &[(&str, &str)]) -> Role {
+    Role::start("unused", &["standalone", "--checks", &path_str(dir)], env)
+}
+
+#[test]
+fn standalone_reloads_a_new_check_and_refuses_an_invalid_edit() {
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let target = spawn_target(&runtime, Duration::ZERO);
+    let check = |name: &str| {
+        json!({"name": name, "type": "http", "url": format!("http://{}/", target.addr), "interval": "1s",
+               "timeout": "500ms"})
+        .to_string()
+    };
+    let dir = checks_dir(&[("first.json", check("first"))]);
+    let mut role = standalone(dir.path(), &[]);
+    role.wait_ready(Duration::from_secs(10));
+    assert!(wait_until(Duration::from_secs(10), || api_checks(&role).contains(&"first".to_owned())));
+
+    std::fs::write(dir.path().join("second.json"), check("second")).unwrap();
+    assert!(
+        wait_until(Duration::from_secs(15), || api_checks(&role).contains(&"second".to_owned())),
+        "the new check never ran: {}",
+        role.stderr_text()
+    );
+    assert!(role.stderr_text().contains("definitions changed: reloading"), "{}", role.stderr_text());
+
+    // An invalid edit: refused with its position, and both checks go on.
+    let broken = check("second").replace("\"1s\"", "\"1 s\"");
+    let column = broken.find("\"1 s\"").unwrap() + 1;
+    std::fs::write(dir.path().join("second.json"), &broken).unwrap();
+    assert!(role.wait_log("reload refused", Duration::from_secs(10)), "{}", role.stderr_text());
+    let refusal = role.stderr_text();
+    let position = format!("second.json:1:{column}: interval: \"1 s\" is not a duration");
+    assert!(refusal.contains(&position), "wanted {position} in {refusal}");
+    let (first, second) = (results(&role, "first"), results(&role, "second"));
+    assert!(
+        wait_until(Duration::from_secs(10), || results(&role, "first") >= first + 2
+            && results(&role, "second") >= second + 2),
+        "the running checks stopped after a refused reload"
+    );
+
+    // A check in a pool the in-process runner does not serve is refused too.
+    let elsewhere = json!({"name": "far", "type": "http", "url": "http://127.0.0.1:9/", "interval": "1s",
+                           "timeout": "500ms", "subscriptions": ["elsewhere"]});
+    std::fs::write(dir.path().join("second.json"), check("second")).unwrap();
+    std::fs::write(dir.path().join("far.json"), elsewhere.to_string()).unwrap();
+    assert!(
+        wait_until(Duration::from_secs(10), || role.stderr_text().contains("subscription(s) elsewhere are new")),
+        "{}",
+        role.stderr_text()
+    );
+    std::fs::remove_file(dir.path().join("far.json")).unwrap();
+
+    // SIGHUP reloads, and no longer ends the process.
+    role.signal("-HUP");
+    assert!(role.wait_log("SIGHUP: reloading definitions", Duration::from_secs(5)), "{}", role.stderr_text());
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(role.child.try_wait().unwrap().is_none(), "SIGHUP ended standalone");
+
+    role.signal("-TERM");
+    assert_eq!(role.wait_exit(Duration::from_secs(10)).and_then(|s| s.code()), Some(0));
+}
+
+#[test]
+fn standalone_reloads_handlers_and_maintenance_windows() {
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let slack = Receiver::start(&runtime, 200);
+    let webhook = format!("http://{}/services/T0/B0/RELOAD", slack.addr);
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
+    let down = |name: &str, handlers: &[&str]| {
+        json!({"name": name, "type": "http", "url": format!("http://{closed}/"), "interval": "1s",
+               "timeout": "500ms", "handlers": handlers})
+        .to_string()
+    };
+    let dir = checks_dir(&[("down.json", down("down", &[]))]);
+    let mut role = standalone(dir.path(), &[("SLACK_WEBHOOK_OPS", &webhook)]);
+    role.wait_ready(Duration::from_secs(10));
+    assert!(wait_until(Duration::from_secs(10), || results(&role, "down") >= 1));
+
+    // A handler and a check naming it, added together: its problem reaches Slack.
+    let handlers = json!([{"name": "ops", "type": "slack", "webhook_url": {"env": "SLACK_WEBHOOK_OPS"}}]);
+    std::fs::write(dir.path().join("handlers.json"), handlers.to_string()).unwrap();
+    std::fs::write(dir.path().join("paged.json"), down("paged", &["ops"])).unwrap();
+    assert!(
+        wait_until(Duration::from_secs(15), || !slack.received().is_empty()),
+        "the new handler got nothing: {}",
+        role.stderr_text()
+    );
+    let message = &slack.received()[0];
+    let title = message["attachments"][0]["title"].as_str().unwrap_or_default();
+    assert!(title.starts_with("CRITICAL") && title.contains("paged"), "{message}");
+
+    // A window that is open as soon as it is loaded, then removed.
+    let window = json!({"kind": "maintenance", "name": "deploy", "match": {"check": "down"},
+                        "cron": "* * * * * *", "duration": "1h", "comment": "deploying"});
+    std::fs::write(dir.path().join("windows.json"), window.to_string()).unwrap();
+    assert!(role.wait_log("maintenance window open window=deploy", Duration::from_secs(10)), "{}", role.stderr_text());
+    assert!(role.stderr_text().contains("alerting definitions reloaded windows=1"), "{}", role.stderr_text());
+    std::fs::remove_file(dir.path().join("windows.json")).unwrap();
+    assert!(
+        role.wait_log("maintenance window closed window=deploy", Duration::from_secs(10)),
+        "{}",
+        role.stderr_text()
+    );
+
+    role.signal("-TERM");
+    assert_eq!(role.wait_exit(Duration::from_secs(10)).and_then(|s| s.code()), Some(0));
+    assert!(!role.stderr_text().contains("RELOAD") && !role.stdout_lines().join("\n").contains("RELOAD"));
+}
