@@ -9,6 +9,8 @@ fn validate_accepts_the_shipped_checks_and_examples() {
         assert_eq!(out.status.code(), Some(0), "{dir}: {}{}", stdout(&out), stderr(&out));
         assert!(stdout(&out).contains("all valid"));
     }
+    let examples = stdout(&run(&["validate", &path_str(&repo("examples"))]));
+    assert!(examples.contains(" 2 maintenance window(s), all valid"), "{examples}");
 }
 
 #[test]
