@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 
-use crate::support::{Receiver, Role, checks_dir, path_str, spawn_target, wait_until};
+use crate::support::{BrokerPrefix, Receiver, Role, checks_dir, handler_records, path_str, spawn_target, wait_until};
 
 /// The checks `/api/v1/checks` has rows for.
 fn api_checks(role: &Role) -> Vec<String> {
@@ -129,4 +129,62 @@ fn standalone_reloads_handlers_and_maintenance_windows() {
     role.signal("-TERM");
     assert_eq!(role.wait_exit(Duration::from_secs(10)).and_then(|s| s.code()), Some(0));
     assert!(!role.stderr_text().contains("RELOAD") && !role.stdout_lines().join("\n").contains("RELOAD"));
+}
+
+#[test]
+fn the_handler_role_reloads_its_handlers_and_refuses_an_invalid_edit() {
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let slack = Receiver::start(&runtime, 200);
+    let webhook = format!("http://{}/services/T0/B0/RELOAD", slack.addr);
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
+    let down = |name: &str, handlers: &[&str]| {
+        json!({"name": name, "type": "http", "url": format!("http://{closed}/"), "interval": "1s",
+               "timeout": "500ms", "handlers": handlers})
+        .to_string()
+    };
+    let prefix = BrokerPrefix::new("reload", &["default"]);
+    // The scheduler and the handler read their own checkouts, so the test
+    // can hand the handler its new handler before any result needs it.
+    let scheduled = checks_dir(&[("down.json", down("down", &[]))]);
+    let handled = checks_dir(&[("down.json", down("down", &[]))]);
+    let handled_path = path_str(handled.path());
+    let handler = Role::start(
+        &prefix.prefix,
+        &["handler"],
+        &[("PICKET_CHECKS", handled_path.as_str()), ("SLACK_WEBHOOK_OPS", webhook.as_str())],
+    );
+    handler.wait_ready(Duration::from_secs(15));
+    let runner = Role::start(&prefix.prefix, &["runner"], &[]);
+    runner.wait_ready(Duration::from_secs(15));
+    let _scheduler = Role::start(&prefix.prefix, &["scheduler", "--checks", &path_str(scheduled.path())], &[]);
+    assert!(
+        wait_until(Duration::from_secs(15), || !handler_records(&handler, "check_result").is_empty()),
+        "{}",
+        handler.stderr_text()
+    );
+
+    let handlers = json!([{"name": "ops", "type": "slack", "webhook_url": {"env": "SLACK_WEBHOOK_OPS"}}]);
+    std::fs::write(handled.path().join("handlers.json"), handlers.to_string()).unwrap();
+    std::fs::write(handled.path().join("paged.json"), down("paged", &["ops"])).unwrap();
+    assert!(handler.wait_log("alerting definitions reloaded", Duration::from_secs(10)), "{}", handler.stderr_text());
+    std::fs::write(scheduled.path().join("handlers.json"), handlers.to_string()).unwrap();
+    std::fs::write(scheduled.path().join("paged.json"), down("paged", &["ops"])).unwrap();
+    assert!(
+        wait_until(Duration::from_secs(15), || !slack.received().is_empty()),
+        "the reloaded handler sent nothing: {}",
+        handler.stderr_text()
+    );
+    let title = slack.received()[0]["attachments"][0]["title"].as_str().unwrap_or_default().to_owned();
+    assert!(title.starts_with("CRITICAL") && title.contains("paged"), "{title}");
+
+    // A secret written inline: refused at its position, and the handler goes on.
+    let inline = r#"[{"name": "ops", "type": "slack", "webhook_url": "https://hooks.slack.com/services/T/B/INLINE"}]"#;
+    std::fs::write(handled.path().join("handlers.json"), inline).unwrap();
+    assert!(handler.wait_log("reload refused", Duration::from_secs(10)), "{}", handler.stderr_text());
+    let refusal = handler.stderr_text();
+    assert!(refusal.contains("handlers.json:1:50: webhook_url: secrets are never written"), "{refusal}");
+    assert!(!refusal.contains("INLINE"), "the refused secret was logged");
+    let results = handler_records(&handler, "check_result").len();
+    assert!(wait_until(Duration::from_secs(10), || handler_records(&handler, "check_result").len() >= results + 2));
+    handler.wait_ready(Duration::from_secs(5));
 }
