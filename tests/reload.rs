@@ -21,6 +21,18 @@ fn results(role: &Role, check: &str) -> usize {
     role.stdout_lines().iter().filter(|l| l.split_whitespace().nth(1) == Some(check)).count()
 }
 
+/// A check of a closed port, CRITICAL at every run, naming `handlers`.
+fn failing_check(closed: std::net::SocketAddr, name: &str, handlers: &[&str]) -> String {
+    json!({"name": name, "type": "http", "url": format!("http://{closed}/"), "interval": "1s",
+           "timeout": "500ms", "handlers": handlers})
+    .to_string()
+}
+
+/// The Slack handler the tests add; its webhook URL is in `SLACK_WEBHOOK_OPS`.
+fn slack_handler() -> String {
+    json!([{"name": "ops", "type": "slack", "webhook_url": {"env": "SLACK_WEBHOOK_OPS"}}]).to_string()
+}
+
 fn standalone(dir: &std::path::Path, env: &[(&str, &str)]) -> Role {
     Role::start("unused", &["standalone", "--checks", &path_str(dir)], env)
 }
@@ -90,19 +102,14 @@ fn standalone_reloads_handlers_and_maintenance_windows() {
     let slack = Receiver::start(&runtime, 200);
     let webhook = format!("http://{}/services/T0/B0/RELOAD", slack.addr);
     let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
-    let down = |name: &str, handlers: &[&str]| {
-        json!({"name": name, "type": "http", "url": format!("http://{closed}/"), "interval": "1s",
-               "timeout": "500ms", "handlers": handlers})
-        .to_string()
-    };
+    let down = |name: &str, handlers: &[&str]| failing_check(closed, name, handlers);
     let dir = checks_dir(&[("down.json", down("down", &[]))]);
     let mut role = standalone(dir.path(), &[("SLACK_WEBHOOK_OPS", &webhook)]);
     role.wait_ready(Duration::from_secs(10));
     assert!(wait_until(Duration::from_secs(10), || results(&role, "down") >= 1));
 
     // A handler and a check naming it, added together: its problem reaches Slack.
-    let handlers = json!([{"name": "ops", "type": "slack", "webhook_url": {"env": "SLACK_WEBHOOK_OPS"}}]);
-    std::fs::write(dir.path().join("handlers.json"), handlers.to_string()).unwrap();
+    std::fs::write(dir.path().join("handlers.json"), slack_handler()).unwrap();
     std::fs::write(dir.path().join("paged.json"), down("paged", &["ops"])).unwrap();
     assert!(
         wait_until(Duration::from_secs(15), || !slack.received().is_empty()),
@@ -137,11 +144,7 @@ fn the_handler_role_reloads_its_handlers_and_refuses_an_invalid_edit() {
     let slack = Receiver::start(&runtime, 200);
     let webhook = format!("http://{}/services/T0/B0/RELOAD", slack.addr);
     let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
-    let down = |name: &str, handlers: &[&str]| {
-        json!({"name": name, "type": "http", "url": format!("http://{closed}/"), "interval": "1s",
-               "timeout": "500ms", "handlers": handlers})
-        .to_string()
-    };
+    let down = |name: &str, handlers: &[&str]| failing_check(closed, name, handlers);
     let prefix = BrokerPrefix::new("reload", &["default"]);
     // The scheduler and the handler read their own checkouts, so the test
     // can hand the handler its new handler before any result needs it.
@@ -163,11 +166,10 @@ fn the_handler_role_reloads_its_handlers_and_refuses_an_invalid_edit() {
         handler.stderr_text()
     );
 
-    let handlers = json!([{"name": "ops", "type": "slack", "webhook_url": {"env": "SLACK_WEBHOOK_OPS"}}]);
-    std::fs::write(handled.path().join("handlers.json"), handlers.to_string()).unwrap();
+    std::fs::write(handled.path().join("handlers.json"), slack_handler()).unwrap();
     std::fs::write(handled.path().join("paged.json"), down("paged", &["ops"])).unwrap();
     assert!(handler.wait_log("alerting definitions reloaded", Duration::from_secs(10)), "{}", handler.stderr_text());
-    std::fs::write(scheduled.path().join("handlers.json"), handlers.to_string()).unwrap();
+    std::fs::write(scheduled.path().join("handlers.json"), slack_handler()).unwrap();
     std::fs::write(scheduled.path().join("paged.json"), down("paged", &["ops"])).unwrap();
     assert!(
         wait_until(Duration::from_secs(15), || !slack.received().is_empty()),
