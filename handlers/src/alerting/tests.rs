@@ -599,20 +599,12 @@ async fn a_reload_swaps_the_notifiers_for_the_next_delivery() {
     let (old, new) = (Arc::new(Recorder::default()), Arc::new(Recorder::default()));
     let (swap, current) = tokio::sync::watch::channel(old.clone());
     let reloading = super::Reloading::new(current);
-    let event = Event {
-        id: "evt-1".into(),
-        kind: EventKind::Problem,
-        check: "web".into(),
-        subscription: "default".into(),
-        runner: "r1".into(),
-        status: Status::Critical,
-        previous: Some(Status::Ok),
-        output: "down".into(),
-        metrics: Default::default(),
-        labels: Default::default(),
-        occurred_at: at(0),
-        handlers: vec!["ops".into()],
-    };
+    let event: Event = serde_json::from_value(serde_json::json!({
+        "id": "evt-1", "kind": "problem", "check": "web", "subscription": "default", "runner": "r1",
+        "status": 2, "previous": 0, "output": "down", "metrics": {}, "labels": {},
+        "occurred_at": at(0), "handlers": ["ops"]
+    }))
+    .unwrap();
     reloading.deliver("ops", &event).await.unwrap();
     swap.send_replace(new.clone());
     reloading.deliver("ops", &event).await.unwrap();
