@@ -47,6 +47,10 @@ fn schema_prints_a_json_schema() {
     let schema: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(schema["$schema"], "https://json-schema.org/draft/2020-12/schema");
     assert!(schema["$defs"]["HttpSpec"]["properties"]["url"].is_object());
+    let window = &schema["$defs"]["MaintenanceWindow"]["properties"];
+    for field in ["name", "match", "cron", "weekdays", "at", "duration", "timezone", "comment", "force"] {
+        assert!(window[field].is_object(), "maintenance windows lack {field}: {window}");
+    }
 }
 
 #[test]

@@ -152,7 +152,7 @@ impl JsonSchema for TimeZoneName {
 /// its fields and makes a [`MaintenanceWindow`] of it.
 #[derive(Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
-#[schemars(transform = super::schema::open_object)]
+#[schemars(rename = "MaintenanceWindow", transform = super::schema::open_object)]
 pub struct WindowFields {
     /// Unique among windows: `[a-z0-9_.-]+`. Silences from it are named `maintenance:<name>`.
     #[schemars(regex(pattern = super::NAME_PATTERN))]
