@@ -153,7 +153,7 @@ impl JsonSchema for TimeZoneName {
 #[derive(Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 #[schemars(rename = "MaintenanceWindow", transform = super::schema::open_object)]
-pub struct WindowFields {
+pub(crate) struct WindowFields {
     /// Unique among windows: `[a-z0-9_.-]+`. Silences from it are named `maintenance:<name>`.
     #[schemars(regex(pattern = super::NAME_PATTERN))]
     name: String,
