@@ -180,3 +180,91 @@ fn view(episode: Episode, trails: &mut HashMap<String, Vec<Notification>>) -> In
         key: episode.key,
     }
 }
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use chrono::TimeDelta;
+    use handlers::store::StoreConfig;
+    use protocol::Status;
+
+    use super::*;
+
+    /// A store in a temporary SQLite file, with `events` logged in order.
+    pub(crate) async fn store_with(dir: &tempfile::TempDir, events: &[(EventKind, &str, &str)]) -> Store {
+        let url = format!("sqlite://{}/state.db", dir.path().display());
+        let store = Store::open(&StoreConfig::new(url)).await.unwrap();
+        let mut batch = store.begin().await.unwrap();
+        for (i, (kind, check, runner)) in events.iter().enumerate() {
+            let seconds = i64::try_from(i).unwrap();
+            let event = Event {
+                id: format!("e{i}"),
+                kind: *kind,
+                check: (*check).into(),
+                subscription: "default".into(),
+                runner: (*runner).into(),
+                status: if closes(*kind) { Status::Ok } else { Status::Critical },
+                previous: None,
+                output: String::new(),
+                metrics: BTreeMap::new(),
+                labels: BTreeMap::new(),
+                occurred_at: DateTime::UNIX_EPOCH + TimeDelta::seconds(seconds),
+                handlers: vec!["ops".into()],
+            };
+            batch.add_event(&event).await.unwrap();
+        }
+        batch.commit().await.unwrap();
+        store
+    }
+
+    #[tokio::test]
+    async fn incidents_run_from_what_opens_them_to_what_closes_them() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = store_with(
+            &dir,
+            &[
+                (EventKind::Problem, "web", "r1"),
+                (EventKind::FlappingStart, "web", "r1"),
+                (EventKind::Reminder, "web", "r1"),
+                (EventKind::RunnerLost, "", "r2"),
+                (EventKind::Resolved, "web", "r1"),
+                (EventKind::Problem, "web", "r1"),
+                (EventKind::RunnerBack, "", "r2"),
+                (EventKind::Missed, "", ""),
+            ],
+        )
+        .await;
+        let summary: Vec<(String, Vec<&str>, bool)> = episodes(&store)
+            .await
+            .unwrap()
+            .iter()
+            .map(|e| (e.key.clone(), e.events.iter().map(|e| e.kind.as_str()).collect(), e.is_open()))
+            .collect();
+        let episode = |key: &str, kinds: &[&'static str], open| (key.to_owned(), kinds.to_vec(), open);
+        assert_eq!(
+            summary,
+            [
+                episode("picket/default/web", &["problem", "reminder", "resolved"], false),
+                episode("picket/default/runner/r2", &["runner_lost", "runner_back"], false),
+                episode("picket/default/web", &["problem"], true),
+                episode("picket/default/missed", &["missed"], true),
+            ]
+        );
+
+        let Json(open) = list(State(store.clone()), params("open=true")).await.unwrap();
+        let open = serde_json::to_value(open).unwrap();
+        assert_eq!(open[0]["key"], "picket/default/missed", "newest first");
+        assert_eq!(open[1]["notifications"]["ops"][0]["event_id"], "e5");
+        assert_eq!(open[1]["notifications"]["ops"][0]["state"], "pending");
+        assert_eq!(open.as_array().unwrap().len(), 2);
+        let Json(closed) = list(State(store.clone()), params("open=false&limit=1")).await.unwrap();
+        let closed = serde_json::to_value(closed).unwrap();
+        assert_eq!(closed[0]["runner"], "r2");
+        assert_eq!(closed[0]["check"], serde_json::Value::Null);
+        assert_eq!(closed.as_array().unwrap().len(), 1, "limit");
+        store.close().await;
+    }
+
+    pub(crate) fn params(query: &str) -> Params {
+        Params::of(&format!("/?{query}").parse().unwrap()).unwrap()
+    }
+}

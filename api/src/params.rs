@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 
 use axum::extract::FromRequestParts;
 use axum::extract::Query;
+use axum::http::Uri;
 use axum::http::request::Parts;
 use chrono::{DateTime, TimeDelta, Utc};
 use handlers::EventKind;
@@ -22,15 +23,18 @@ pub struct Params(Vec<(String, String)>);
 impl<S: Send + Sync> FromRequestParts<S> for Params {
     type Rejection = ApiError;
 
-    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
-        let Query(pairs) = Query::<Vec<(String, String)>>::from_request_parts(parts, state)
-            .await
-            .map_err(|e| ApiError::BadRequest(format!("query string: {}", e.body_text())))?;
-        Ok(Self(pairs))
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, ApiError> {
+        Self::of(&parts.uri)
     }
 }
 
 impl Params {
+    pub fn of(uri: &Uri) -> Result<Self, ApiError> {
+        let Query(pairs) = Query::<Vec<(String, String)>>::try_from_uri(uri)
+            .map_err(|e| ApiError::BadRequest(format!("query string: {}", e.body_text())))?;
+        Ok(Self(pairs))
+    }
+
     /// The value of `name`; given twice is an error (which one would win?).
     pub fn one<'a>(&'a self, name: &str) -> Result<Option<&'a str>, ApiError> {
         let mut values = self.all(name);

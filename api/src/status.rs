@@ -103,3 +103,36 @@ pub(crate) async fn show(State(store): State<Store>) -> Json<StatusView> {
     };
     Json(view)
 }
+
+#[cfg(test)]
+mod tests {
+    use handlers::EventKind;
+
+    use super::*;
+    use crate::incidents::tests::store_with;
+
+    #[tokio::test]
+    async fn status_counts_open_incidents_and_the_oldest_undelivered() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = store_with(&dir, &[(EventKind::Problem, "web", "r1"), (EventKind::Missed, "", "")]).await;
+        let Json(view) = show(State(store.clone())).await;
+        let view = serde_json::to_value(view).unwrap();
+        assert_eq!(view["open_incidents"], 2);
+        assert_eq!(view["oldest_undelivered"]["queued_at"], "1970-01-01T00:00:00Z");
+        assert_eq!(view["store"], serde_json::json!({"ok": true, "backend": "sqlite"}));
+        assert_eq!(view["active_silences"], serde_json::Value::Null);
+        store.close().await;
+    }
+
+    #[tokio::test]
+    async fn a_failing_store_is_reported_not_a_503() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = store_with(&dir, &[]).await;
+        store.close().await;
+        let Json(view) = show(State(store)).await;
+        let view = serde_json::to_value(view).unwrap();
+        assert_eq!(view["store"]["ok"], false);
+        assert!(view["store"]["error"].as_str().is_some_and(|e| !e.is_empty()), "{view}");
+        assert_eq!(view["checks"], serde_json::Value::Null);
+    }
+}
