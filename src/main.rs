@@ -45,9 +45,11 @@ enum Command {
         runner: RunnerArgs,
         #[command(flatten)]
         state: alerts::StateArgs,
-        /// Address of /healthz, /readyz and /metrics.
+        /// Address of /healthz, /readyz, /metrics and the API.
         #[arg(long, env = "PICKET_LISTEN", default_value = "0.0.0.0:9750")]
         listen: std::net::SocketAddr,
+        #[command(flatten)]
+        api: config::ApiArgs,
     },
     /// Publish check requests on schedule (RabbitMQ); standbys take over the leader lock.
     Scheduler(roles::scheduler::SchedulerRoleArgs),
@@ -161,8 +163,8 @@ fn run(command: Command) -> Result<ExitCode, Failure> {
         Command::Scheduler(args) => runtime()?.block_on(roles::scheduler::run(args)),
         Command::Runner(args) => runtime()?.block_on(roles::runner::run(args)),
         Command::Handler(args) => runtime()?.block_on(roles::handler::run(args)),
-        Command::Standalone { checks, runner, state, listen } => {
-            let plan = standalone::Plan::new(&checks, runner, &state, listen)?;
+        Command::Standalone { checks, runner, state, listen, api } => {
+            let plan = standalone::Plan::new(&checks, runner, &state, listen, &api)?;
             runtime()?.block_on(standalone::run(plan))
         }
     }

@@ -1,76 +1,217 @@
-//! `GET /api/v1/checks?status=&subscription=`: one row per (check, subscription).
+//! `GET /api/v1/checks?status=&subscription=&label=`: one row per (check,
+//! subscription), and `GET /api/v1/checks/{check}/{subscription}`: one row
+//! with its recent results and events.
 
-use std::collections::HashMap;
+use std::collections::BTreeMap;
 
 use axum::Json;
-use axum::extract::{Query, State};
+use axum::extract::{Path, State};
 use chrono::{DateTime, Utc};
-use handlers::store::Store;
-use protocol::{CheckResult, Status};
+use handlers::store::{EventQuery, StateQuery, StateRow, Store};
+use protocol::CheckResult;
+use protocol::metrics::result_keys;
 use serde::Serialize;
 
 use crate::errors::ApiError;
+use crate::events::EventView;
+use crate::params::Params;
+
+/// Events shown with one check; older ones page through `/api/v1/events`.
+const DETAIL_EVENTS: u32 = 50;
+/// Results shown with one check: as many as the store keeps by default.
+const DETAIL_RESULTS: u32 = handlers::store::DEFAULT_KEEP_RESULTS;
 
 #[derive(Serialize)]
 pub(crate) struct CheckRow {
     check: String,
     subscription: String,
     status: Option<&'static str>,
+    /// When the status last changed.
     since: Option<DateTime<Utc>>,
     occurrences: u32,
     flapping: bool,
-    last_result: Option<LastResult>,
+    /// The check's labels, as its newest result carried them.
+    labels: BTreeMap<String, String>,
+    last_result: Option<ResultView>,
+    /// The least days a certificate of the newest result has left.
+    tls_days_left: Option<f64>,
+    /// Ids of the silences that apply now. Filled by the silences (issue 12,
+    /// contracts.md): empty until they are merged.
+    silenced_by: Vec<String>,
+    incident: Option<Incident>,
+}
+
+/// The open incident: the problem handlers were told of and not yet told
+/// is resolved.
+#[derive(Serialize)]
+struct Incident {
+    /// PagerDuty's dedup key; `/api/v1/incidents` lists it under this key.
+    key: String,
+    /// The status last notified.
+    status: &'static str,
+    /// When the first problem of this incident was logged.
+    since: DateTime<Utc>,
+    /// When handlers were last told (the problem, a change or a reminder).
+    notified_at: DateTime<Utc>,
 }
 
 #[derive(Serialize)]
-struct LastResult {
+pub(crate) struct ResultView {
     time: DateTime<Utc>,
+    status: &'static str,
     duration_ms: u64,
     output: String,
     runner: String,
-    metrics: serde_json::Value,
+    metrics: BTreeMap<String, f64>,
 }
 
-impl From<CheckResult> for LastResult {
+impl From<CheckResult> for ResultView {
     fn from(result: CheckResult) -> Self {
         Self {
             time: result.started_at,
+            status: result.status.name(),
             duration_ms: result.duration_ms,
             output: result.output,
             runner: result.runner,
-            metrics: serde_json::to_value(&result.metrics).unwrap_or_default(),
+            metrics: result.metrics,
         }
     }
 }
 
-fn parse_status(value: &str) -> Result<Status, ApiError> {
-    Status::ALL.into_iter().find(|s| s.name().eq_ignore_ascii_case(value)).ok_or_else(|| {
-        ApiError::BadRequest(format!("status: unknown status {value:?} (OK, WARNING, CRITICAL, UNKNOWN)"))
-    })
-}
-
-pub(crate) async fn list(
-    State(store): State<Store>,
-    Query(query): Query<HashMap<String, String>>,
-) -> Result<Json<Vec<CheckRow>>, ApiError> {
-    let status = query.get("status").map(|s| parse_status(s)).transpose()?;
-    let subscription = query.get("subscription");
-    let mut rows = Vec::new();
-    for row in store.states().await? {
-        let current = row.state.history.back().copied();
-        if status.is_some_and(|s| current != Some(s)) || subscription.is_some_and(|s| *s != row.subscription) {
-            continue;
-        }
-        let last = store.recent_results(&row.check, &row.subscription, 1).await?.into_iter().next();
-        rows.push(CheckRow {
-            status: current.map(Status::name),
+impl From<StateRow> for CheckRow {
+    fn from(row: StateRow) -> Self {
+        let labels = row.last_result.as_ref().map(|r| r.policy.labels.clone()).unwrap_or_default();
+        let tls_days_left = row.last_result.as_ref().and_then(|result| {
+            result_keys::DAYS_LEFT.iter().filter_map(|key| result.metrics.get(*key).copied()).reduce(f64::min)
+        });
+        let incident = row.state.notified.as_ref().map(|notified| Incident {
+            key: format!("picket/{}/{}", row.subscription, row.check),
+            status: notified.status.name(),
+            since: row.problem_since.unwrap_or(notified.at),
+            notified_at: notified.at,
+        });
+        Self {
+            status: row.state.history.back().map(|s| s.name()),
             since: row.state.last_change,
             occurrences: row.state.occurrences,
             flapping: row.state.flapping,
-            last_result: last.map(LastResult::from),
+            labels,
+            last_result: row.last_result.map(ResultView::from),
+            tls_days_left,
+            silenced_by: Vec::new(),
+            incident,
             check: row.check,
             subscription: row.subscription,
-        });
+        }
     }
-    Ok(Json(rows))
+}
+
+pub(crate) async fn list(State(store): State<Store>, params: Params) -> Result<Json<Vec<CheckRow>>, ApiError> {
+    let status = params.status()?;
+    let labels = params.labels()?;
+    let query = StateQuery { check: None, subscription: params.one("subscription")? };
+    let rows = store.states(query).await?.into_iter().map(CheckRow::from);
+    let rows = rows.filter(|row| {
+        status.is_none_or(|s| row.status == Some(s.name()))
+            && labels.iter().all(|(name, value)| row.labels.get(name) == Some(value))
+    });
+    Ok(Json(rows.collect()))
+}
+
+#[derive(Serialize)]
+pub(crate) struct CheckDetail {
+    #[serde(flatten)]
+    row: CheckRow,
+    /// Newest first.
+    results: Vec<ResultView>,
+    /// Newest first; older ones through `/api/v1/events?check=&subscription=`.
+    events: Vec<EventView>,
+}
+
+pub(crate) async fn detail(
+    State(store): State<Store>,
+    Path((check, subscription)): Path<(String, String)>,
+) -> Result<Json<CheckDetail>, ApiError> {
+    let query = StateQuery { check: Some(&check), subscription: Some(&subscription) };
+    let row = store
+        .states(query)
+        .await?
+        .into_iter()
+        .next()
+        .ok_or_else(|| ApiError::Missing(format!("no check {check:?} has run on subscription {subscription:?}")))?;
+    let results = store.recent_results(&check, &subscription, DETAIL_RESULTS).await?;
+    let events = EventQuery {
+        check: Some(&check),
+        subscription: Some(&subscription),
+        limit: DETAIL_EVENTS,
+        ..EventQuery::default()
+    };
+    let events = store.events(&events).await?;
+    Ok(Json(CheckDetail {
+        row: row.into(),
+        results: results.into_iter().map(ResultView::from).collect(),
+        events: events.into_iter().map(|logged| EventView::from(logged.event)).collect(),
+    }))
+}
+
+#[cfg(test)]
+mod tests {
+    use chrono::TimeDelta;
+    use handlers::state::{CheckState, Notified};
+    use protocol::Status;
+    use protocol::message::AlertPolicy;
+
+    use super::*;
+
+    fn at(secs: i64) -> DateTime<Utc> {
+        DateTime::UNIX_EPOCH + TimeDelta::seconds(secs)
+    }
+
+    fn row(metrics: &[(&str, f64)], problem_since: Option<DateTime<Utc>>) -> StateRow {
+        let result = CheckResult {
+            request_id: "r".into(),
+            check: "web".into(),
+            subscription: "edge".into(),
+            runner: "host-1".into(),
+            status: Status::Critical,
+            output: "expires soon".into(),
+            scheduled_at: at(10),
+            started_at: at(10),
+            duration_ms: 3,
+            lateness_ms: 0,
+            metrics: metrics.iter().map(|(k, v)| ((*k).to_owned(), *v)).collect(),
+            details: serde_json::Value::Null,
+            policy: AlertPolicy { labels: [("team".into(), "web".into())].into(), ..AlertPolicy::default() },
+        };
+        let state = CheckState {
+            history: [Status::Critical].into(),
+            notified: Some(Notified { status: Status::Critical, at: at(10) }),
+            ..CheckState::default()
+        };
+        StateRow {
+            check: "web".into(),
+            subscription: "edge".into(),
+            state,
+            updated_at: at(10),
+            last_result: Some(result),
+            problem_since,
+        }
+    }
+
+    #[test]
+    fn a_row_shows_the_least_days_left_its_labels_and_its_incident() {
+        let value = |row: StateRow| serde_json::to_value(CheckRow::from(row)).unwrap();
+        let tls = value(row(&[("days_left", 40.0), ("chain_days_left", 12.5), ("total", 3.0)], Some(at(5))));
+        assert_eq!(tls["tls_days_left"], 12.5);
+        assert_eq!(tls["labels"], serde_json::json!({"team": "web"}));
+        assert_eq!(
+            tls["incident"],
+            serde_json::json!({"key": "picket/edge/web", "status": "CRITICAL",
+                               "since": "1970-01-01T00:00:05Z", "notified_at": "1970-01-01T00:00:10Z"})
+        );
+        let https = value(row(&[("cert_days_left", 3.5)], None));
+        assert_eq!(https["tls_days_left"], 3.5);
+        assert_eq!(https["incident"]["since"], "1970-01-01T00:00:10Z", "the log pruned: when it was notified");
+        assert_eq!(value(row(&[("total", 3.0)], None))["tls_days_left"], serde_json::Value::Null);
+    }
 }

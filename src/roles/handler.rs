@@ -28,9 +28,12 @@ pub struct HandlerRoleArgs {
     pub checks: std::path::PathBuf,
     #[arg(long, env = "PICKET_LISTEN", default_value = "0.0.0.0:9750")]
     pub listen: SocketAddr,
+    #[command(flatten)]
+    pub api: crate::config::ApiArgs,
 }
 
 pub async fn run(args: HandlerRoleArgs) -> Result<ExitCode, Failure> {
+    let auth = args.api.auth()?;
     let instance = crate::config::host_name();
     let config = args.broker.config(format!("picket-handler-{instance}-{}", std::process::id()))?;
     let catalog = crate::definitions::load(&args.checks)?;
@@ -45,7 +48,7 @@ pub async fn run(args: HandlerRoleArgs) -> Result<ExitCode, Failure> {
         let (transport, health) = (transport.clone(), health.clone());
         std::sync::Arc::new(move || transport.is_connected() && health.is_healthy())
     };
-    let role = super::Role::start(config, args.listen, registry, ready, api::router(alerts.store.clone())).await?;
+    let role = super::Role::start(config, args.listen, registry, ready, api::router(alerts.store.clone(), auth)).await?;
     let live = alerts.live.clone();
     let load = |dir: &std::path::Path| AlertingDefinitions::new(&crate::definitions::load(dir)?);
     tokio::spawn(crate::definitions::watch(args.checks.clone(), load, move |d| live.apply(d), role.stop.clone()));

@@ -34,7 +34,7 @@ use crate::event::{Event, EventKind};
 use crate::state::CheckState;
 
 pub use outbox::{OutboxItem, Settlement};
-pub use read::StateRow;
+pub use read::{EventQuery, LoggedEvent, Notification, StateQuery, StateRow};
 
 /// Results kept per (check, subscription) unless configured otherwise.
 pub const DEFAULT_KEEP_RESULTS: u32 = 50;
