@@ -472,6 +472,7 @@ impl<D: Deliver> Alerting<D> {
             labels: Default::default(),
             occurred_at: now,
             handlers: self.fleet_handlers.clone(),
+            silenced_by: Vec::new(),
         };
         route(&*self.deliver, &mut event);
         FleetEvent(event)

@@ -13,8 +13,10 @@
 //! thousands of results per second and a crash leaves all of a batch or none.
 
 mod migrations;
+mod notified;
 mod outbox;
 mod read;
+mod silences;
 #[cfg(test)]
 pub(crate) mod testing;
 #[cfg(test)]
@@ -35,6 +37,7 @@ use crate::state::CheckState;
 
 pub use outbox::{OutboxItem, Settlement};
 pub use read::StateRow;
+pub use silences::KEEP_EXPIRED_SILENCES;
 
 /// Results kept per (check, subscription) unless configured otherwise.
 pub const DEFAULT_KEEP_RESULTS: u32 = 50;
@@ -333,8 +336,8 @@ impl Batch {
 
     /// Logs an event and queues one outbox row per handler in
     /// `event.handlers`. An event id already logged is left as it was, so
-    /// replaying a decision never sends twice.
-    pub async fn add_event(&mut self, event: &Event) -> Result<(), StoreError> {
+    /// replaying a decision never sends twice: then `false`.
+    pub async fn add_event(&mut self, event: &Event) -> Result<bool, StoreError> {
         let body = to_json(event)?;
         let logged = sqlx::query(
             "INSERT INTO events (id, kind, check_name, subscription, runner, status, occurred_at, body) \
@@ -352,7 +355,7 @@ impl Batch {
         .await?;
         if logged.rows_affected() == 0 {
             tracing::debug!(event = %event.id, kind = %event.kind, "event already logged");
-            return Ok(());
+            return Ok(false);
         }
         let incident = event.incident_key();
         for handler in &event.handlers {
@@ -368,7 +371,7 @@ impl Batch {
             .execute(&mut *self.tx)
             .await?;
         }
-        Ok(())
+        Ok(true)
     }
 
     /// Records a keepalive of `runner` received at `seen.last_seen`; never
