@@ -68,7 +68,9 @@ fn targets(event: &Event) -> Vec<SilenceTarget<'_>> {
             .split(',')
             .map(|subscription| SilenceTarget { check: None, subscription, labels: &event.labels })
             .collect(),
-        _ => vec![SilenceTarget { check: Some(&event.check), subscription: &event.subscription, labels: &event.labels }],
+        _ => {
+            vec![SilenceTarget { check: Some(&event.check), subscription: &event.subscription, labels: &event.labels }]
+        }
     }
 }
 
@@ -81,11 +83,12 @@ fn resolves(event: &Event) -> bool {
     }
 }
 
-/// Decides whom `event` is queued for (its handlers are those routed to it),
+/// Decides whom `event` is queued for (its handlers are those routed to it;
+/// silences are judged at the time it occurred),
 /// then logs and queues it, keeping the `notified` and `held` rows. Returns
 /// `false` when the event was already logged (a replay), which changes
 /// nothing.
-pub(super) async fn add(batch: &mut Batch, mutes: &Mutes, event: &mut Event, now: DateTime<Utc>) -> Result<bool, StoreError> {
+pub(super) async fn add(batch: &mut Batch, mutes: &Mutes, event: &mut Event) -> Result<bool, StoreError> {
     let incident = event.incident_key();
     if resolves(event) {
         event.handlers = batch.told(&incident).await?.into_keys().collect();
@@ -96,7 +99,7 @@ pub(super) async fn add(batch: &mut Batch, mutes: &Mutes, event: &mut Event, now
         batch.drop_held(&incident).await?;
         return Ok(true);
     }
-    event.silenced_by = mutes.silencing(event, now);
+    event.silenced_by = mutes.silencing(event, event.occurred_at);
     if event.silenced_by.is_empty() {
         if !batch.add_event(event).await? {
             return Ok(false);
@@ -128,8 +131,12 @@ pub(super) struct Release {
 /// were not told of its status yet. `None` when another handler sharing the
 /// store released it first, a newer event replaced it, or everyone was
 /// already told.
-pub(super) async fn release(batch: &mut Batch, release: Release, now: DateTime<Utc>) -> Result<Option<Event>, StoreError> {
-    let held = release.held;
+pub(super) async fn release(
+    batch: &mut Batch,
+    release: &Release,
+    now: DateTime<Utc>,
+) -> Result<Option<Event>, StoreError> {
+    let held = release.held.clone();
     let incident = held.incident_key();
     if !batch.take_held(&incident, &held.id).await? {
         return Ok(None);

@@ -194,6 +194,30 @@ impl Store {
         rows.iter().map(|row| json_column(row, "result")).collect()
     }
 
+    /// The newest `per_check` results of every (check, subscription), newest
+    /// first, one list per (check, subscription) in check order.
+    pub async fn latest_results(&self, per_check: u32) -> Result<Vec<Vec<CheckResult>>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT body, check_name, subscription FROM (SELECT body, check_name, subscription, seq, \
+             ROW_NUMBER() OVER (PARTITION BY check_name, subscription ORDER BY seq DESC) AS n FROM results) AS ranked \
+             WHERE n <= $1 ORDER BY check_name, subscription, seq DESC",
+        )
+        .bind(i64::from(per_check))
+        .fetch_all(&self.pool)
+        .await?;
+        let mut lists: Vec<Vec<CheckResult>> = Vec::new();
+        for row in &rows {
+            let result: CheckResult = json_column(row, "result")?;
+            match lists.last_mut() {
+                Some(list) if list[0].check == result.check && list[0].subscription == result.subscription => {
+                    list.push(result);
+                }
+                _ => lists.push(vec![result]),
+            }
+        }
+        Ok(lists)
+    }
+
     /// Deletes events that occurred before `before`; returns how many.
     pub async fn prune_events(&self, before: DateTime<Utc>) -> Result<u64, StoreError> {
         let pruned =
