@@ -25,6 +25,8 @@
 mod gate;
 mod sender;
 #[cfg(test)]
+mod silence_tests;
+#[cfg(test)]
 mod tests;
 
 use std::collections::HashMap;
@@ -391,7 +393,7 @@ impl<D: Deliver> Alerting<D> {
             let output = self.still_failing(&event).await?;
             tracing::info!(check = %event.check, subscription = %event.subscription, kind = %event.kind, %ended,
                 "silence over while the problem is open: telling it now");
-            self.submit(Work::Release(gate::Release { held: event, ended, output }, now)).await?;
+            self.submit(Work::Release(gate::Release { held: event, ended, output })).await?;
         }
         Ok(())
     }
@@ -648,16 +650,17 @@ enum Work {
     Runner(RunnerWrite),
     /// An event decided outside the state machine (missed, runner lost/back).
     Notice(Notice),
-    /// A held problem whose silences ended, to tell at the given time.
-    Release(gate::Release, DateTime<Utc>),
+    /// A held problem whose silences ended.
+    Release(gate::Release),
 }
 
 impl Work {
     /// When the events of this work happen: the time the gate judges them at.
     fn at(&self) -> Option<DateTime<Utc>> {
         match self {
-            Self::Result(_, at) | Self::Release(_, at) => Some(*at),
+            Self::Result(_, at) => Some(*at),
             Self::Notice(notice) => Some(notice.event.occurred_at),
+            Self::Release(release) => Some(release.held.occurred_at),
             Self::Runner(_) => None,
         }
     }
@@ -785,8 +788,8 @@ impl<D: Deliver> Batcher<D> {
                         events.push(event);
                     }
                 }
-                Work::Release(release, at) => {
-                    if let Some(event) = gate::release(&mut batch, release, *at).await? {
+                Work::Release(release) => {
+                    if let Some(event) = gate::release(&mut batch, release).await? {
                         events.push(event);
                     }
                 }

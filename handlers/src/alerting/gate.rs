@@ -127,15 +127,12 @@ pub(super) struct Release {
     pub output: String,
 }
 
-/// Tells a released problem, at `now`, to the handlers it was routed to that
-/// were not told of its status yet. `None` when another handler sharing the
+/// Tells a released problem to the handlers it was routed to that were not
+/// told of its status yet. It keeps the time it occurred (so a released
+/// `missed` does not look like a newer episode); its output says what ended. `None` when another handler sharing the
 /// store released it first, a newer event replaced it, or everyone was
 /// already told.
-pub(super) async fn release(
-    batch: &mut Batch,
-    release: &Release,
-    now: DateTime<Utc>,
-) -> Result<Option<Event>, StoreError> {
+pub(super) async fn release(batch: &mut Batch, release: &Release) -> Result<Option<Event>, StoreError> {
     let held = release.held.clone();
     let incident = held.incident_key();
     if !batch.take_held(&incident, &held.id).await? {
@@ -148,7 +145,6 @@ pub(super) async fn release(
         id: event_id(&incident, kind, &format!("released {}", held.id)),
         kind,
         output: format!("{}; still {status}: {}", release.ended, release.output),
-        occurred_at: now,
         handlers: held.handlers.iter().filter(|h| told.get(*h) != Some(&status)).cloned().collect(),
         silenced_by: Vec::new(),
         ..held
