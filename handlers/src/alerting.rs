@@ -36,10 +36,11 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use chrono::{DateTime, TimeDelta, Utc};
+use protocol::definition::MaintenanceWindow;
 use protocol::silence::SilenceTarget;
 use protocol::transport::{DeadLetter, DeadReason};
 use protocol::{CheckResult, Keepalive, Status};
-use tokio::sync::{Notify, mpsc, oneshot};
+use tokio::sync::{Notify, mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
 
 use crate::consumer::{Accept, HandlerError};
@@ -95,6 +96,9 @@ pub struct AlertingConfig {
     pub on_event: Option<EventHook>,
     /// The per-check series, updated after each committed batch.
     pub series: CheckSeries,
+    /// The maintenance windows, reloaded with the definitions: an open one
+    /// silences what it matches like an active silence `maintenance:<name>`.
+    pub windows: watch::Receiver<Arc<[MaintenanceWindow]>>,
 }
 
 impl Default for AlertingConfig {
@@ -105,6 +109,7 @@ impl Default for AlertingConfig {
             missed_every: Duration::from_secs(60),
             on_event: None,
             series: CheckSeries::default(),
+            windows: watch::channel(Arc::from([])).1,
         }
     }
 }
@@ -119,6 +124,7 @@ pub struct Alerting<D> {
     missed_every: TimeDelta,
     /// Wakes the outbox sender after a commit that queued deliveries.
     outbox: Arc<Notify>,
+    windows: watch::Receiver<Arc<[MaintenanceWindow]>>,
     runners: tokio::sync::Mutex<Fleet>,
     /// When each subscription last raised `missed`.
     missed: Mutex<HashMap<String, DateTime<Utc>>>,
@@ -173,6 +179,7 @@ impl<D: Deliver> Alerting<D> {
             outbox: outbox.clone(),
             max_batch,
             series: config.series,
+            windows: config.windows.clone(),
         };
         Ok(Self {
             jobs,
@@ -182,6 +189,7 @@ impl<D: Deliver> Alerting<D> {
             fleet_handlers: config.fleet_handlers,
             missed_every: TimeDelta::from_std(config.missed_every).unwrap_or(TimeDelta::MAX),
             outbox,
+            windows: config.windows,
             runners: tokio::sync::Mutex::new(Fleet { runners, last_heard: None }),
             missed: Mutex::new(open_missed.iter().cloned().collect()),
             expiring: Mutex::new(open_missed.into_iter().collect()),
@@ -384,7 +392,8 @@ impl<D: Deliver> Alerting<D> {
         if held.is_empty() {
             return Ok(());
         }
-        let mutes = gate::Mutes::new(self.store.silences(now, Some(SilenceState::Active)).await.map_err(sink_error)?);
+        let active = self.store.silences(now, Some(SilenceState::Active)).await.map_err(sink_error)?;
+        let mutes = gate::Mutes::new(active, self.windows.borrow().clone());
         for event in held {
             if !mutes.silencing(&event, now).is_empty() {
                 continue;
@@ -402,6 +411,10 @@ impl<D: Deliver> Alerting<D> {
     async fn what_ended(&self, ids: &[String]) -> Result<String, HandlerError> {
         let mut names = Vec::new();
         for id in ids {
+            if gate::is_window(id) {
+                names.push(format!("silence {id} by git"));
+                continue;
+            }
             names.push(match self.store.silence(id).await.map_err(sink_error)? {
                 Some(silence) => format!("silence {id} by {}", silence.created_by),
                 None => format!("silence {id}"),
@@ -695,6 +708,7 @@ struct Batcher<D> {
     outbox: Arc<Notify>,
     max_batch: usize,
     series: CheckSeries,
+    windows: watch::Receiver<Arc<[MaintenanceWindow]>>,
 }
 
 impl<D: Deliver> Batcher<D> {
@@ -763,7 +777,7 @@ impl<D: Deliver> Batcher<D> {
                     batch.add_result(result, *at).await?;
                     for mut event in decided {
                         route(&*self.deliver, &mut event);
-                        let mutes = load_mutes(&mut batch, &mut mutes, since).await?;
+                        let mutes = load_mutes(&mut batch, &mut mutes, &self.windows, since).await?;
                         if gate::add(&mut batch, mutes, &mut event).await? {
                             events.push(event);
                         }
@@ -783,7 +797,7 @@ impl<D: Deliver> Batcher<D> {
                         continue;
                     }
                     let mut event = notice.event.clone();
-                    let mutes = load_mutes(&mut batch, &mut mutes, since).await?;
+                    let mutes = load_mutes(&mut batch, &mut mutes, &self.windows, since).await?;
                     if gate::add(&mut batch, mutes, &mut event).await? {
                         events.push(event);
                     }
@@ -814,11 +828,15 @@ impl<D: Deliver> Batcher<D> {
 async fn load_mutes<'m>(
     batch: &mut Batch,
     mutes: &'m mut Option<gate::Mutes>,
+    windows: &watch::Receiver<Arc<[MaintenanceWindow]>>,
     since: DateTime<Utc>,
 ) -> Result<&'m gate::Mutes, StoreError> {
     let loaded = match mutes.take() {
         Some(loaded) => loaded,
-        None => gate::Mutes::new(batch.silences_from(since).await?),
+        None => {
+            let windows = windows.borrow().clone();
+            gate::Mutes::new(batch.silences_from(since).await?, windows)
+        }
     };
     Ok(mutes.insert(loaded))
 }

@@ -6,6 +6,10 @@
 
 use std::sync::Arc;
 
+use protocol::definition::MaintenanceWindow;
+use protocol::definition::window::parse_window;
+use tokio::sync::watch;
+
 use chrono::{DateTime, Utc};
 use protocol::definition::handler::parse_handler;
 use protocol::message::AlertPolicy;
@@ -85,7 +89,11 @@ impl Harness {
 
     /// An alerting sink on the harness's store (several may run at once).
     async fn alerting(&self) -> Alerting<Notifiers> {
-        let config = AlertingConfig { fleet_handlers: vec!["slack".into()], ..AlertingConfig::default() };
+        self.alerting_with(AlertingConfig::default()).await
+    }
+
+    async fn alerting_with(&self, config: AlertingConfig) -> Alerting<Notifiers> {
+        let config = AlertingConfig { fleet_handlers: vec!["slack".into()], ..config };
         Alerting::start(Store::open(&self.config).await.unwrap(), self.notifiers.clone(), config).await.unwrap()
     }
 
@@ -149,6 +157,7 @@ on_both_backends!(
     a_restart_and_a_second_handler_keep_it,
     ends_on_resolve_expires_once_everything_matched_is_ok_twice,
     fleet_events_are_silenced_by_subscription,
+    a_maintenance_window_silences_while_open,
 );
 
 /// Row 1: the check fails under a silence: no message, but the result, the
@@ -398,4 +407,48 @@ async fn fleet_events_are_silenced_by_subscription(config: StoreConfig) {
         ]
     );
     assert!(pd.is_empty(), "fleet events go to the fleet handlers: {pd:?}");
+}
+
+/// A maintenance window silences like a silence named `maintenance:<name>`,
+/// by git, while it is open on the clock the test passes: at(0) is
+/// 22:13:20 UTC, so the daily 23:00 window is open from at(2800) to at(4600).
+/// It arrives by reload, after the handler started.
+async fn a_maintenance_window_silences_while_open(config: StoreConfig) {
+    let h = Harness::new(config).await;
+    let (reload, windows) = watch::channel::<Arc<[MaintenanceWindow]>>(Arc::from([]));
+    let alerting = h.alerting_with(AlertingConfig { windows, ..AlertingConfig::default() }).await;
+    let nightly = parse_window(json!({"kind": "maintenance", "name": "nightly", "match": {"check": "api-*"},
+        "cron": "0 23 * * *", "duration": "30m", "comment": "nightly restarts"}))
+    .unwrap();
+    reload.send(Arc::from([nightly])).unwrap();
+    alerting.result_at(&result("api-told", 2700, Status::Critical), at(2700)).await.unwrap();
+    alerting.result_at(&result("api-new", 2700, Status::Ok), at(2700)).await.unwrap();
+    alerting.result_at(&result("api-new", 2800, Status::Critical), at(2800)).await.unwrap();
+    alerting.result_at(&result("web", 2800, Status::Critical), at(2800)).await.unwrap();
+    alerting.result_at(&result("api-told", 2900, Status::Ok), at(2900)).await.unwrap();
+    alerting.tick(at(4599)).await.unwrap();
+    assert_eq!(h.delivered().await.0.len(), 3, "api-told's problem and resolve, web's problem");
+    alerting.tick(at(4600)).await.unwrap();
+    alerting.result_at(&result("api-told", 4700, Status::Critical), at(4700)).await.unwrap();
+    alerting.close().await;
+
+    let (slack, pd) = h.delivered().await;
+    let ended = "silence maintenance:nightly by git ended; still CRITICAL: CRITICAL at 2800";
+    assert_eq!(
+        slack,
+        [
+            "CRITICAL: api-told on default | CRITICAL at 2700".to_owned(),
+            "CRITICAL: web on default | CRITICAL at 2800".to_owned(),
+            "RESOLVED: api-told on default | OK at 2900".to_owned(),
+            format!("CRITICAL: api-new on default | {ended}"),
+            "CRITICAL: api-told on default | CRITICAL at 4700".to_owned(),
+        ]
+    );
+    assert_eq!(pd.len(), 5, "the same, to PagerDuty: {pd:?}");
+    let silenced: Vec<_> = h.events().await.into_iter().filter(|e| !e.silenced_by.is_empty()).collect();
+    assert_eq!(silenced.len(), 1);
+    assert_eq!(
+        (silenced[0].check.as_str(), silenced[0].silenced_by.as_slice()),
+        ("api-new", ["maintenance:nightly".to_owned()].as_slice())
+    );
 }
