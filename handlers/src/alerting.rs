@@ -824,7 +824,8 @@ impl<D: Deliver> Batcher<D> {
 }
 
 /// The batch's silences, read once at the first event that needs them: every
-/// silence that can be active at `since` (the batch's earliest event) or later.
+/// silence that can be active at `since` (the batch's earliest event) or
+/// later, and the maintenance windows as last reloaded.
 async fn load_mutes<'m>(
     batch: &mut Batch,
     mutes: &'m mut Option<gate::Mutes>,

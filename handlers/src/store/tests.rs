@@ -66,6 +66,7 @@ on_both_backends!(
     states_are_listed_in_order,
     silences_are_listed_by_state_and_expired_once,
     told_and_held_rows_follow_the_incident,
+    the_upgrade_remembers_who_was_told_of_open_incidents,
 );
 
 async fn state_results_and_events_commit_together(config: StoreConfig) {
@@ -417,5 +418,35 @@ async fn told_and_held_rows_follow_the_incident(config: StoreConfig) {
     batch.drop_held(&key).await.unwrap();
     batch.commit().await.unwrap();
     assert!(store.held().await.unwrap().is_empty());
+    store.close().await;
+}
+
+/// Migration 0004 on a store written before it: open incidents get their
+/// `notified` rows from the outbox, so their resolves still arrive.
+async fn the_upgrade_remembers_who_was_told_of_open_incidents(config: StoreConfig) {
+    let store = Store::open(&config).await.unwrap();
+    let mut batch = store.begin().await.unwrap();
+    batch.add_event(&event("p1", "web", EventKind::Problem, &["slack", "pd"])).await.unwrap();
+    batch.add_event(&event("p2", "dns", EventKind::Problem, &["slack"])).await.unwrap();
+    let resolved = Event { status: Status::Ok, ..event("r2", "dns", EventKind::Resolved, &["slack"]) };
+    batch.add_event(&resolved).await.unwrap();
+    batch.commit().await.unwrap();
+    for undo in [
+        "DROP TABLE held",
+        "DROP TABLE notified",
+        "DROP TABLE silences",
+        "DELETE FROM _sqlx_migrations WHERE version = 4",
+    ] {
+        sqlx::query(undo).execute(&store.pool).await.unwrap();
+    }
+    store.close().await;
+
+    let store = Store::open(&config).await.unwrap();
+    let web = store.notified("picket/default/web").await.unwrap();
+    assert_eq!(
+        web.into_iter().collect::<Vec<_>>(),
+        [("pd".to_owned(), Status::Critical), ("slack".to_owned(), Status::Critical)]
+    );
+    assert!(store.notified("picket/default/dns").await.unwrap().is_empty(), "resolved before the upgrade");
     store.close().await;
 }
