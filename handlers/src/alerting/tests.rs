@@ -261,7 +261,8 @@ async fn failed_deliveries_are_retried_then_given_up(config: StoreConfig) {
     store.close().await;
 }
 
-fn keepalive(runner: &str) -> Keepalive {
+/// A keepalive of `runner` serving `edge` and `default`, every 10 s.
+pub(super) fn keepalive(runner: &str) -> Keepalive {
     Keepalive {
         runner: runner.into(),
         subscriptions: vec!["edge".into(), "default".into()],

@@ -1,37 +1,14 @@
 //! Every store test runs against SQLite (a temporary file) and PostgreSQL (a
 //! schema of its own on the machine's server).
 
-use chrono::{DateTime, TimeDelta, Utc};
-use protocol::message::AlertPolicy;
-use protocol::{CheckResult, Status};
+use chrono::TimeDelta;
+use protocol::Status;
 
-use super::testing::{OutboxRow, count, on_both_backends, outbox_rows, schema_exists};
+use super::testing::{OutboxRow, at, count, on_both_backends, outbox_rows, result, schema_exists};
 use super::{Backend, Settlement, Store, StoreConfig};
 use crate::event::{Event, EventKind};
 use crate::silence::{Expiry, Silence, SilenceState};
 use crate::state::CheckState;
-
-fn at(secs: i64) -> DateTime<Utc> {
-    DateTime::from_timestamp(1_700_000_000 + secs, 0).unwrap()
-}
-
-fn result(check: &str, slot: i64, status: Status) -> CheckResult {
-    CheckResult {
-        request_id: format!("{check}-{slot}"),
-        check: check.into(),
-        subscription: "default".into(),
-        runner: "r1".into(),
-        status,
-        output: format!("{status} at {slot}"),
-        scheduled_at: at(slot),
-        started_at: at(slot),
-        duration_ms: 3,
-        lateness_ms: 0,
-        metrics: Default::default(),
-        details: serde_json::json!({"http_status": 200}),
-        policy: AlertPolicy { handlers: vec!["ops".into()], occurrences: 1, ..AlertPolicy::default() },
-    }
-}
 
 fn event(id: &str, check: &str, kind: EventKind, handlers: &[&str]) -> Event {
     Event {
