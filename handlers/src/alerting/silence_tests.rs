@@ -12,7 +12,6 @@ use tokio::sync::watch;
 
 use chrono::Utc;
 use protocol::definition::handler::parse_handler;
-use protocol::message::AlertPolicy;
 use protocol::transport::{DeadLetter, DeadReason};
 use protocol::{CheckResult, Keepalive, Status};
 use serde_json::{Value, json};
@@ -23,22 +22,18 @@ use crate::event::{Event, EventKind};
 use crate::notify::Notifiers;
 use crate::notify::receiver::{Receiver, Reply};
 use crate::silence::{Expiry, Silence, SilenceState};
-use crate::store::testing::{self, at, on_both_backends};
+use crate::store::testing::{at, on_both_backends};
 use crate::store::{Store, StoreConfig};
 
 const PD_ACCEPTED: &str = r#"{"status":"success","message":"Event processed","dedup_key":"x"}"#;
 
 /// A result of `check` on `default` for the slot at `slot` seconds, routed
-/// to `slack` (takes everything) and `pd` (takes CRITICAL only).
+/// to `slack` (takes everything) and `pd` (takes CRITICAL only), labelled
+/// `team=payments`.
 fn result(check: &str, slot: i64, status: Status) -> CheckResult {
-    let policy = AlertPolicy {
-        handlers: vec!["slack".into(), "pd".into()],
-        occurrences: 1,
-        refresh_secs: 1800,
-        labels: [("team".to_owned(), "payments".to_owned())].into(),
-        ..AlertPolicy::default()
-    };
-    CheckResult { policy, ..testing::result(check, slot, status) }
+    let mut result = super::tests::check_result(check, slot, status);
+    result.policy.labels = [("team".to_owned(), "payments".to_owned())].into();
+    result
 }
 
 /// A store, a recording Slack and PagerDuty, and the notifiers for them.
