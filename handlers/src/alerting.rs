@@ -52,7 +52,7 @@ use crate::consumer::{Accept, HandlerError};
 use crate::event::{Event, EventKind};
 use crate::notify::{Delivered, Notifiers, NotifyError};
 use crate::series::CheckSeries;
-use crate::silence::{EXPIRED_BY_PICKET, RESOLVED, Silence, SilenceState};
+use crate::silence::{EXPIRED_BY_PICKET, RESOLVED, Silence, SilenceState, Silencers, is_window};
 use crate::state::{Admission, CheckState, event_id};
 use crate::store::{Batch, LostRunner, SeenRunner, Store, StoreError};
 
@@ -413,9 +413,9 @@ impl<D: Deliver> Alerting<D> {
             return Ok(());
         }
         let active = self.store.silences(now, Some(SilenceState::Active)).await.map_err(sink_error)?;
-        let mutes = gate::Mutes::new(active, self.windows.borrow().clone());
+        let silencers = Silencers::new(active, self.windows.borrow().clone());
         for event in held {
-            if !mutes.silencing(&event, now).is_empty() {
+            if !gate::silenced_by(&silencers, &event, now).is_empty() {
                 continue;
             }
             let ended = self.what_ended(&event.silenced_by).await?;
@@ -431,7 +431,7 @@ impl<D: Deliver> Alerting<D> {
     async fn what_ended(&self, ids: &[String]) -> Result<String, HandlerError> {
         let mut names = Vec::new();
         for id in ids {
-            if gate::is_window(id) {
+            if is_window(id) {
                 names.push(format!("silence {id} by git"));
                 continue;
             }
@@ -763,7 +763,7 @@ impl<D: Deliver> Batcher<D> {
         let mut latest: HashMap<(&str, &str), &CheckResult> = HashMap::new();
         let mut events = Vec::new();
         // Loaded at the first event: most batches raise none.
-        let mut mutes = None;
+        let mut silencers = None;
         let since = jobs.iter().filter_map(|job| job.work.at()).min().unwrap_or(now);
         for job in jobs {
             match &job.work {
@@ -797,8 +797,8 @@ impl<D: Deliver> Batcher<D> {
                     batch.add_result(result, *at).await?;
                     for mut event in decided {
                         route(&*self.deliver, &mut event);
-                        let mutes = load_mutes(&mut batch, &mut mutes, &self.windows, since).await?;
-                        if gate::add(&mut batch, mutes, &mut event).await? {
+                        let silencers = load_silencers(&mut batch, &mut silencers, &self.windows, since).await?;
+                        if gate::add(&mut batch, silencers, &mut event).await? {
                             events.push(event);
                         }
                     }
@@ -817,8 +817,8 @@ impl<D: Deliver> Batcher<D> {
                         continue;
                     }
                     let mut event = notice.event.clone();
-                    let mutes = load_mutes(&mut batch, &mut mutes, &self.windows, since).await?;
-                    if gate::add(&mut batch, mutes, &mut event).await? {
+                    let silencers = load_silencers(&mut batch, &mut silencers, &self.windows, since).await?;
+                    if gate::add(&mut batch, silencers, &mut event).await? {
                         events.push(event);
                     }
                 }
@@ -846,20 +846,20 @@ impl<D: Deliver> Batcher<D> {
 /// The batch's silences, read once at the first event that needs them: every
 /// silence that can be active at `since` (the batch's earliest event) or
 /// later, and the maintenance windows as last reloaded.
-async fn load_mutes<'m>(
+async fn load_silencers<'m>(
     batch: &mut Batch,
-    mutes: &'m mut Option<gate::Mutes>,
+    silencers: &'m mut Option<Silencers>,
     windows: &watch::Receiver<Arc<[MaintenanceWindow]>>,
     since: DateTime<Utc>,
-) -> Result<&'m gate::Mutes, StoreError> {
-    let loaded = match mutes.take() {
+) -> Result<&'m Silencers, StoreError> {
+    let loaded = match silencers.take() {
         Some(loaded) => loaded,
         None => {
             let windows = windows.borrow().clone();
-            gate::Mutes::new(batch.silences_from(since).await?, windows)
+            Silencers::new(batch.silences_from(since).await?, windows)
         }
     };
-    Ok(mutes.insert(loaded))
+    Ok(silencers.insert(loaded))
 }
 
 /// A state read in this batch, and whether the batch changed it.
