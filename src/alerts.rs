@@ -140,8 +140,14 @@ pub async fn start(
     let store = Store::open(&plan.store).await.map_err(|e| Failure::Runtime(anyhow!("state store: {e}")))?;
     let (notifiers, notifiers_rx) = watch::channel(Arc::new(plan.definitions.notifiers));
     let (windows, windows_rx) = watch::channel(plan.definitions.windows);
-    let mut tasks = vec![tokio::spawn(crate::windows::log_openings(windows_rx, stop.clone()))];
-    let config = AlertingConfig { fleet_handlers: plan.fleet_handlers, on_event, series, ..AlertingConfig::default() };
+    let mut tasks = vec![tokio::spawn(crate::windows::log_openings(windows_rx.clone(), stop.clone()))];
+    let config = AlertingConfig {
+        fleet_handlers: plan.fleet_handlers,
+        on_event,
+        series,
+        windows: windows_rx,
+        ..AlertingConfig::default()
+    };
     let alerting = Alerting::start(store.clone(), Arc::new(Reloading::new(notifiers_rx)), config)
         .await
         .map_err(|e| Failure::Runtime(anyhow!("state store: {e}")))?;
@@ -177,13 +183,17 @@ impl Running {
 pub fn print_events() -> EventHook {
     Arc::new(|event| {
         println!(
-            "{}  EVENT {:<15} {:<24} {:<12} {:<8} {}",
+            "{}  EVENT {:<15} {:<24} {:<12} {:<8} {}{}",
             event.occurred_at.format("%Y-%m-%dT%H:%M:%S%.3fZ"),
             event.kind.as_str(),
             event.check,
             event.subscription,
             event.status.name(),
-            event.output
+            event.output,
+            match event.silenced_by.as_slice() {
+                [] => String::new(),
+                ids => format!("  (silenced by {})", ids.join(", ")),
+            }
         );
     })
 }

@@ -190,3 +190,27 @@ fn the_handler_role_reloads_its_handlers_and_refuses_an_invalid_edit() {
     assert!(wait_until(Duration::from_secs(10), || handler_records(&handler, "check_result").len() >= results + 2));
     handler.wait_ready(Duration::from_secs(5));
 }
+
+#[test]
+fn a_window_loaded_by_reload_holds_a_problem_until_it_is_removed() {
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let slack = Receiver::start(&runtime, 200);
+    let webhook = format!("http://{}/services/T0/B0/RELOAD", slack.addr);
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
+    let window = json!({"kind": "maintenance", "name": "deploy", "match": {"check": "paged"},
+                        "cron": "* * * * * *", "duration": "1h", "comment": "deploying"});
+    let dir = checks_dir(&[("down.json", failing_check(closed, "down", &[]))]);
+    let mut role = standalone(dir.path(), &[("SLACK_WEBHOOK_OPS", &webhook)]);
+    role.wait_ready(Duration::from_secs(10));
+    std::fs::write(dir.path().join("windows.json"), window.to_string()).unwrap();
+    std::fs::write(dir.path().join("handlers.json"), slack_handler()).unwrap();
+    std::fs::write(dir.path().join("paged.json"), failing_check(closed, "paged", &["ops"])).unwrap();
+    assert!(wait_until(Duration::from_secs(10), || results(&role, "paged") >= 3), "{}", role.stderr_text());
+    assert!(slack.received().is_empty(), "{:?}", slack.received());
+    std::fs::remove_file(dir.path().join("windows.json")).unwrap();
+    assert!(wait_until(Duration::from_secs(15), || !slack.received().is_empty()), "{}", role.stderr_text());
+    let text = slack.received()[0]["attachments"][0]["text"].as_str().unwrap_or_default().to_owned();
+    assert!(text.starts_with("silence maintenance:deploy by git ended; still CRITICAL"), "{text}");
+    role.signal("-TERM");
+    assert_eq!(role.wait_exit(Duration::from_secs(10)).and_then(|s| s.code()), Some(0));
+}

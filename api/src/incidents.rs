@@ -210,6 +210,7 @@ pub(crate) mod tests {
                 labels: BTreeMap::new(),
                 occurred_at: DateTime::UNIX_EPOCH + TimeDelta::seconds(seconds),
                 handlers: vec!["ops".into()],
+                silenced_by: Vec::new(),
             };
             batch.add_event(&event).await.unwrap();
         }

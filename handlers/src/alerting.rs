@@ -14,6 +14,11 @@
 //!   most once per subscription per minute, and `caught_up` (which resolves
 //!   it) once none has expired for two minutes; **keepalives** feed runner
 //!   liveness. Both are judged on this handler's clock by [`Alerting::tick`].
+//! - **Silences** gate which handlers an event is queued for, in the same
+//!   transaction (`gate`): a silenced problem is logged and queued for
+//!   nobody, a resolve goes to exactly the handlers told of its problem, and
+//!   [`Alerting::tick`] tells held problems whose silences ended, expires
+//!   `ends_on_resolve` silences whose checks recovered.
 //! - **Several handlers** on one store act as one: keepalives and dead letters
 //!   reach one active consumer, which writes each runner's last keepalive to
 //!   the store in the batcher's transaction. A handler judges only runners it
@@ -22,7 +27,10 @@
 //!   it starts hearing keepalives; lost and back marks are conditional
 //!   writes, so `runner_lost` and `runner_back` are logged once.
 
+mod gate;
 mod sender;
+#[cfg(test)]
+mod silence_tests;
 #[cfg(test)]
 mod tests;
 
@@ -33,6 +41,8 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use chrono::{DateTime, TimeDelta, Utc};
+use protocol::definition::MaintenanceWindow;
+use protocol::silence::SilenceTarget;
 use protocol::transport::{DeadLetter, DeadReason};
 use protocol::{CheckResult, Keepalive, Status};
 use tokio::sync::{Notify, mpsc, oneshot, watch};
@@ -42,8 +52,9 @@ use crate::consumer::{Accept, HandlerError};
 use crate::event::{Event, EventKind};
 use crate::notify::{Delivered, Notifiers, NotifyError};
 use crate::series::CheckSeries;
+use crate::silence::{EXPIRED_BY_PICKET, RESOLVED, Silence, SilenceState, Silencers, is_window};
 use crate::state::{Admission, CheckState, event_id};
-use crate::store::{LostRunner, SeenRunner, Store, StoreError};
+use crate::store::{Batch, LostRunner, SeenRunner, Store, StoreError};
 
 pub use sender::{OutboxSender, SenderPolicy};
 
@@ -56,6 +67,10 @@ const MAX_KEEPALIVE_INTERVAL_SECS: u64 = 24 * 3600;
 /// become the active keepalive consumer (or was restarted): it takes over
 /// the runners the store knows.
 const TAKEOVER_GAP: TimeDelta = TimeDelta::seconds(10);
+
+/// `ends_on_resolve` silences are judged at most this often: judging reads
+/// the newest results of every check.
+const RESOLVE_JUDGED_EVERY: TimeDelta = TimeDelta::seconds(10);
 
 /// What alerting needs from the notifiers: routing and delivery. A trait so
 /// the outbox can be tested with a recording fake.
@@ -112,6 +127,9 @@ pub struct AlertingConfig {
     pub on_event: Option<EventHook>,
     /// The per-check series, updated after each committed batch.
     pub series: CheckSeries,
+    /// The maintenance windows, reloaded with the definitions: an open one
+    /// silences what it matches like an active silence `maintenance:<name>`.
+    pub windows: watch::Receiver<Arc<[MaintenanceWindow]>>,
 }
 
 impl Default for AlertingConfig {
@@ -122,6 +140,7 @@ impl Default for AlertingConfig {
             missed_every: Duration::from_secs(60),
             on_event: None,
             series: CheckSeries::default(),
+            windows: watch::channel(Arc::from([])).1,
         }
     }
 }
@@ -136,12 +155,15 @@ pub struct Alerting<D> {
     missed_every: TimeDelta,
     /// Wakes the outbox sender after a commit that queued deliveries.
     outbox: Arc<Notify>,
+    windows: watch::Receiver<Arc<[MaintenanceWindow]>>,
     runners: tokio::sync::Mutex<Fleet>,
     /// When each subscription last raised `missed`.
     missed: Mutex<HashMap<String, DateTime<Utc>>>,
     /// The last expired request of each subscription with `missed` open:
     /// [`Alerting::tick`] raises `caught_up` once it is old enough.
     expiring: Mutex<HashMap<String, DateTime<Utc>>>,
+    /// When `ends_on_resolve` silences were last judged.
+    resolve_judged: Mutex<Option<DateTime<Utc>>>,
 }
 
 /// The runners this handler judges, and when it last heard any keepalive.
@@ -190,6 +212,7 @@ impl<D: Deliver> Alerting<D> {
             outbox: outbox.clone(),
             max_batch,
             series: config.series,
+            windows: config.windows.clone(),
         };
         Ok(Self {
             jobs,
@@ -199,9 +222,11 @@ impl<D: Deliver> Alerting<D> {
             fleet_handlers: config.fleet_handlers,
             missed_every: TimeDelta::from_std(config.missed_every).unwrap_or(TimeDelta::MAX),
             outbox,
+            windows: config.windows,
             runners: tokio::sync::Mutex::new(Fleet { runners, last_heard: None }),
             missed: Mutex::new(open_missed.iter().cloned().collect()),
             expiring: Mutex::new(open_missed.into_iter().collect()),
+            resolve_judged: Mutex::new(None),
         })
     }
 
@@ -218,6 +243,12 @@ impl<D: Deliver> Alerting<D> {
         if let Err(error) = self.batcher.await {
             tracing::error!(%error, "alerting batcher failed");
         }
+    }
+
+    /// A result received at `now` (the handler's clock): the time its events
+    /// carry and silences are judged at. Returns once it is committed.
+    pub async fn result_at(&self, result: &CheckResult, now: DateTime<Utc>) -> Result<(), HandlerError> {
+        self.submit(Work::Result(result.clone(), now)).await
     }
 
     /// Records a keepalive received at `now` (this handler's clock; the
@@ -356,7 +387,95 @@ impl<D: Deliver> Alerting<D> {
             fleet.runners.remove(&runner);
         }
         drop(fleet);
-        self.caught_up(now).await
+        self.caught_up(now).await?;
+        self.end_resolved_silences(now).await?;
+        self.release_held(now).await
+    }
+
+    /// Expires each active `ends_on_resolve` silence once everything it
+    /// matches has been OK for two consecutive results, both started after
+    /// the silence did (so a silence made while all is well lasts until
+    /// something it matches failed and recovered, or until its end). At most
+    /// every [`RESOLVE_JUDGED_EVERY`].
+    async fn end_resolved_silences(&self, now: DateTime<Utc>) -> Result<(), HandlerError> {
+        {
+            let mut judged = self.resolve_judged.lock().map_err(|_| poisoned("resolve_judged"))?;
+            if judged.is_some_and(|last| now - last < RESOLVE_JUDGED_EVERY) {
+                return Ok(());
+            }
+            *judged = Some(now);
+        }
+        let silences: Vec<Silence> = self
+            .store
+            .silences(now, Some(SilenceState::Active))
+            .await
+            .map_err(sink_error)?
+            .into_iter()
+            .filter(|s| s.ends_on_resolve)
+            .collect();
+        if silences.is_empty() {
+            return Ok(());
+        }
+        let latest = self.store.latest_results(2).await.map_err(sink_error)?;
+        for silence in silences {
+            let recovered = recovered(&silence, &latest);
+            if recovered {
+                self.store.expire_silence(&silence.id, EXPIRED_BY_PICKET, RESOLVED, now).await.map_err(sink_error)?;
+                tracing::info!(silence = %silence.id, "silence expired: everything it matches is OK again");
+            }
+        }
+        Ok(())
+    }
+
+    /// Tells the held problems whose silences have all ended at `now`, and
+    /// that are still open, to the handlers not told of them yet.
+    async fn release_held(&self, now: DateTime<Utc>) -> Result<(), HandlerError> {
+        let held = self.store.held().await.map_err(sink_error)?;
+        if held.is_empty() {
+            return Ok(());
+        }
+        let active = self.store.silences(now, Some(SilenceState::Active)).await.map_err(sink_error)?;
+        let silencers = Silencers::new(active, self.windows.borrow().clone());
+        for event in held {
+            if !gate::silenced_by(&silencers, &event, now).is_empty() {
+                continue;
+            }
+            let ended = self.what_ended(&event.silenced_by).await?;
+            let output = self.still_failing(&event).await?;
+            tracing::info!(check = %event.check, subscription = %event.subscription, kind = %event.kind, %ended,
+                "silence over while the problem is open: telling it now");
+            self.submit(Work::Release(gate::Release { held: event, ended, output })).await?;
+        }
+        Ok(())
+    }
+
+    /// "silence 3f… by alice ended", naming every silence that held it.
+    async fn what_ended(&self, ids: &[String]) -> Result<String, HandlerError> {
+        let mut names = Vec::new();
+        for id in ids {
+            if is_window(id) {
+                names.push(format!("silence {id} by git"));
+                continue;
+            }
+            names.push(match self.store.silence(id).await.map_err(sink_error)? {
+                Some(silence) => format!("silence {id} by {}", silence.created_by),
+                None => format!("silence {id}"),
+            });
+        }
+        Ok(format!("{} ended", names.join(" and ")))
+    }
+
+    /// The newest output of a held check problem when its status is still
+    /// the held one (it is, unless flapping hid a change); else the held output.
+    async fn still_failing(&self, held: &Event) -> Result<String, HandlerError> {
+        if held.check.is_empty() {
+            return Ok(held.output.clone());
+        }
+        let newest = self.store.recent_results(&held.check, &held.subscription, 1).await.map_err(sink_error)?;
+        Ok(match newest.into_iter().next() {
+            Some(result) if result.status == held.status => result.output,
+            _ => held.output.clone(),
+        })
     }
 
     /// A dead letter received at `now`: an expired request raises `missed`
@@ -494,6 +613,7 @@ impl<D: Deliver> Alerting<D> {
             labels: Default::default(),
             occurred_at: now,
             handlers: self.fleet_handlers.clone(),
+            silenced_by: Vec::new(),
         };
         route(&*self.deliver, &mut event);
         FleetEvent(event)
@@ -523,7 +643,7 @@ impl FleetEvent {
 
 impl<D: Deliver> Accept<CheckResult> for Alerting<D> {
     async fn accept(&self, result: &CheckResult) -> Result<(), HandlerError> {
-        self.submit(Work::Result(result.clone())).await
+        self.result_at(result, Utc::now()).await
     }
 }
 
@@ -539,15 +659,32 @@ impl<D: Deliver> Accept<Keepalive> for Alerting<D> {
     }
 }
 
-/// Narrows an event's handlers to those that take it. A `resolved` (or
-/// `runner_back`) goes where the problem it ends went, so it is judged by
-/// the status it resolves, not by OK.
+/// Narrows an event's handlers to those that take its status. A resolve is
+/// routed again by the gate, to the handlers told of the problem it ends.
 fn route<D: Deliver>(deliver: &D, event: &mut Event) {
-    let status = match event.kind {
-        EventKind::Resolved | EventKind::RunnerBack => event.previous.unwrap_or(event.status),
-        _ => event.status,
-    };
-    event.handlers.retain(|handler| deliver.accepts(handler, status));
+    event.handlers.retain(|handler| deliver.accepts(handler, event.status));
+}
+
+/// Whether everything `silence` matches, and something, has been OK for its
+/// two newest results (`latest`, per check), both started after the silence.
+fn recovered(silence: &Silence, latest: &[Vec<CheckResult>]) -> bool {
+    let mut matched = latest
+        .iter()
+        .filter(|results| results.first().is_some_and(|newest| silence.matcher.matches(result_target(newest))))
+        .peekable();
+    matched.peek().is_some()
+        && matched.all(|results| {
+            results.len() == 2 && results.iter().all(|r| r.status == Status::Ok && r.started_at >= silence.starts_at)
+        })
+}
+
+/// What a silence is judged against for a result's check.
+fn result_target(result: &CheckResult) -> SilenceTarget<'_> {
+    SilenceTarget { check: Some(&result.check), subscription: &result.subscription, labels: &result.policy.labels }
+}
+
+fn sink_error(error: StoreError) -> HandlerError {
+    HandlerError::Sink(error.to_string())
 }
 
 /// A keepalive interval from the wire, kept within 1 s … 1 day so the
@@ -563,10 +700,25 @@ struct Job {
 }
 
 enum Work {
-    Result(CheckResult),
+    /// A result received at the given time (the handler's clock).
+    Result(CheckResult, DateTime<Utc>),
     Runner(RunnerWrite),
     /// An event decided outside the state machine (missed, runner lost/back).
     Notice(Notice),
+    /// A held problem whose silences ended.
+    Release(gate::Release),
+}
+
+impl Work {
+    /// When the events of this work happen: the time the gate judges them at.
+    fn at(&self) -> Option<DateTime<Utc>> {
+        match self {
+            Self::Result(_, at) => Some(*at),
+            Self::Notice(notice) => Some(notice.event.occurred_at),
+            // Judged by the tick already.
+            Self::Release(_) | Self::Runner(_) => None,
+        }
+    }
 }
 
 struct Notice {
@@ -598,6 +750,7 @@ struct Batcher<D> {
     outbox: Arc<Notify>,
     max_batch: usize,
     series: CheckSeries,
+    windows: watch::Receiver<Arc<[MaintenanceWindow]>>,
 }
 
 impl<D: Deliver> Batcher<D> {
@@ -631,9 +784,12 @@ impl<D: Deliver> Batcher<D> {
         let mut states: HashMap<(String, String), Loaded> = HashMap::new();
         let mut latest: HashMap<(&str, &str), &CheckResult> = HashMap::new();
         let mut events = Vec::new();
+        // Loaded at the first event: most batches raise none.
+        let mut silencers = None;
+        let since = jobs.iter().filter_map(|job| job.work.at()).min().unwrap_or(now);
         for job in jobs {
             match &job.work {
-                Work::Result(result) => {
+                Work::Result(result, at) => {
                     let loaded = match states.entry((result.check.clone(), result.subscription.clone())) {
                         Entry::Occupied(entry) => entry.into_mut(),
                         Entry::Vacant(entry) => {
@@ -645,7 +801,7 @@ impl<D: Deliver> Batcher<D> {
                     if admission == Admission::Stale {
                         // Overtaken (redelivered after a newer one): it joins
                         // the history but cannot rewind the state.
-                        batch.add_result(result, now).await?;
+                        batch.add_result(result, *at).await?;
                     }
                     if admission != Admission::New {
                         tracing::debug!(
@@ -657,14 +813,16 @@ impl<D: Deliver> Batcher<D> {
                         );
                         continue;
                     }
-                    let decided = loaded.state.apply(result, now);
+                    let decided = loaded.state.apply(result, *at);
                     loaded.changed = true;
                     latest.insert((&result.check, &result.subscription), result);
-                    batch.add_result(result, now).await?;
+                    batch.add_result(result, *at).await?;
                     for mut event in decided {
                         route(&*self.deliver, &mut event);
-                        batch.add_event(&event).await?;
-                        events.push(event);
+                        let silencers = load_silencers(&mut batch, &mut silencers, &self.windows, since).await?;
+                        if gate::add(&mut batch, silencers, &mut event).await? {
+                            events.push(event);
+                        }
                     }
                 }
                 Work::Runner(RunnerWrite::Seen(seen)) => batch.runner_seen(seen).await?,
@@ -680,8 +838,16 @@ impl<D: Deliver> Batcher<D> {
                             "already recorded by another handler");
                         continue;
                     }
-                    batch.add_event(&notice.event).await?;
-                    events.push(notice.event.clone());
+                    let mut event = notice.event.clone();
+                    let silencers = load_silencers(&mut batch, &mut silencers, &self.windows, since).await?;
+                    if gate::add(&mut batch, silencers, &mut event).await? {
+                        events.push(event);
+                    }
+                }
+                Work::Release(release) => {
+                    if let Some(event) = gate::release(&mut batch, release).await? {
+                        events.push(event);
+                    }
                 }
             }
         }
@@ -697,6 +863,25 @@ impl<D: Deliver> Batcher<D> {
         self.series.record(committed, now);
         Ok(events)
     }
+}
+
+/// The batch's silences, read once at the first event that needs them: every
+/// silence that can be active at `since` (the batch's earliest event) or
+/// later, and the maintenance windows as last reloaded.
+async fn load_silencers<'m>(
+    batch: &mut Batch,
+    silencers: &'m mut Option<Silencers>,
+    windows: &watch::Receiver<Arc<[MaintenanceWindow]>>,
+    since: DateTime<Utc>,
+) -> Result<&'m Silencers, StoreError> {
+    let loaded = match silencers.take() {
+        Some(loaded) => loaded,
+        None => {
+            let windows = windows.borrow().clone();
+            Silencers::new(batch.silences_from(since).await?, windows)
+        }
+    };
+    Ok(silencers.insert(loaded))
 }
 
 /// A state read in this batch, and whether the batch changed it.

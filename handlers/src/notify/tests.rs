@@ -35,6 +35,7 @@ fn event(kind: EventKind, status: Status) -> Event {
         labels: BTreeMap::from([("team".into(), "platform".into())]),
         occurred_at: Utc.with_ymd_and_hms(2025, 6, 1, 12, 0, 0).unwrap(),
         handlers: vec!["ops-slack".into()],
+        silenced_by: Vec::new(),
     }
 }
 
@@ -79,21 +80,6 @@ impl Definitions {
     fn build_exactly(&self, settings: Settings) -> Result<Notifiers, NotifierConfigError> {
         let needed = self.list.iter().map(|d| d.name().to_owned()).collect();
         Notifiers::build_with(&self.list, &needed, settings)
-    }
-}
-
-/// Retries and pacing in milliseconds, for tests about outcomes rather than timing.
-fn quick() -> Settings {
-    Settings {
-        retry: RetryPolicy {
-            attempts: 3,
-            first_backoff: Duration::from_millis(10),
-            max_backoff: Duration::from_millis(20),
-            max_retry_after: Duration::from_secs(1),
-        },
-        slack_interval: Duration::from_millis(10),
-        log_output: LineWriter::stdout(),
-        allow_http: true,
     }
 }
 
@@ -403,7 +389,7 @@ async fn secrets_never_reach_logs_or_errors() {
     let refused = definitions.secret("refused", &closed.url(SLACK_PATH));
     drop(closed);
     let definitions = definitions.add(json!({ "name": "slack-refused", "type": "slack", "webhook_url": refused }));
-    let notifiers = definitions.build(quick()).unwrap();
+    let notifiers = definitions.build(Settings::quick()).unwrap();
 
     let problem = event(EventKind::Problem, Status::Critical);
     let mut outcomes = vec![format!("{notifiers:?}")];
