@@ -8,5 +8,6 @@ mod compat;
 mod containers;
 mod fleet;
 mod outage;
+mod silences;
 mod standalone;
 mod support;

@@ -8,6 +8,7 @@
 
 mod checks;
 pub mod errors;
+pub mod silences;
 
 use axum::Router;
 use axum::routing::get;
