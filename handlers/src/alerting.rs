@@ -22,6 +22,7 @@
 //!   it starts hearing keepalives; lost and back marks are conditional
 //!   writes, so `runner_lost` and `runner_back` are logged once.
 
+mod gate;
 mod sender;
 #[cfg(test)]
 mod tests;
@@ -33,6 +34,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use chrono::{DateTime, TimeDelta, Utc};
+use protocol::silence::SilenceTarget;
 use protocol::transport::{DeadLetter, DeadReason};
 use protocol::{CheckResult, Keepalive, Status};
 use tokio::sync::{Notify, mpsc, oneshot};
@@ -42,8 +44,9 @@ use crate::consumer::{Accept, HandlerError};
 use crate::event::{Event, EventKind};
 use crate::notify::{Delivered, Notifiers, NotifyError};
 use crate::series::CheckSeries;
+use crate::silence::{EXPIRED_BY_PICKET, RESOLVED, Silence, SilenceState};
 use crate::state::{Admission, CheckState, event_id};
-use crate::store::{LostRunner, SeenRunner, Store, StoreError};
+use crate::store::{Batch, LostRunner, SeenRunner, Store, StoreError};
 
 pub use sender::{OutboxSender, SenderPolicy};
 
@@ -198,6 +201,12 @@ impl<D: Deliver> Alerting<D> {
         }
     }
 
+    /// A result received at `now` (the handler's clock): the time its events
+    /// carry and silences are judged at. Returns once it is committed.
+    pub async fn result_at(&self, result: &CheckResult, now: DateTime<Utc>) -> Result<(), HandlerError> {
+        self.submit(Work::Result(result.clone(), now)).await
+    }
+
     /// Records a keepalive received at `now` (this handler's clock; the
     /// runner's own timestamps are never trusted for staleness). A runner that
     /// was lost raises `runner_back`; a runner's last keepalive (`stopping`)
@@ -334,7 +343,82 @@ impl<D: Deliver> Alerting<D> {
             fleet.runners.remove(&runner);
         }
         drop(fleet);
-        self.caught_up(now).await
+        self.caught_up(now).await?;
+        self.end_resolved_silences(now).await?;
+        self.release_held(now).await
+    }
+
+    /// Expires each active `ends_on_resolve` silence once everything it
+    /// matches has been OK for two consecutive results, both started after
+    /// the silence did (so a silence made while all is well lasts until
+    /// something it matches failed and recovered, or until its end).
+    async fn end_resolved_silences(&self, now: DateTime<Utc>) -> Result<(), HandlerError> {
+        let silences: Vec<Silence> = self
+            .store
+            .silences(now, Some(SilenceState::Active))
+            .await
+            .map_err(sink_error)?
+            .into_iter()
+            .filter(|s| s.ends_on_resolve)
+            .collect();
+        if silences.is_empty() {
+            return Ok(());
+        }
+        let latest = self.store.latest_results(2).await.map_err(sink_error)?;
+        for silence in silences {
+            let recovered = recovered(&silence, &latest);
+            if recovered {
+                self.store.expire_silence(&silence.id, EXPIRED_BY_PICKET, RESOLVED, now).await.map_err(sink_error)?;
+                tracing::info!(silence = %silence.id, "silence expired: everything it matches is OK again");
+            }
+        }
+        Ok(())
+    }
+
+    /// Tells the held problems whose silences have all ended at `now`, and
+    /// that are still open, to the handlers not told of them yet.
+    async fn release_held(&self, now: DateTime<Utc>) -> Result<(), HandlerError> {
+        let held = self.store.held().await.map_err(sink_error)?;
+        if held.is_empty() {
+            return Ok(());
+        }
+        let mutes = gate::Mutes::new(self.store.silences(now, Some(SilenceState::Active)).await.map_err(sink_error)?);
+        for event in held {
+            if !mutes.silencing(&event, now).is_empty() {
+                continue;
+            }
+            let ended = self.what_ended(&event.silenced_by).await?;
+            let output = self.still_failing(&event).await?;
+            tracing::info!(check = %event.check, subscription = %event.subscription, kind = %event.kind, %ended,
+                "silence over while the problem is open: telling it now");
+            self.submit(Work::Release(gate::Release { held: event, ended, output }, now)).await?;
+        }
+        Ok(())
+    }
+
+    /// "silence 3f… by alice ended", naming every silence that held it.
+    async fn what_ended(&self, ids: &[String]) -> Result<String, HandlerError> {
+        let mut names = Vec::new();
+        for id in ids {
+            names.push(match self.store.silence(id).await.map_err(sink_error)? {
+                Some(silence) => format!("silence {id} by {}", silence.created_by),
+                None => format!("silence {id}"),
+            });
+        }
+        Ok(format!("{} ended", names.join(" and ")))
+    }
+
+    /// The newest output of a held check problem when its status is still
+    /// the held one (it is, unless flapping hid a change); else the held output.
+    async fn still_failing(&self, held: &Event) -> Result<String, HandlerError> {
+        if held.check.is_empty() {
+            return Ok(held.output.clone());
+        }
+        let newest = self.store.recent_results(&held.check, &held.subscription, 1).await.map_err(sink_error)?;
+        Ok(match newest.into_iter().next() {
+            Some(result) if result.status == held.status => result.output,
+            _ => held.output.clone(),
+        })
     }
 
     /// A dead letter received at `now`: an expired request raises `missed`
@@ -472,6 +556,7 @@ impl<D: Deliver> Alerting<D> {
             labels: Default::default(),
             occurred_at: now,
             handlers: self.fleet_handlers.clone(),
+            silenced_by: Vec::new(),
         };
         route(&*self.deliver, &mut event);
         FleetEvent(event)
@@ -501,7 +586,7 @@ impl FleetEvent {
 
 impl<D: Deliver> Accept<CheckResult> for Alerting<D> {
     async fn accept(&self, result: &CheckResult) -> Result<(), HandlerError> {
-        self.submit(Work::Result(result.clone())).await
+        self.result_at(result, Utc::now()).await
     }
 }
 
@@ -517,15 +602,32 @@ impl<D: Deliver> Accept<Keepalive> for Alerting<D> {
     }
 }
 
-/// Narrows an event's handlers to those that take it. A `resolved` (or
-/// `runner_back`) goes where the problem it ends went, so it is judged by
-/// the status it resolves, not by OK.
+/// Narrows an event's handlers to those that take its status. A resolve is
+/// routed again by the gate, to the handlers told of the problem it ends.
 fn route<D: Deliver>(deliver: &D, event: &mut Event) {
-    let status = match event.kind {
-        EventKind::Resolved | EventKind::RunnerBack => event.previous.unwrap_or(event.status),
-        _ => event.status,
-    };
-    event.handlers.retain(|handler| deliver.accepts(handler, status));
+    event.handlers.retain(|handler| deliver.accepts(handler, event.status));
+}
+
+/// Whether everything `silence` matches, and something, has been OK for its
+/// two newest results (`latest`, per check), both started after the silence.
+fn recovered(silence: &Silence, latest: &[Vec<CheckResult>]) -> bool {
+    let mut matched = latest
+        .iter()
+        .filter(|results| results.first().is_some_and(|newest| silence.matcher.matches(result_target(newest))))
+        .peekable();
+    matched.peek().is_some()
+        && matched.all(|results| {
+            results.len() == 2 && results.iter().all(|r| r.status == Status::Ok && r.started_at >= silence.starts_at)
+        })
+}
+
+/// What a silence is judged against for a result's check.
+fn result_target(result: &CheckResult) -> SilenceTarget<'_> {
+    SilenceTarget { check: Some(&result.check), subscription: &result.subscription, labels: &result.policy.labels }
+}
+
+fn sink_error(error: StoreError) -> HandlerError {
+    HandlerError::Sink(error.to_string())
 }
 
 /// A keepalive interval from the wire, kept within 1 s … 1 day so the
@@ -541,10 +643,24 @@ struct Job {
 }
 
 enum Work {
-    Result(CheckResult),
+    /// A result received at the given time (the handler's clock).
+    Result(CheckResult, DateTime<Utc>),
     Runner(RunnerWrite),
     /// An event decided outside the state machine (missed, runner lost/back).
     Notice(Notice),
+    /// A held problem whose silences ended, to tell at the given time.
+    Release(gate::Release, DateTime<Utc>),
+}
+
+impl Work {
+    /// When the events of this work happen: the time the gate judges them at.
+    fn at(&self) -> Option<DateTime<Utc>> {
+        match self {
+            Self::Result(_, at) | Self::Release(_, at) => Some(*at),
+            Self::Notice(notice) => Some(notice.event.occurred_at),
+            Self::Runner(_) => None,
+        }
+    }
 }
 
 struct Notice {
@@ -609,9 +725,12 @@ impl<D: Deliver> Batcher<D> {
         let mut states: HashMap<(String, String), Loaded> = HashMap::new();
         let mut latest: HashMap<(&str, &str), &CheckResult> = HashMap::new();
         let mut events = Vec::new();
+        // Loaded at the first event: most batches raise none.
+        let mut mutes = None;
+        let since = jobs.iter().filter_map(|job| job.work.at()).min().unwrap_or(now);
         for job in jobs {
             match &job.work {
-                Work::Result(result) => {
+                Work::Result(result, at) => {
                     let loaded = match states.entry((result.check.clone(), result.subscription.clone())) {
                         Entry::Occupied(entry) => entry.into_mut(),
                         Entry::Vacant(entry) => {
@@ -623,7 +742,7 @@ impl<D: Deliver> Batcher<D> {
                     if admission == Admission::Stale {
                         // Overtaken (redelivered after a newer one): it joins
                         // the history but cannot rewind the state.
-                        batch.add_result(result, now).await?;
+                        batch.add_result(result, *at).await?;
                     }
                     if admission != Admission::New {
                         tracing::debug!(
@@ -635,14 +754,16 @@ impl<D: Deliver> Batcher<D> {
                         );
                         continue;
                     }
-                    let decided = loaded.state.apply(result, now);
+                    let decided = loaded.state.apply(result, *at);
                     loaded.changed = true;
                     latest.insert((&result.check, &result.subscription), result);
-                    batch.add_result(result, now).await?;
+                    batch.add_result(result, *at).await?;
                     for mut event in decided {
                         route(&*self.deliver, &mut event);
-                        batch.add_event(&event).await?;
-                        events.push(event);
+                        let mutes = load_mutes(&mut batch, &mut mutes, since).await?;
+                        if gate::add(&mut batch, mutes, &mut event).await? {
+                            events.push(event);
+                        }
                     }
                 }
                 Work::Runner(RunnerWrite::Seen(seen)) => batch.runner_seen(seen).await?,
@@ -658,8 +779,16 @@ impl<D: Deliver> Batcher<D> {
                             "already recorded by another handler");
                         continue;
                     }
-                    batch.add_event(&notice.event).await?;
-                    events.push(notice.event.clone());
+                    let mut event = notice.event.clone();
+                    let mutes = load_mutes(&mut batch, &mut mutes, since).await?;
+                    if gate::add(&mut batch, mutes, &mut event).await? {
+                        events.push(event);
+                    }
+                }
+                Work::Release(release, at) => {
+                    if let Some(event) = gate::release(&mut batch, release, *at).await? {
+                        events.push(event);
+                    }
                 }
             }
         }
@@ -675,6 +804,20 @@ impl<D: Deliver> Batcher<D> {
         self.series.record(committed, now);
         Ok(events)
     }
+}
+
+/// The batch's silences, read once at the first event that needs them: every
+/// silence that can be active at `since` (the batch's earliest event) or later.
+async fn load_mutes<'m>(
+    batch: &mut Batch,
+    mutes: &'m mut Option<gate::Mutes>,
+    since: DateTime<Utc>,
+) -> Result<&'m gate::Mutes, StoreError> {
+    let loaded = match mutes.take() {
+        Some(loaded) => loaded,
+        None => gate::Mutes::new(batch.silences_from(since).await?),
+    };
+    Ok(mutes.insert(loaded))
 }
 
 /// A state read in this batch, and whether the batch changed it.

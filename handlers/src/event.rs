@@ -72,8 +72,12 @@ pub struct Event {
     pub metrics: BTreeMap<String, f64>,
     pub labels: BTreeMap<String, String>,
     pub occurred_at: DateTime<Utc>,
-    /// The handler names this event is routed to.
+    /// The handler names this event is queued for: none when silenced.
     pub handlers: Vec<String>,
+    /// The silences (and `maintenance:<name>` windows) that held this event
+    /// back from every handler. Absent in events logged before silences.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub silenced_by: Vec<String>,
 }
 
 impl Event {

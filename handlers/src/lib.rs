@@ -10,9 +10,11 @@ pub mod event;
 pub mod json_log;
 pub mod notify;
 pub mod series;
+pub mod silence;
 pub mod state;
 pub mod store;
 
 pub use console::Console;
 pub use consumer::{Accept, Both, HandlerError, ResultSink, SinkHealth, consume};
 pub use event::{Event, EventKind};
+pub use silence::{Expiry, Silence, SilenceState};

@@ -257,6 +257,7 @@ impl Raise<'_> {
             labels: result.policy.labels.clone(),
             occurred_at: self.now,
             handlers: result.policy.handlers.clone(),
+            silenced_by: Vec::new(),
         };
         event.id = event_id(&event.incident_key(), kind, &result.request_id);
         event

@@ -35,6 +35,7 @@ fn event(kind: EventKind, status: Status) -> Event {
         labels: BTreeMap::from([("team".into(), "platform".into())]),
         occurred_at: Utc.with_ymd_and_hms(2025, 6, 1, 12, 0, 0).unwrap(),
         handlers: vec!["ops-slack".into()],
+        silenced_by: Vec::new(),
     }
 }
 

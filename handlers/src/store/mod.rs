@@ -13,8 +13,10 @@
 //! thousands of results per second and a crash leaves all of a batch or none.
 
 mod migrations;
+mod notified;
 mod outbox;
 mod read;
+mod silences;
 #[cfg(test)]
 pub(crate) mod testing;
 #[cfg(test)]
@@ -35,6 +37,7 @@ use crate::state::CheckState;
 
 pub use outbox::{OutboxItem, Settlement};
 pub use read::StateRow;
+pub use silences::KEEP_EXPIRED_SILENCES;
 
 /// Results kept per (check, subscription) unless configured otherwise.
 pub const DEFAULT_KEEP_RESULTS: u32 = 50;
@@ -191,6 +194,30 @@ impl Store {
         rows.iter().map(|row| json_column(row, "result")).collect()
     }
 
+    /// The newest `per_check` results of every (check, subscription), newest
+    /// first, one list per (check, subscription) in check order.
+    pub async fn latest_results(&self, per_check: u32) -> Result<Vec<Vec<CheckResult>>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT body, check_name, subscription FROM (SELECT body, check_name, subscription, seq, \
+             ROW_NUMBER() OVER (PARTITION BY check_name, subscription ORDER BY seq DESC) AS n FROM results) AS ranked \
+             WHERE n <= $1 ORDER BY check_name, subscription, seq DESC",
+        )
+        .bind(i64::from(per_check))
+        .fetch_all(&self.pool)
+        .await?;
+        let mut lists: Vec<Vec<CheckResult>> = Vec::new();
+        for row in &rows {
+            let result: CheckResult = json_column(row, "result")?;
+            match lists.last_mut() {
+                Some(list) if list[0].check == result.check && list[0].subscription == result.subscription => {
+                    list.push(result);
+                }
+                _ => lists.push(vec![result]),
+            }
+        }
+        Ok(lists)
+    }
+
     /// Deletes events that occurred before `before`; returns how many.
     pub async fn prune_events(&self, before: DateTime<Utc>) -> Result<u64, StoreError> {
         let pruned =
@@ -333,8 +360,8 @@ impl Batch {
 
     /// Logs an event and queues one outbox row per handler in
     /// `event.handlers`. An event id already logged is left as it was, so
-    /// replaying a decision never sends twice.
-    pub async fn add_event(&mut self, event: &Event) -> Result<(), StoreError> {
+    /// replaying a decision never sends twice: then `false`.
+    pub async fn add_event(&mut self, event: &Event) -> Result<bool, StoreError> {
         let body = to_json(event)?;
         let logged = sqlx::query(
             "INSERT INTO events (id, kind, check_name, subscription, runner, status, occurred_at, body) \
@@ -352,7 +379,7 @@ impl Batch {
         .await?;
         if logged.rows_affected() == 0 {
             tracing::debug!(event = %event.id, kind = %event.kind, "event already logged");
-            return Ok(());
+            return Ok(false);
         }
         let incident = event.incident_key();
         for handler in &event.handlers {
@@ -368,7 +395,7 @@ impl Batch {
             .execute(&mut *self.tx)
             .await?;
         }
-        Ok(())
+        Ok(true)
     }
 
     /// Records a keepalive of `runner` received at `seen.last_seen`; never

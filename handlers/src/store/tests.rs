@@ -8,6 +8,7 @@ use protocol::{CheckResult, Status};
 use super::testing::{OutboxRow, count, on_both_backends, outbox_rows, schema_exists};
 use super::{Backend, Settlement, Store, StoreConfig};
 use crate::event::{Event, EventKind};
+use crate::silence::{Expiry, Silence, SilenceState};
 use crate::state::CheckState;
 
 fn at(secs: i64) -> DateTime<Utc> {
@@ -46,6 +47,7 @@ fn event(id: &str, check: &str, kind: EventKind, handlers: &[&str]) -> Event {
         labels: Default::default(),
         occurred_at: at(0),
         handlers: handlers.iter().map(|h| (*h).to_owned()).collect(),
+        silenced_by: Vec::new(),
     }
 }
 
@@ -62,6 +64,8 @@ on_both_backends!(
     lost_runners_are_remembered,
     runners_are_seen_forward_and_marked_once,
     states_are_listed_in_order,
+    silences_are_listed_by_state_and_expired_once,
+    told_and_held_rows_follow_the_incident,
 );
 
 async fn state_results_and_events_commit_together(config: StoreConfig) {
@@ -108,7 +112,7 @@ async fn reopening_keeps_everything_and_migrates_once(config: StoreConfig) {
 
     let store = Store::open(&config).await.unwrap();
     assert_eq!(store.recent_events(10).await.unwrap().len(), 1);
-    assert_eq!(count(&store, "_sqlx_migrations").await, 3);
+    assert_eq!(count(&store, "_sqlx_migrations").await, 4);
     if store.backend() == Backend::Postgres {
         assert!(schema_exists(config.schema.as_deref().unwrap()).await, "created at first open");
     }
@@ -323,5 +327,95 @@ async fn states_are_listed_in_order(config: StoreConfig) {
     assert_eq!(listed[0].state, states[1].1);
     assert_eq!(listed[1].state, states[0].1);
     assert_eq!(listed[1].updated_at, at(10));
+    store.close().await;
+}
+
+fn silence(id: &str, starts: i64, ends: i64, created: i64) -> Silence {
+    Silence {
+        id: id.into(),
+        matcher: serde_json::from_str(r#"{"check": "api-*", "labels": {"team": "pay*"}}"#).unwrap(),
+        starts_at: at(starts),
+        ends_at: at(ends),
+        ends_on_resolve: id == "pending",
+        comment: format!("{id} work"),
+        created_by: "alice".into(),
+        created_at: at(created),
+        expired: None,
+    }
+}
+
+async fn silences_are_listed_by_state_and_expired_once(config: StoreConfig) {
+    let store = Store::open(&config).await.unwrap();
+    let (active, pending, ended) =
+        (silence("active", 0, 100, 1), silence("pending", 50, 100, 2), silence("ended", 0, 10, 0));
+    for s in [&active, &pending, &ended] {
+        store.add_silence(s).await.unwrap();
+    }
+    assert!(store.add_silence(&active).await.is_err(), "an id is taken once");
+    let ids = |silences: Vec<Silence>| silences.into_iter().map(|s| s.id).collect::<Vec<_>>();
+    let now = at(20);
+    assert_eq!(ids(store.silences(now, None).await.unwrap()), ["pending", "active", "ended"], "newest first");
+    assert_eq!(ids(store.silences(now, Some(SilenceState::Active)).await.unwrap()), ["active"]);
+    assert_eq!(ids(store.silences(now, Some(SilenceState::Pending)).await.unwrap()), ["pending"]);
+    assert_eq!(ids(store.silences(now, Some(SilenceState::Expired)).await.unwrap()), ["ended"]);
+    assert_eq!(store.silence("pending").await.unwrap(), Some(pending.clone()), "every field round-trips");
+
+    let expiry = Expiry { at: at(30), by: "bob".into(), reason: "expired by hand".into() };
+    let expired = store.expire_silence("active", "bob", "expired by hand", at(30)).await.unwrap().unwrap();
+    assert_eq!(expired, Silence { expired: Some(expiry.clone()), ..active.clone() });
+    let again = store.expire_silence("active", "carol", "again", at(40)).await.unwrap().unwrap();
+    assert_eq!(again.expired, Some(expiry), "the first expiry stays");
+    let past_end = store.expire_silence("ended", "bob", "late", at(40)).await.unwrap().unwrap();
+    assert_eq!(past_end.expired, None, "a silence past its end is not expired again");
+    assert_eq!(store.expire_silence("nope", "bob", "x", at(40)).await.unwrap(), None);
+    assert_eq!(ids(store.silences(at(60), Some(SilenceState::Active)).await.unwrap()), ["pending"]);
+    assert_eq!(ids(store.silences(at(60), Some(SilenceState::Expired)).await.unwrap()), ["active", "ended"]);
+
+    let mut batch = store.begin().await.unwrap();
+    let mut in_force = ids(batch.silences_from(at(5)).await.unwrap());
+    in_force.sort();
+    assert_eq!(in_force, ["ended", "pending"], "not expired by hand, ending after 5");
+    drop(batch);
+
+    assert_eq!(store.prune_silences(at(30)).await.unwrap(), 1, "ended at 10");
+    assert_eq!(store.prune_silences(at(31)).await.unwrap(), 1, "expired at 30");
+    assert_eq!(ids(store.silences(at(60), None).await.unwrap()), ["pending"]);
+    store.close().await;
+}
+
+async fn told_and_held_rows_follow_the_incident(config: StoreConfig) {
+    let store = Store::open(&config).await.unwrap();
+    let problem = event("p1", "web", EventKind::Problem, &["slack", "pd"]);
+    let key = problem.incident_key();
+    let mut batch = store.begin().await.unwrap();
+    assert!(batch.told(&key).await.unwrap().is_empty());
+    batch.record_told(&problem).await.unwrap();
+    let warning =
+        Event { id: "p2".into(), status: Status::Warning, ..event("p2", "web", EventKind::Problem, &["slack"]) };
+    batch.record_told(&warning).await.unwrap();
+    batch.hold(&problem).await.unwrap();
+    batch.hold(&warning).await.unwrap();
+    batch.commit().await.unwrap();
+    let told = store.notified(&key).await.unwrap();
+    assert_eq!(
+        told.into_iter().collect::<Vec<_>>(),
+        [("pd".to_owned(), Status::Critical), ("slack".to_owned(), Status::Warning)]
+    );
+    assert_eq!(store.held().await.unwrap(), [warning.clone()], "the newest held event replaces the older");
+
+    let mut batch = store.begin().await.unwrap();
+    assert!(!batch.take_held(&key, "p1").await.unwrap(), "replaced");
+    assert!(batch.take_held(&key, "p2").await.unwrap());
+    assert!(!batch.take_held(&key, "p2").await.unwrap(), "taken once");
+    batch.forget_told(&key).await.unwrap();
+    batch.commit().await.unwrap();
+    assert!(store.notified(&key).await.unwrap().is_empty());
+    assert!(store.held().await.unwrap().is_empty());
+
+    let mut batch = store.begin().await.unwrap();
+    batch.hold(&problem).await.unwrap();
+    batch.drop_held(&key).await.unwrap();
+    batch.commit().await.unwrap();
+    assert!(store.held().await.unwrap().is_empty());
     store.close().await;
 }

@@ -1,0 +1,161 @@
+//! The silence gate: decides, inside the batcher's transaction, whom an event
+//! is queued for. Silences gate notifications only; the event itself is
+//! always logged, with the silences that held it back.
+//!
+//! - A **trigger** (problem, reminder, flapping start, runner lost, missed,
+//!   a flapping end that is not OK) matched by an active silence or an open
+//!   maintenance window is queued for nobody and kept as its incident's
+//!   *held* problem; otherwise it is queued for its handlers, and each one's
+//!   `notified` row records the status it was told.
+//! - A **resolve** (resolved, runner back, caught up, a flapping end at OK)
+//!   goes to exactly the handlers whose `notified` row says they were told of
+//!   the problem, silenced or not, and clears those rows and the held one: no
+//!   incident is orphaned, and nobody is told of the end of a problem they
+//!   never heard of.
+//! - When every silence of a held problem has ended and it is still open,
+//!   [`super::Alerting::tick`] tells the handlers not yet told of its status
+//!   ([`release`]); taking the held row is a conditional delete, so handlers
+//!   sharing a store tell it once.
+
+use std::collections::BTreeSet;
+
+use chrono::{DateTime, Utc};
+use protocol::Status;
+use protocol::silence::SilenceTarget;
+
+use crate::event::{Event, EventKind};
+use crate::silence::Silence;
+use crate::state::event_id;
+use crate::store::{Batch, StoreError};
+
+/// Where the id of a maintenance window's silence starts.
+const WINDOW_PREFIX: &str = "maintenance:";
+
+/// What may silence events: the store's silences in force, each judged at
+/// the event's own time.
+pub(super) struct Mutes {
+    silences: Vec<Silence>,
+}
+
+impl Mutes {
+    pub(super) fn new(silences: Vec<Silence>) -> Self {
+        Self { silences }
+    }
+
+    /// The ids of the silences that silence `event` at `now`, sorted; empty
+    /// when it is not silenced. A runner event concerns every subscription
+    /// the runner serves, and is silenced only when each of them is.
+    pub(super) fn silencing(&self, event: &Event, now: DateTime<Utc>) -> Vec<String> {
+        let mut ids = BTreeSet::new();
+        for target in targets(event) {
+            let matching: Vec<String> =
+                self.silences.iter().filter(|s| s.silences(target, now)).map(|s| s.id.clone()).collect();
+            if matching.is_empty() {
+                return Vec::new();
+            }
+            ids.extend(matching);
+        }
+        ids.into_iter().collect()
+    }
+}
+
+/// What an event is judged against: its check, or, for a fleet event, each
+/// subscription it concerns (a runner's are comma-separated).
+fn targets(event: &Event) -> Vec<SilenceTarget<'_>> {
+    match event.kind {
+        EventKind::RunnerLost | EventKind::RunnerBack | EventKind::Missed | EventKind::CaughtUp => event
+            .subscription
+            .split(',')
+            .map(|subscription| SilenceTarget { check: None, subscription, labels: &event.labels })
+            .collect(),
+        _ => {
+            vec![SilenceTarget { check: Some(&event.check), subscription: &event.subscription, labels: &event.labels }]
+        }
+    }
+}
+
+/// Whether an event ends its incident's problem.
+fn resolves(event: &Event) -> bool {
+    match event.kind {
+        EventKind::Resolved | EventKind::RunnerBack | EventKind::CaughtUp => true,
+        EventKind::FlappingEnd => event.status == Status::Ok,
+        _ => false,
+    }
+}
+
+/// Decides whom `event` is queued for (its handlers are those routed to it;
+/// silences are judged at the time it occurred),
+/// then logs and queues it, keeping the `notified` and `held` rows. Returns
+/// `false` when the event was already logged (a replay), which changes
+/// nothing.
+pub(super) async fn add(batch: &mut Batch, mutes: &Mutes, event: &mut Event) -> Result<bool, StoreError> {
+    let incident = event.incident_key();
+    if resolves(event) {
+        event.handlers = batch.told(&incident).await?.into_keys().collect();
+        if !batch.add_event(event).await? {
+            return Ok(false);
+        }
+        batch.forget_told(&incident).await?;
+        batch.drop_held(&incident).await?;
+        return Ok(true);
+    }
+    event.silenced_by = mutes.silencing(event, event.occurred_at);
+    if event.silenced_by.is_empty() {
+        if !batch.add_event(event).await? {
+            return Ok(false);
+        }
+        batch.record_told(event).await?;
+        batch.drop_held(&incident).await?;
+        return Ok(true);
+    }
+    let routed = std::mem::take(&mut event.handlers);
+    if !batch.add_event(event).await? {
+        return Ok(false);
+    }
+    if !routed.is_empty() {
+        batch.hold(&Event { handlers: routed, ..event.clone() }).await?;
+    }
+    Ok(true)
+}
+
+/// A held problem whose silences have all ended, to tell now.
+pub(super) struct Release {
+    pub held: Event,
+    /// What ended, e.g. "silence 3f… by alice ended".
+    pub ended: String,
+    /// The newest output of the still-failing check.
+    pub output: String,
+}
+
+/// Tells a released problem, at `now`, to the handlers it was routed to that
+/// were not told of its status yet. `None` when another handler sharing the
+/// store released it first, a newer event replaced it, or everyone was
+/// already told.
+pub(super) async fn release(
+    batch: &mut Batch,
+    release: &Release,
+    now: DateTime<Utc>,
+) -> Result<Option<Event>, StoreError> {
+    let held = release.held.clone();
+    let incident = held.incident_key();
+    if !batch.take_held(&incident, &held.id).await? {
+        return Ok(None);
+    }
+    let told = batch.told(&incident).await?;
+    let status = held.status;
+    let kind = if held.kind == EventKind::Reminder { EventKind::Problem } else { held.kind };
+    let event = Event {
+        id: event_id(&incident, kind, &format!("released {}", held.id)),
+        kind,
+        output: format!("{}; still {status}: {}", release.ended, release.output),
+        occurred_at: now,
+        handlers: held.handlers.iter().filter(|h| told.get(*h) != Some(&status)).cloned().collect(),
+        silenced_by: Vec::new(),
+        ..held
+    };
+    if event.handlers.is_empty() || !batch.add_event(&event).await? {
+        return Ok(None);
+    }
+    batch.record_told(&event).await?;
+    Ok(Some(event))
+}
