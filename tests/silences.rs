@@ -2,11 +2,12 @@
 //! a running `picket standalone` with write tokens.
 
 use std::process::Output;
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use serde_json::{Value, json};
 
-use crate::support::{Role, checks_dir, path_str, picket, stderr, stdout, wait_until};
+use crate::support::{Receiver, Role, checks_dir, path_str, picket, spawn_switch_target, stderr, stdout, wait_until};
 
 const TOKEN: &str = "tok-alice-SECRET-5b2f9c";
 const READ_TOKEN: &str = "tok-reader-SECRET-77aa01";
@@ -183,4 +184,56 @@ fn raw_get(role: &Role, path: &str) -> (String, Value) {
     let status = text.lines().next().unwrap_or_default().to_owned();
     let body = text.split("\r\n\r\n").nth(1).unwrap_or_default();
     (status, serde_json::from_str(body).unwrap_or(Value::Null))
+}
+
+/// The headline: silenced from the CLI during a deploy, the failing
+/// check sends nothing but shows CRITICAL and silenced in the API; expired,
+/// the problem is told once.
+#[test]
+fn a_cli_silence_holds_the_problem_until_it_is_expired_then_it_arrives_once() {
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let (target, healthy) = spawn_switch_target(&rt);
+    healthy.store(true, Ordering::SeqCst);
+    let slack = Receiver::start(&rt, 200);
+    let webhook = format!("http://{}/services/T000/B000/XYZ", slack.addr);
+    let check = json!({"name": "api-payments", "type": "http", "url": format!("http://{target}/"), "interval": "1s",
+                       "timeout": "500ms", "handlers": ["ops"]});
+    let handlers = json!([{"name": "ops", "type": "slack", "webhook_url": {"env": "SLACK_WEBHOOK_OPS"}}]);
+    let (role, _dir, url) = standalone(
+        &[("check.json", check.to_string()), ("handlers.json", handlers.to_string())],
+        &[("SLACK_WEBHOOK_OPS", webhook.as_str())],
+    );
+    let row = || check_row(&role, "api-payments").unwrap_or(Value::Null);
+    assert!(wait_until(Duration::from_secs(15), || row()["status"] == "OK"), "never OK: {}", role.stderr_text());
+
+    let add = ["silence", "add", "--check", "api-*", "--for", "1h", "--comment", "deploy 4.2"];
+    let out = cli(&url, Some(TOKEN), &add);
+    assert_eq!(code(&out), Some(0), "{}", stderr(&out));
+    let id = stdout(&out).trim().to_owned();
+    healthy.store(false, Ordering::SeqCst);
+
+    let silenced = |row: &Value| row["silenced_by"].as_array().is_some_and(|ids| ids.iter().any(|s| s == &json!(id) || s["id"] == json!(id)));
+    assert!(
+        wait_until(Duration::from_secs(15), || {
+            let row = row();
+            row["status"] == "CRITICAL" && row["occurrences"].as_u64() >= Some(3) && silenced(&row)
+        }),
+        "not CRITICAL and silenced by {id}: {}",
+        row()
+    );
+    assert_eq!(slack.received(), Vec::<Value>::new(), "a silenced problem was sent");
+    let status = stdout(&cli(&url, None, &["status"]));
+    assert!(status.starts_with(&format!("CRITICAL  api-payments  default")) && status.contains(&format!("silenced by {id}")), "{status}");
+
+    let out = cli(&url, Some(TOKEN), &["silence", "expire", &id]);
+    assert_eq!(code(&out), Some(0), "{}", stderr(&out));
+    assert!(wait_until(Duration::from_secs(15), || !slack.received().is_empty()), "never told: {}", role.stderr_text());
+    let told_at = row()["occurrences"].as_u64().unwrap_or_default();
+    assert!(wait_until(Duration::from_secs(15), || row()["occurrences"].as_u64() >= Some(told_at + 3)), "{}", row());
+    let messages = slack.received();
+    assert_eq!(messages.len(), 1, "{messages:?}");
+    let title = messages[0]["attachments"][0]["title"].as_str().unwrap_or_default();
+    assert!(title.starts_with("CRITICAL"), "{messages:?}");
+    assert!(!silenced(&row()), "{}", row());
+    assert_no_token_in_logs(&role);
 }
