@@ -106,3 +106,71 @@ pub fn host_name() -> String {
         .or_else(|| std::env::var("HOSTNAME").ok())
         .unwrap_or_else(|| "picket".to_owned())
 }
+
+/// Who may use the operator API (`picket handler`, `picket standalone`).
+/// Both lists are secrets: `hide_env_values`, a `Debug` without them, and
+/// errors that name the variable and the entry, never a token.
+#[derive(Args, Clone, Default)]
+pub struct ApiArgs {
+    /// `name:token` pairs (comma-separated) allowed to write; unset refuses every write.
+    #[arg(long, env = "PICKET_API_TOKENS", hide_env_values = true)]
+    pub api_tokens: Option<String>,
+    /// `name:token` pairs allowed to read; when set, reads need a read or write token.
+    #[arg(long, env = "PICKET_API_READ_TOKENS", hide_env_values = true)]
+    pub api_read_tokens: Option<String>,
+}
+
+impl std::fmt::Debug for ApiArgs {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ApiArgs")
+            .field("api_tokens", &self.api_tokens.as_ref().map(|_| "<PICKET_API_TOKENS>"))
+            .field("api_read_tokens", &self.api_read_tokens.as_ref().map(|_| "<PICKET_API_READ_TOKENS>"))
+            .finish()
+    }
+}
+
+impl ApiArgs {
+    /// The parsed tokens; a malformed list is a configuration error (exit 64).
+    /// An empty read list is unset: reads stay open.
+    pub fn auth(&self) -> Result<api::ApiAuth, crate::Failure> {
+        let parse = |variable: &str, text: &str| {
+            text.parse::<api::Tokens>().map_err(|e| crate::Failure::Config(anyhow::anyhow!("{variable}: {e}")))
+        };
+        let write = parse("PICKET_API_TOKENS", self.api_tokens.as_deref().unwrap_or_default())?;
+        let read = parse("PICKET_API_READ_TOKENS", self.api_read_tokens.as_deref().unwrap_or_default())?;
+        Ok(api::ApiAuth { write, read: (!read.is_empty()).then_some(read) })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const TOKEN: &str = "token-0123456789abcdef";
+
+    fn args(write: Option<&str>, read: Option<&str>) -> ApiArgs {
+        ApiArgs { api_tokens: write.map(Into::into), api_read_tokens: read.map(Into::into) }
+    }
+
+    #[test]
+    fn api_tokens_parse_into_auth_and_debug_shows_none() {
+        let auth = args(Some(&format!("alice:{TOKEN}")), Some("")).auth().unwrap();
+        assert_eq!(auth.write.names().collect::<Vec<_>>(), ["alice"]);
+        assert!(auth.read.is_none(), "an empty read list leaves reads open");
+        let debug = format!("{:?}", args(Some(&format!("alice:{TOKEN}")), Some(&format!("bob:{TOKEN}"))));
+        assert!(!debug.contains(TOKEN), "{debug}");
+        assert!(ApiArgs::default().auth().unwrap().write.is_empty());
+    }
+
+    #[test]
+    fn a_malformed_pair_names_the_variable_not_the_token() {
+        for (settings, variable) in [
+            (args(Some(TOKEN), None), "PICKET_API_TOKENS"),
+            (args(None, Some(&format!("bob:{TOKEN},{TOKEN}"))), "PICKET_API_READ_TOKENS"),
+        ] {
+            let Err(crate::Failure::Config(error)) = settings.auth() else { panic!("accepted") };
+            let message = format!("{error:#}");
+            assert!(message.starts_with(variable) && !message.contains(TOKEN), "{message}");
+        }
+    }
+}

@@ -47,9 +47,11 @@ enum Command {
         runner: RunnerArgs,
         #[command(flatten)]
         state: alerts::StateArgs,
-        /// Address of /healthz, /readyz and /metrics.
+        /// Address of /healthz, /readyz, /metrics and the API.
         #[arg(long, env = "PICKET_LISTEN", default_value = "0.0.0.0:9750")]
         listen: std::net::SocketAddr,
+        #[command(flatten)]
+        api: config::ApiArgs,
     },
     /// Publish check requests on schedule (RabbitMQ); standbys take over the leader lock.
     Scheduler(roles::scheduler::SchedulerRoleArgs),
@@ -83,14 +85,14 @@ enum Command {
     /// Silences through the operator API (PICKET_API_URL; writes need PICKET_API_TOKEN).
     Silence {
         #[command(flatten)]
-        api: operator::ApiArgs,
+        api: operator::ApiTarget,
         #[command(subcommand)]
         command: operator::SilenceCommand,
     },
     /// The fleet's state from the operator API: problems first, one line each.
     Status {
         #[command(flatten)]
-        api: operator::ApiArgs,
+        api: operator::ApiTarget,
     },
     /// Probe this container's /healthz (or /readyz); exit 0 healthy, 1 not, within 2 s.
     Healthcheck {
@@ -177,8 +179,8 @@ fn run(command: Command) -> Result<ExitCode, Failure> {
         Command::Scheduler(args) => runtime()?.block_on(roles::scheduler::run(args)),
         Command::Runner(args) => runtime()?.block_on(roles::runner::run(args)),
         Command::Handler(args) => runtime()?.block_on(roles::handler::run(args)),
-        Command::Standalone { checks, runner, state, listen } => {
-            let plan = standalone::Plan::new(&checks, runner, &state, listen)?;
+        Command::Standalone { checks, runner, state, listen, api } => {
+            let plan = standalone::Plan::new(&checks, runner, &state, listen, &api)?;
             runtime()?.block_on(standalone::run(plan))
         }
     }

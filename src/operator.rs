@@ -18,7 +18,7 @@ use crate::render::{self, CheckView, PreviewView, SilenceView};
 
 /// Where the API is. The token is PICKET_API_TOKEN, read from the environment only.
 #[derive(Args, Clone, Debug)]
-pub struct ApiArgs {
+pub struct ApiTarget {
     /// Base URL of a handler's or standalone's API (its PICKET_LISTEN).
     #[arg(long, env = "PICKET_API_URL", default_value = "http://127.0.0.1:9750", global = true)]
     pub api_url: String,
@@ -113,7 +113,7 @@ impl SilenceArgs {
     }
 }
 
-pub async fn silence(api: &ApiArgs, command: SilenceCommand) -> Result<ExitCode, Failure> {
+pub async fn silence(api: &ApiTarget, command: SilenceCommand) -> Result<ExitCode, Failure> {
     let client = ApiClient::from_env(&api.api_url)?;
     let text = match command {
         SilenceCommand::Add(args) => {
@@ -147,7 +147,7 @@ pub async fn silence(api: &ApiArgs, command: SilenceCommand) -> Result<ExitCode,
     Ok(ExitCode::SUCCESS)
 }
 
-pub async fn status(api: &ApiArgs) -> Result<ExitCode, Failure> {
+pub async fn status(api: &ApiTarget) -> Result<ExitCode, Failure> {
     let client = ApiClient::from_env(&api.api_url)?;
     let rows: Vec<CheckView> = client.get("/api/v1/checks").await?;
     crate::commands::print_out(&render::status_report(rows, Utc::now()));

@@ -22,7 +22,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::Failure;
 use crate::alerts::{AlertingPlan, StateArgs};
-use crate::config::RunnerArgs;
+use crate::config::{ApiArgs, RunnerArgs};
 
 /// Everything standalone needs, validated before any socket is opened.
 pub struct Plan {
@@ -31,11 +31,19 @@ pub struct Plan {
     alerting: AlertingPlan,
     runner: RunnerArgs,
     listen: SocketAddr,
+    api: api::ApiAuth,
 }
 
 impl Plan {
-    pub fn new(checks_dir: &Path, runner: RunnerArgs, state: &StateArgs, listen: SocketAddr) -> Result<Self, Failure> {
+    pub fn new(
+        checks_dir: &Path,
+        runner: RunnerArgs,
+        state: &StateArgs,
+        listen: SocketAddr,
+        api: &ApiArgs,
+    ) -> Result<Self, Failure> {
         runner.validate()?;
+        let api = api.auth()?;
         let catalog = Catalog::load_dir(checks_dir).map_err(|e| match e {
             e @ protocol::definition::CatalogError::Io { .. } => Failure::Config(e.into()),
             e => Failure::Data(e.into()),
@@ -44,7 +52,7 @@ impl Plan {
             return Err(Failure::Data(anyhow!("no checks found under {}", checks_dir.display())));
         }
         let alerting = AlertingPlan::new(&catalog, state)?;
-        Ok(Self { checks_dir: checks_dir.to_owned(), catalog, alerting, runner, listen })
+        Ok(Self { checks_dir: checks_dir.to_owned(), catalog, alerting, runner, listen, api })
     }
 }
 
@@ -88,7 +96,7 @@ pub async fn run(plan: Plan) -> Result<ExitCode, Failure> {
     let alerts =
         crate::alerts::start(plan.alerting, Some(crate::alerts::print_events()), series, stop_alerting.clone()).await?;
     let stop_serving = CancellationToken::new();
-    let routes = api::router(alerts.store.clone());
+    let routes = api::router(alerts.store.clone(), plan.api);
     let server =
         crate::serve::bind(plan.listen, registry, crate::serve::flag(ready.clone()), routes, stop_serving.clone())
             .await?;

@@ -1,14 +1,22 @@
 //! Every API error is `{"error": "..."}` with its status code.
 
 use axum::Json;
-use axum::http::StatusCode;
+use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 
 #[derive(Debug)]
 pub enum ApiError {
     /// Bad input; the message names the field.
     BadRequest(String),
+    /// An unknown API path.
     NotFound,
+    /// A path of the API naming something the store does not hold; the
+    /// message says what.
+    Missing(String),
+    /// No bearer token, or an unknown one (401 with `WWW-Authenticate`).
+    Unauthorized(String),
+    /// A known token that may not do this, or writes not configured at all.
+    Forbidden(String),
     /// The store failed; details go to the log, not the answer.
     Store(handlers::store::StoreError),
 }
@@ -18,12 +26,19 @@ impl IntoResponse for ApiError {
         let (code, message) = match self {
             Self::BadRequest(message) => (StatusCode::BAD_REQUEST, message),
             Self::NotFound => (StatusCode::NOT_FOUND, "no such API path".to_owned()),
+            Self::Missing(message) => (StatusCode::NOT_FOUND, message),
+            Self::Unauthorized(message) => (StatusCode::UNAUTHORIZED, message),
+            Self::Forbidden(message) => (StatusCode::FORBIDDEN, message),
             Self::Store(e) => {
                 tracing::error!(error = %e, "API: state store query failed");
                 (StatusCode::SERVICE_UNAVAILABLE, "state store unavailable".to_owned())
             }
         };
-        (code, Json(serde_json::json!({ "error": message }))).into_response()
+        let mut response = (code, Json(serde_json::json!({ "error": message }))).into_response();
+        if code == StatusCode::UNAUTHORIZED {
+            response.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+        }
+        response
     }
 }
 

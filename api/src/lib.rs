@@ -1,21 +1,56 @@
 //! The operator HTTP API under `/api/v1`, JSON, answered from the state store
 //! so every handler on one PostgreSQL gives the same answer.
 //!
-//! One module per resource; [`errors`] is the one error shape. Reads tolerate
-//! unknown query parameters (as readers of wire JSON tolerate unknown fields),
-//! so an older handler answers a newer client.
+//! One module per resource; [`errors`] is the one error shape and [`auth`]
+//! the bearer tokens. Reads tolerate unknown query parameters (as readers of
+//! wire JSON tolerate unknown fields), so an older handler answers a newer
+//! client.
 #![forbid(unsafe_code)]
 
+pub mod auth;
 mod checks;
 pub mod errors;
 pub mod silences;
 
+use std::sync::Arc;
+
 use axum::Router;
-use axum::routing::get;
+use axum::extract::FromRef;
+use axum::routing::{get, post};
 use handlers::store::Store;
 
-/// The API's routes, to merge beside a role's probes.
-pub fn router(store: Store) -> Router {
-    let v1 = Router::new().route("/checks", get(checks::list)).fallback(errors::not_found).with_state(store);
+pub use auth::{ApiAuth, Tokens, Writer};
+
+/// What every API handler may read: the store, and who may write.
+#[derive(Clone)]
+pub struct ApiState {
+    pub store: Store,
+    pub auth: Arc<ApiAuth>,
+}
+
+impl FromRef<ApiState> for Store {
+    fn from_ref(state: &ApiState) -> Self {
+        state.store.clone()
+    }
+}
+
+impl FromRef<ApiState> for Arc<ApiAuth> {
+    fn from_ref(state: &ApiState) -> Self {
+        state.auth.clone()
+    }
+}
+
+/// The API's routes, to merge beside a role's probes. Every route, the
+/// unknown ones included, is behind the read gate of `auth`.
+pub fn router(store: Store, auth: ApiAuth) -> Router {
+    let state = ApiState { store, auth: Arc::new(auth) };
+    let v1 = Router::new()
+        .route("/checks", get(checks::list))
+        .route("/silences", get(silences::list).post(silences::create))
+        .route("/silences/preview", post(silences::preview))
+        .route("/silences/{id}/expire", post(silences::expire))
+        .fallback(errors::not_found)
+        .layer(axum::middleware::from_fn_with_state(state.auth.clone(), auth::require_reader))
+        .with_state(state);
     Router::new().nest("/api/v1", v1)
 }

@@ -29,9 +29,12 @@ pub struct HandlerRoleArgs {
     pub checks: std::path::PathBuf,
     #[arg(long, env = "PICKET_LISTEN", default_value = "0.0.0.0:9750")]
     pub listen: SocketAddr,
+    #[command(flatten)]
+    pub api: crate::config::ApiArgs,
 }
 
 pub async fn run(args: HandlerRoleArgs) -> Result<ExitCode, Failure> {
+    let auth = args.api.auth()?;
     let instance = crate::config::host_name();
     let config = args.broker.config(format!("picket-handler-{instance}-{}", std::process::id()))?;
     let catalog = Catalog::load_dir(&args.checks).map_err(|e| match e {
@@ -49,7 +52,8 @@ pub async fn run(args: HandlerRoleArgs) -> Result<ExitCode, Failure> {
         let (transport, health) = (transport.clone(), health.clone());
         std::sync::Arc::new(move || transport.is_connected() && health.is_healthy())
     };
-    let role = super::Role::start(config, args.listen, registry, ready, api::router(alerts.store.clone())).await?;
+    let role =
+        super::Role::start(config, args.listen, registry, ready, api::router(alerts.store.clone(), auth)).await?;
     let sink = std::sync::Arc::new(Both(JsonLog::new(std::io::stdout(), metrics), alerts.alerting.clone()));
     tracing::info!("handler starting");
     handlers::consume(&role.transport, sink, health, role.stop.clone())
