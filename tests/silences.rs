@@ -30,10 +30,10 @@ fn code(out: &Output) -> Option<i32> {
     out.status.code()
 }
 
-/// A standalone serving `checks` with alice's write token and a read-only one.
+/// A standalone serving `checks` with alice's write token.
 fn standalone(checks: &[(&str, String)], extra_env: &[(&str, &str)]) -> (Role, tempfile::TempDir, String) {
     let dir = checks_dir(checks);
-    let tokens = format!("alice:{TOKEN},reader:{READ_TOKEN}");
+    let tokens = format!("alice:{TOKEN}");
     let mut env = vec![("PICKET_API_TOKENS", tokens.as_str())];
     env.extend_from_slice(extra_env);
     let role = Role::start("unused", &["standalone", "--checks", &path_str(dir.path())], &env);
@@ -104,8 +104,14 @@ fn add_list_preview_expire_and_status_through_the_cli() {
     let out = cli(&url, None, &["status"]);
     assert_eq!(code(&out), Some(0), "{}", stderr(&out));
     let text = stdout(&out);
-    assert!(text.lines().next().unwrap().starts_with("CRITICAL  api-payments"), "{text}");
-    assert!(text.lines().last().unwrap().starts_with("2 check(s): 2 CRITICAL"), "{text}");
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines.len(), 3, "{text}");
+    assert!(lines.iter().any(|l| l.starts_with("CRITICAL  api-payments") && l.contains(&format!("silenced by {id}"))));
+    assert!(lines.iter().any(|l| l.starts_with("CRITICAL  web           edge")), "{text}");
+    assert_eq!(lines[2], "2 check(s): 2 CRITICAL; 1 silenced", "{text}");
+    let (status, error) = raw_get(&role, "/api/v1/silences?state=bogus");
+    assert!(status.starts_with("HTTP/1.1 400"), "{status}");
+    assert!(error["error"].as_str().unwrap().starts_with("state: unknown silence state"), "{error}");
 
     let out = cli(&url, Some(TOKEN), &["silence", "expire", &id]);
     assert_eq!(code(&out), Some(0), "{}", stderr(&out));
@@ -127,7 +133,9 @@ fn add_list_preview_expire_and_status_through_the_cli() {
 fn exit_codes_say_whose_fault_it_was() {
     let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
     let checks = json!({"name": "api", "type": "http", "url": format!("http://{closed}/"), "interval": "1m"});
-    let (role, _dir, url) = standalone(&[("checks.json", checks.to_string())], &[]);
+    let readers = format!("reader:{READ_TOKEN}");
+    let (role, _dir, url) =
+        standalone(&[("checks.json", checks.to_string())], &[("PICKET_API_READ_TOKENS", readers.as_str())]);
     let add = |token: Option<&str>, flags: &[&str]| {
         let mut args = vec!["silence", "add"];
         args.extend_from_slice(flags);
@@ -166,8 +174,11 @@ fn exit_codes_say_whose_fault_it_was() {
     let out = cli(&url, Some(TOKEN), &["silence", "expire", "0123456789abcdef"]);
     assert_eq!(code(&out), Some(65), "{}", stderr(&out));
     assert!(stderr(&out).contains("404"), "{}", stderr(&out));
-    let (status, _) = raw_get(&role, "/api/v1/silences?state=bogus");
-    assert!(status.starts_with("HTTP/1.1 400"), "{status}");
+    let out = cli(&url, None, &["status"]);
+    assert!(code(&out) == Some(65) && stderr(&out).contains("401"), "{}", stderr(&out));
+    let out = cli(&url, Some(READ_TOKEN), &["silence", "list", "--all"]);
+    assert_eq!(code(&out), Some(0), "{}", stderr(&out));
+    assert_eq!(stdout(&out), "no silences\n", "nothing refused was created");
 
     // 1: nothing answers.
     let nobody = format!("http://{closed}");
@@ -212,7 +223,9 @@ fn a_cli_silence_holds_the_problem_until_it_is_expired_then_it_arrives_once() {
     let id = stdout(&out).trim().to_owned();
     healthy.store(false, Ordering::SeqCst);
 
-    let silenced = |row: &Value| row["silenced_by"].as_array().is_some_and(|ids| ids.iter().any(|s| s == &json!(id) || s["id"] == json!(id)));
+    let silenced = |row: &Value| {
+        row["silenced_by"].as_array().is_some_and(|ids| ids.iter().any(|s| s == &json!(id) || s["id"] == json!(id)))
+    };
     assert!(
         wait_until(Duration::from_secs(15), || {
             let row = row();
@@ -223,7 +236,11 @@ fn a_cli_silence_holds_the_problem_until_it_is_expired_then_it_arrives_once() {
     );
     assert_eq!(slack.received(), Vec::<Value>::new(), "a silenced problem was sent");
     let status = stdout(&cli(&url, None, &["status"]));
-    assert!(status.starts_with(&format!("CRITICAL  api-payments  default")) && status.contains(&format!("silenced by {id}")), "{status}");
+    assert!(
+        status.starts_with(&format!("CRITICAL  api-payments  default"))
+            && status.contains(&format!("silenced by {id}")),
+        "{status}"
+    );
 
     let out = cli(&url, Some(TOKEN), &["silence", "expire", &id]);
     assert_eq!(code(&out), Some(0), "{}", stderr(&out));

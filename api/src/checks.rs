@@ -1,11 +1,14 @@
-//! `GET /api/v1/checks?status=&subscription=`: one row per (check, subscription).
+//! `GET /api/v1/checks?status=&subscription=`: one row per (check, subscription),
+//! with the ids of the silences gating its notifications now.
 
 use std::collections::HashMap;
 
 use axum::Json;
 use axum::extract::{Query, State};
 use chrono::{DateTime, Utc};
+use handlers::SilenceState;
 use handlers::store::Store;
+use protocol::silence::SilenceTarget;
 use protocol::{CheckResult, Status};
 use serde::Serialize;
 
@@ -20,6 +23,8 @@ pub(crate) struct CheckRow {
     occurrences: u32,
     flapping: bool,
     last_result: Option<LastResult>,
+    /// Active silences matching it (maintenance windows are not listed yet).
+    silenced_by: Vec<String>,
 }
 
 #[derive(Serialize)]
@@ -55,6 +60,8 @@ pub(crate) async fn list(
 ) -> Result<Json<Vec<CheckRow>>, ApiError> {
     let status = query.get("status").map(|s| parse_status(s)).transpose()?;
     let subscription = query.get("subscription");
+    let now = Utc::now();
+    let active = store.silences(now, Some(SilenceState::Active)).await?;
     let mut rows = Vec::new();
     for row in store.states().await? {
         let current = row.state.history.back().copied();
@@ -62,12 +69,16 @@ pub(crate) async fn list(
             continue;
         }
         let last = store.recent_results(&row.check, &row.subscription, 1).await?.into_iter().next();
+        let labels = last.as_ref().map(|r| r.policy.labels.clone()).unwrap_or_default();
+        let target = SilenceTarget { check: Some(&row.check), subscription: &row.subscription, labels: &labels };
+        let silenced_by = active.iter().filter(|s| s.silences(target, now)).map(|s| s.id.clone()).collect();
         rows.push(CheckRow {
             status: current.map(Status::name),
             since: row.state.last_change,
             occurrences: row.state.occurrences,
             flapping: row.state.flapping,
             last_result: last.map(LastResult::from),
+            silenced_by,
             check: row.check,
             subscription: row.subscription,
         });
