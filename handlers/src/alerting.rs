@@ -25,6 +25,8 @@
 mod gate;
 mod sender;
 #[cfg(test)]
+mod silence_tests;
+#[cfg(test)]
 mod tests;
 
 use std::collections::HashMap;
@@ -34,10 +36,11 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use chrono::{DateTime, TimeDelta, Utc};
+use protocol::definition::MaintenanceWindow;
 use protocol::silence::SilenceTarget;
 use protocol::transport::{DeadLetter, DeadReason};
 use protocol::{CheckResult, Keepalive, Status};
-use tokio::sync::{Notify, mpsc, oneshot};
+use tokio::sync::{Notify, mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
 
 use crate::consumer::{Accept, HandlerError};
@@ -93,6 +96,9 @@ pub struct AlertingConfig {
     pub on_event: Option<EventHook>,
     /// The per-check series, updated after each committed batch.
     pub series: CheckSeries,
+    /// The maintenance windows, reloaded with the definitions: an open one
+    /// silences what it matches like an active silence `maintenance:<name>`.
+    pub windows: watch::Receiver<Arc<[MaintenanceWindow]>>,
 }
 
 impl Default for AlertingConfig {
@@ -103,6 +109,7 @@ impl Default for AlertingConfig {
             missed_every: Duration::from_secs(60),
             on_event: None,
             series: CheckSeries::default(),
+            windows: watch::channel(Arc::from([])).1,
         }
     }
 }
@@ -117,6 +124,7 @@ pub struct Alerting<D> {
     missed_every: TimeDelta,
     /// Wakes the outbox sender after a commit that queued deliveries.
     outbox: Arc<Notify>,
+    windows: watch::Receiver<Arc<[MaintenanceWindow]>>,
     runners: tokio::sync::Mutex<Fleet>,
     /// When each subscription last raised `missed`.
     missed: Mutex<HashMap<String, DateTime<Utc>>>,
@@ -171,6 +179,7 @@ impl<D: Deliver> Alerting<D> {
             outbox: outbox.clone(),
             max_batch,
             series: config.series,
+            windows: config.windows.clone(),
         };
         Ok(Self {
             jobs,
@@ -180,6 +189,7 @@ impl<D: Deliver> Alerting<D> {
             fleet_handlers: config.fleet_handlers,
             missed_every: TimeDelta::from_std(config.missed_every).unwrap_or(TimeDelta::MAX),
             outbox,
+            windows: config.windows,
             runners: tokio::sync::Mutex::new(Fleet { runners, last_heard: None }),
             missed: Mutex::new(open_missed.iter().cloned().collect()),
             expiring: Mutex::new(open_missed.into_iter().collect()),
@@ -382,7 +392,8 @@ impl<D: Deliver> Alerting<D> {
         if held.is_empty() {
             return Ok(());
         }
-        let mutes = gate::Mutes::new(self.store.silences(now, Some(SilenceState::Active)).await.map_err(sink_error)?);
+        let active = self.store.silences(now, Some(SilenceState::Active)).await.map_err(sink_error)?;
+        let mutes = gate::Mutes::new(active, self.windows.borrow().clone());
         for event in held {
             if !mutes.silencing(&event, now).is_empty() {
                 continue;
@@ -391,7 +402,7 @@ impl<D: Deliver> Alerting<D> {
             let output = self.still_failing(&event).await?;
             tracing::info!(check = %event.check, subscription = %event.subscription, kind = %event.kind, %ended,
                 "silence over while the problem is open: telling it now");
-            self.submit(Work::Release(gate::Release { held: event, ended, output }, now)).await?;
+            self.submit(Work::Release(gate::Release { held: event, ended, output })).await?;
         }
         Ok(())
     }
@@ -400,6 +411,10 @@ impl<D: Deliver> Alerting<D> {
     async fn what_ended(&self, ids: &[String]) -> Result<String, HandlerError> {
         let mut names = Vec::new();
         for id in ids {
+            if gate::is_window(id) {
+                names.push(format!("silence {id} by git"));
+                continue;
+            }
             names.push(match self.store.silence(id).await.map_err(sink_error)? {
                 Some(silence) => format!("silence {id} by {}", silence.created_by),
                 None => format!("silence {id}"),
@@ -648,16 +663,17 @@ enum Work {
     Runner(RunnerWrite),
     /// An event decided outside the state machine (missed, runner lost/back).
     Notice(Notice),
-    /// A held problem whose silences ended, to tell at the given time.
-    Release(gate::Release, DateTime<Utc>),
+    /// A held problem whose silences ended.
+    Release(gate::Release),
 }
 
 impl Work {
     /// When the events of this work happen: the time the gate judges them at.
     fn at(&self) -> Option<DateTime<Utc>> {
         match self {
-            Self::Result(_, at) | Self::Release(_, at) => Some(*at),
+            Self::Result(_, at) => Some(*at),
             Self::Notice(notice) => Some(notice.event.occurred_at),
+            Self::Release(release) => Some(release.held.occurred_at),
             Self::Runner(_) => None,
         }
     }
@@ -692,6 +708,7 @@ struct Batcher<D> {
     outbox: Arc<Notify>,
     max_batch: usize,
     series: CheckSeries,
+    windows: watch::Receiver<Arc<[MaintenanceWindow]>>,
 }
 
 impl<D: Deliver> Batcher<D> {
@@ -760,7 +777,7 @@ impl<D: Deliver> Batcher<D> {
                     batch.add_result(result, *at).await?;
                     for mut event in decided {
                         route(&*self.deliver, &mut event);
-                        let mutes = load_mutes(&mut batch, &mut mutes, since).await?;
+                        let mutes = load_mutes(&mut batch, &mut mutes, &self.windows, since).await?;
                         if gate::add(&mut batch, mutes, &mut event).await? {
                             events.push(event);
                         }
@@ -780,13 +797,13 @@ impl<D: Deliver> Batcher<D> {
                         continue;
                     }
                     let mut event = notice.event.clone();
-                    let mutes = load_mutes(&mut batch, &mut mutes, since).await?;
+                    let mutes = load_mutes(&mut batch, &mut mutes, &self.windows, since).await?;
                     if gate::add(&mut batch, mutes, &mut event).await? {
                         events.push(event);
                     }
                 }
-                Work::Release(release, at) => {
-                    if let Some(event) = gate::release(&mut batch, release, *at).await? {
+                Work::Release(release) => {
+                    if let Some(event) = gate::release(&mut batch, release).await? {
                         events.push(event);
                     }
                 }
@@ -811,11 +828,15 @@ impl<D: Deliver> Batcher<D> {
 async fn load_mutes<'m>(
     batch: &mut Batch,
     mutes: &'m mut Option<gate::Mutes>,
+    windows: &watch::Receiver<Arc<[MaintenanceWindow]>>,
     since: DateTime<Utc>,
 ) -> Result<&'m gate::Mutes, StoreError> {
     let loaded = match mutes.take() {
         Some(loaded) => loaded,
-        None => gate::Mutes::new(batch.silences_from(since).await?),
+        None => {
+            let windows = windows.borrow().clone();
+            gate::Mutes::new(batch.silences_from(since).await?, windows)
+        }
     };
     Ok(mutes.insert(loaded))
 }

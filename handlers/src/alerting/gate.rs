@@ -18,9 +18,11 @@
 //!   sharing a store tell it once.
 
 use std::collections::BTreeSet;
+use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 use protocol::Status;
+use protocol::definition::MaintenanceWindow;
 use protocol::silence::SilenceTarget;
 
 use crate::event::{Event, EventKind};
@@ -31,25 +33,32 @@ use crate::store::{Batch, StoreError};
 /// Where the id of a maintenance window's silence starts.
 const WINDOW_PREFIX: &str = "maintenance:";
 
-/// What may silence events: the store's silences in force, each judged at
-/// the event's own time.
+/// What may silence events: the store's silences in force and the
+/// maintenance windows, each judged at the event's own time.
 pub(super) struct Mutes {
     silences: Vec<Silence>,
+    windows: Arc<[MaintenanceWindow]>,
 }
 
 impl Mutes {
-    pub(super) fn new(silences: Vec<Silence>) -> Self {
-        Self { silences }
+    pub(super) fn new(silences: Vec<Silence>, windows: Arc<[MaintenanceWindow]>) -> Self {
+        Self { silences, windows }
     }
 
-    /// The ids of the silences that silence `event` at `now`, sorted; empty
-    /// when it is not silenced. A runner event concerns every subscription
-    /// the runner serves, and is silenced only when each of them is.
+    /// The ids of the silences and open windows (`maintenance:<name>`) that
+    /// silence `event` at `now`, sorted; empty when it is not silenced. A
+    /// runner event concerns every subscription the runner serves, and is
+    /// silenced only when each of them is.
     pub(super) fn silencing(&self, event: &Event, now: DateTime<Utc>) -> Vec<String> {
         let mut ids = BTreeSet::new();
         for target in targets(event) {
-            let matching: Vec<String> =
-                self.silences.iter().filter(|s| s.silences(target, now)).map(|s| s.id.clone()).collect();
+            let silences = self.silences.iter().filter(|s| s.silences(target, now)).map(|s| s.id.clone());
+            let windows = self
+                .windows
+                .iter()
+                .filter(|w| w.matcher.matches(target) && w.open_at(now).is_some())
+                .map(|w| format!("{WINDOW_PREFIX}{}", w.name));
+            let matching: Vec<String> = silences.chain(windows).collect();
             if matching.is_empty() {
                 return Vec::new();
             }
@@ -57,6 +66,11 @@ impl Mutes {
         }
         ids.into_iter().collect()
     }
+}
+
+/// Whether a silence id is a maintenance window's: those are made in git.
+pub(super) fn is_window(id: &str) -> bool {
+    id.starts_with(WINDOW_PREFIX)
 }
 
 /// What an event is judged against: its check, or, for a fleet event, each
@@ -127,15 +141,12 @@ pub(super) struct Release {
     pub output: String,
 }
 
-/// Tells a released problem, at `now`, to the handlers it was routed to that
-/// were not told of its status yet. `None` when another handler sharing the
+/// Tells a released problem to the handlers it was routed to that were not
+/// told of its status yet. It keeps the time it occurred (so a released
+/// `missed` does not look like a newer episode); its output says what ended. `None` when another handler sharing the
 /// store released it first, a newer event replaced it, or everyone was
 /// already told.
-pub(super) async fn release(
-    batch: &mut Batch,
-    release: &Release,
-    now: DateTime<Utc>,
-) -> Result<Option<Event>, StoreError> {
+pub(super) async fn release(batch: &mut Batch, release: &Release) -> Result<Option<Event>, StoreError> {
     let held = release.held.clone();
     let incident = held.incident_key();
     if !batch.take_held(&incident, &held.id).await? {
@@ -148,7 +159,6 @@ pub(super) async fn release(
         id: event_id(&incident, kind, &format!("released {}", held.id)),
         kind,
         output: format!("{}; still {status}: {}", release.ended, release.output),
-        occurred_at: now,
         handlers: held.handlers.iter().filter(|h| told.get(*h) != Some(&status)).cloned().collect(),
         silenced_by: Vec::new(),
         ..held

@@ -18,7 +18,7 @@ mod slack;
 mod text;
 
 #[cfg(test)]
-mod receiver;
+pub(crate) mod receiver;
 #[cfg(test)]
 mod tests;
 
@@ -173,6 +173,36 @@ impl Notifiers {
             Notifier::Slack(slack) => slack.deliver(event).await,
             Notifier::PagerDuty(pagerduty) => pagerduty.deliver(event).await,
             Notifier::Log(log) => log.deliver(event),
+        }
+    }
+}
+
+#[cfg(test)]
+impl Notifiers {
+    /// Every handler of `definitions`, for tests against local receivers
+    /// (`receiver`): plain http allowed, retries and Slack pacing in
+    /// milliseconds.
+    pub(crate) fn for_tests(definitions: &[HandlerDefinition]) -> Self {
+        let needed = definitions.iter().map(|d| d.name().to_owned()).collect();
+        Self::build_with(definitions, &needed, Settings::quick()).unwrap()
+    }
+}
+
+#[cfg(test)]
+impl Settings {
+    /// Retries and pacing in milliseconds, for tests about outcomes rather
+    /// than timing; plain http for the local receivers.
+    fn quick() -> Self {
+        Self {
+            retry: RetryPolicy {
+                attempts: 3,
+                first_backoff: Duration::from_millis(10),
+                max_backoff: Duration::from_millis(20),
+                max_retry_after: Duration::from_secs(1),
+            },
+            slack_interval: Duration::from_millis(10),
+            log_output: LineWriter::stdout(),
+            allow_http: true,
         }
     }
 }

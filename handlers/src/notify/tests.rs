@@ -83,21 +83,6 @@ impl Definitions {
     }
 }
 
-/// Retries and pacing in milliseconds, for tests about outcomes rather than timing.
-fn quick() -> Settings {
-    Settings {
-        retry: RetryPolicy {
-            attempts: 3,
-            first_backoff: Duration::from_millis(10),
-            max_backoff: Duration::from_millis(20),
-            max_retry_after: Duration::from_secs(1),
-        },
-        slack_interval: Duration::from_millis(10),
-        log_output: LineWriter::stdout(),
-        allow_http: true,
-    }
-}
-
 /// A shared byte buffer: the log notifier's output or the tracing output.
 #[derive(Clone, Default)]
 struct Buffer(Arc<Mutex<Vec<u8>>>);
@@ -404,7 +389,7 @@ async fn secrets_never_reach_logs_or_errors() {
     let refused = definitions.secret("refused", &closed.url(SLACK_PATH));
     drop(closed);
     let definitions = definitions.add(json!({ "name": "slack-refused", "type": "slack", "webhook_url": refused }));
-    let notifiers = definitions.build(quick()).unwrap();
+    let notifiers = definitions.build(Settings::quick()).unwrap();
 
     let problem = event(EventKind::Problem, Status::Critical);
     let mut outcomes = vec![format!("{notifiers:?}")];

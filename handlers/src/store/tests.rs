@@ -401,7 +401,7 @@ async fn told_and_held_rows_follow_the_incident(config: StoreConfig) {
         told.into_iter().collect::<Vec<_>>(),
         [("pd".to_owned(), Status::Critical), ("slack".to_owned(), Status::Warning)]
     );
-    assert_eq!(store.held().await.unwrap(), [warning.clone()], "the newest held event replaces the older");
+    assert_eq!(store.held().await.unwrap(), [warning], "the newest held event replaces the older");
 
     let mut batch = store.begin().await.unwrap();
     assert!(!batch.take_held(&key, "p1").await.unwrap(), "replaced");

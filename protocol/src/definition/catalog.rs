@@ -10,6 +10,7 @@ use serde_json::Value;
 
 use super::handler::{HANDLER_TYPES, HandlerDefinition, parse_handler};
 use super::locate::{Position, locate, top_level_items};
+use super::window::{MaintenanceWindow, parse_window};
 use super::{CheckDefinition, FieldError, parse_check};
 
 /// One problem, located: `checks/api.json:12:5: expect.status[1]: "2xz" is not …`.
@@ -57,11 +58,12 @@ impl fmt::Display for Origin {
     }
 }
 
-/// A validated set of checks and handlers.
+/// A validated set of checks, handlers and maintenance windows.
 #[derive(Clone, Debug, Default)]
 pub struct Catalog {
     pub checks: Vec<CheckDefinition>,
     pub handlers: Vec<HandlerDefinition>,
+    pub windows: Vec<MaintenanceWindow>,
 }
 
 /// One parsed file: what it defines and what is wrong in it.
@@ -70,6 +72,7 @@ struct ParsedFile {
     text: String,
     checks: Vec<(usize, CheckDefinition)>,
     handlers: Vec<(usize, HandlerDefinition)>,
+    windows: Vec<(usize, MaintenanceWindow)>,
 }
 
 impl Catalog {
@@ -130,7 +133,8 @@ fn error_at(file: &ParsedFile, item: usize, err: FieldError, at_key: bool) -> De
 }
 
 fn parse_file(path: &Path, text: String, errors: &mut Vec<DefinitionError>) -> ParsedFile {
-    let mut file = ParsedFile { path: path.to_owned(), text, checks: Vec::new(), handlers: Vec::new() };
+    let mut file =
+        ParsedFile { path: path.to_owned(), text, checks: Vec::new(), handlers: Vec::new(), windows: Vec::new() };
     let value: Value = match serde_json::from_str(&file.text) {
         Ok(v) => v,
         Err(e) => {
@@ -154,6 +158,8 @@ fn parse_file(path: &Path, text: String, errors: &mut Vec<DefinitionError>) -> P
             || item.get("type").and_then(Value::as_str).is_some_and(|t| HANDLER_TYPES.contains(&t));
         let result = if is_handler {
             parse_handler(item).map(|h| file.handlers.push((offset, h)))
+        } else if item.get("kind").is_some_and(|k| k == "maintenance") {
+            parse_window(item).map(|w| file.windows.push((offset, w)))
         } else {
             parse_check(item).map(|c| file.checks.push((offset, c)))
         };
@@ -167,36 +173,30 @@ fn parse_file(path: &Path, text: String, errors: &mut Vec<DefinitionError>) -> P
 
 fn cross_check(files: Vec<ParsedFile>, strict_handlers: bool, errors: &mut Vec<DefinitionError>) -> Catalog {
     let mut catalog = Catalog::default();
-    // Where each name was first defined, as (file, offset): turned into a
-    // line and column only for a message, since that scans the file up to the
-    // offset (done for every definition, it made loading quadratic).
-    let mut check_names: HashMap<&str, (&ParsedFile, usize)> = HashMap::new();
-    let mut handler_names: HashMap<&str, (&ParsedFile, usize)> = HashMap::new();
+    let mut check_names = Names::new("check");
+    let mut handler_names = Names::new("handler");
+    let mut window_names = Names::new("maintenance window");
     for file in &files {
         for (offset, handler) in &file.handlers {
-            if let Some(&(first_file, first_offset)) = handler_names.get(handler.name()) {
-                let first = origin_of(first_file, first_offset, "name");
-                let message = format!("handler {:?} is already defined at {first}", handler.name());
-                errors.push(error_at(file, *offset, FieldError::new("name", message), false));
-            } else {
-                handler_names.insert(handler.name(), (file, *offset));
+            if handler_names.first(handler.name(), file, *offset, errors) {
                 catalog.handlers.push(handler.clone());
+            }
+        }
+        for (offset, window) in &file.windows {
+            if window_names.first(&window.name, file, *offset, errors) {
+                catalog.windows.push(window.clone());
             }
         }
     }
     for file in &files {
         for (offset, check) in &file.checks {
-            if let Some(&(first_file, first_offset)) = check_names.get(check.name()) {
-                let first = origin_of(first_file, first_offset, "name");
-                let message = format!("check {:?} is already defined at {first}", check.name());
-                errors.push(error_at(file, *offset, FieldError::new("name", message), false));
+            if !check_names.first(check.name(), file, *offset, errors) {
                 continue;
             }
-            check_names.insert(check.name(), (file, *offset));
             if strict_handlers {
                 for (i, name) in check.common.handlers.iter().enumerate() {
-                    if !handler_names.contains_key(name.as_str()) {
-                        let known: Vec<&str> = handler_names.keys().copied().collect();
+                    if !handler_names.seen.contains_key(name.as_str()) {
+                        let known: Vec<&str> = handler_names.seen.keys().copied().collect();
                         let message = format!("no handler is named {name:?} (defined: {})", list(known));
                         errors.push(error_at(file, *offset, FieldError::new(format!("handlers[{i}]"), message), false));
                     }
@@ -206,6 +206,33 @@ fn cross_check(files: Vec<ParsedFile>, strict_handlers: bool, errors: &mut Vec<D
         }
     }
     catalog
+}
+
+/// The names of one kind of definition, with where each was first defined
+/// as (file, offset): turned into a line and column only for a message,
+/// since that scans the file up to the offset (done for every definition,
+/// it made loading quadratic).
+struct Names<'a> {
+    kind: &'static str,
+    seen: HashMap<&'a str, (&'a ParsedFile, usize)>,
+}
+
+impl<'a> Names<'a> {
+    fn new(kind: &'static str) -> Self {
+        Self { kind, seen: HashMap::new() }
+    }
+
+    /// Records `name`; when it is taken, reports the duplicate and returns false.
+    fn first(&mut self, name: &'a str, file: &'a ParsedFile, offset: usize, errors: &mut Vec<DefinitionError>) -> bool {
+        if let Some(&(first_file, first_offset)) = self.seen.get(name) {
+            let first = origin_of(first_file, first_offset, "name");
+            let message = format!("{} {name:?} is already defined at {first}", self.kind);
+            errors.push(error_at(file, offset, FieldError::new("name", message), false));
+            return false;
+        }
+        self.seen.insert(name, (file, offset));
+        true
+    }
 }
 
 fn origin_of(file: &ParsedFile, offset: usize, path: &str) -> Origin {
@@ -394,13 +421,152 @@ mod tests {
         assert!(all[2].starts_with("b.json:1:41: name: \"Y\""), "{all:?}");
     }
 
+    const WINDOW: &str = r#"{
+  "kind": "maintenance",
+  "name": "db-vacuum",
+  "match": {"check": "db-*"},
+  "weekdays": ["sun"],
+  "at": "02:00",
+  "duration": "1h",
+  "timezone": "Europe/Berlin",
+  "comment": "weekly vacuum""#;
+
+    /// The window with `from` replaced by `to`, closed.
+    fn window_with(from: &str, to: &str) -> String {
+        assert!(WINDOW.contains(from), "{from}");
+        WINDOW.replacen(from, to, 1) + "\n}"
+    }
+
+    fn window_problem(text: &str) -> String {
+        one("windows.json", text)
+    }
+
+    #[test]
+    fn a_window_with_an_unknown_field_points_at_its_key() {
+        let problem = window_problem(&format!("{WINDOW},\n  \"comentt\": \"x\"\n}}"));
+        assert!(
+            problem
+                .starts_with("windows.json:10:3: comentt: unknown field for this maintenance window; expected one of"),
+            "{problem}"
+        );
+    }
+
+    #[test]
+    fn a_window_with_cron_and_weekdays_points_at_the_cron() {
+        let problem = window_problem(&format!("{WINDOW},\n  \"cron\": \"0 2 * * SUN\"\n}}"));
+        assert_eq!(problem, "windows.json:10:11: cron: give either `cron` or `weekdays` with `at`, not both");
+    }
+
+    #[test]
+    fn a_window_with_neither_cron_nor_weekdays_points_at_the_object() {
+        let text = window_with("  \"weekdays\": [\"sun\"],\n  \"at\": \"02:00\",\n", "");
+        assert_eq!(window_problem(&text), "windows.json:1:1: missing field `cron` (or `weekdays` and `at`)");
+    }
+
+    #[test]
+    fn a_window_with_weekdays_but_no_time_points_at_the_weekdays() {
+        let text = window_with("  \"at\": \"02:00\",\n", "");
+        assert_eq!(
+            window_problem(&text),
+            "windows.json:5:15: weekdays: `weekdays` needs `at`, the local time it opens (\"HH:MM\")"
+        );
+    }
+
+    #[test]
+    fn a_window_with_a_bad_cron_points_at_the_cron() {
+        let text = window_with("\"weekdays\": [\"sun\"],\n  \"at\": \"02:00\"", "\"cron\": \"0 2 * *\"");
+        assert_eq!(
+            window_problem(&text),
+            "windows.json:5:11: cron: \"0 2 * *\" has 4 fields; a cron line has 5 (minute first) or 6 (second first)"
+        );
+    }
+
+    #[test]
+    fn a_window_with_a_bad_weekday_points_into_the_list() {
+        let problem = window_problem(&window_with("[\"sun\"]", "[\"sat\", \"sunday\"]"));
+        assert!(
+            problem.starts_with("windows.json:5:23: weekdays[1]: unknown variant `sunday`, expected one of `mon`"),
+            "{problem}"
+        );
+        let twice = window_problem(&window_with("[\"sun\"]", "[\"sun\", \"sun\"]"));
+        assert_eq!(twice, "windows.json:5:23: weekdays[1]: \"sun\" is listed twice");
+    }
+
+    #[test]
+    fn a_window_with_a_bad_time_points_at_the_time() {
+        assert_eq!(
+            window_problem(&window_with("\"02:00\"", "\"2:00\"")),
+            "windows.json:6:9: at: \"2:00\" is not a time of day (write \"HH:MM\" on the 24-hour clock, e.g. \"02:00\")"
+        );
+        assert!(window_problem(&window_with("\"02:00\"", "\"24:00\"")).starts_with("windows.json:6:9: at: "));
+    }
+
+    #[test]
+    fn a_window_with_a_bad_time_zone_points_at_the_zone() {
+        assert_eq!(
+            window_problem(&window_with("Europe/Berlin", "Europe/Berln")),
+            "windows.json:8:15: timezone: \"Europe/Berln\" is not an IANA time zone name (e.g. \"Europe/Berlin\", \"UTC\")"
+        );
+    }
+
+    #[test]
+    fn a_window_of_zero_or_over_a_week_points_at_the_duration() {
+        assert_eq!(
+            window_problem(&window_with("\"1h\"", "\"0s\"")),
+            "windows.json:7:15: duration: duration must be above 0"
+        );
+        assert_eq!(
+            window_problem(&window_with("\"1h\"", "\"7d1m\"")),
+            "windows.json:7:15: duration: duration 10081m is longer than a week, the most a window may last"
+        );
+        let (_dir, week) = load(&[("w.json", &window_with("\"1h\"", "\"7d\""))]);
+        assert!(week.is_ok(), "exactly a week is allowed: {week:?}");
+    }
+
+    #[test]
+    fn a_window_without_a_comment_is_refused() {
+        let missing = window_with(",\n  \"comment\": \"weekly vacuum\"", "");
+        assert_eq!(window_problem(&missing), "windows.json:1:1: missing field `comment`");
+        let empty = window_with("\"weekly vacuum\"", "\" \"");
+        assert_eq!(window_problem(&empty), "windows.json:9:14: comment: say why the window exists (comment is empty)");
+    }
+
+    #[test]
+    fn duplicate_window_names_point_at_both() {
+        let text = window_with("", "");
+        let all = problems(&[("a.json", &text), ("b.json", &text)]);
+        assert_eq!(all.len(), 1, "{all:?}");
+        assert!(all[0].starts_with("b.json:3:11: name: maintenance window \"db-vacuum\" is already defined at "));
+        assert!(all[0].ends_with("a.json:3:11"), "{all:?}");
+    }
+
+    #[test]
+    fn a_window_matching_neither_check_nor_subscription_needs_force() {
+        let fleet = window_with("{\"check\": \"db-*\"}", "{\"labels\": {\"team\": \"db\"}}");
+        let problem = window_problem(&fleet);
+        assert!(problem.starts_with("windows.json:4:12: match: names neither `check` nor `subscription`"), "{problem}");
+        let forced = fleet.replacen("\"kind\"", "\"force\": true,\n  \"kind\"", 1);
+        let (_dir, result) = load(&[("windows.json", &forced)]);
+        assert_eq!(result.unwrap().windows.len(), 1);
+        let bad_glob = window_problem(&window_with("\"db-*\"", "\"\""));
+        assert!(bad_glob.starts_with("windows.json:4:22: match.check: a glob must not be empty"), "{bad_glob}");
+    }
+
     #[test]
     fn a_valid_directory_loads_checks_and_handlers() {
         let text = format!("{HTTP},\n  \"handlers\": [\"ops\"]\n}}");
         let handlers = "[{\"name\": \"ops\", \"type\": \"slack\", \"webhook_url\": {\"env\": \"SLACK_WEBHOOK_OPS\"}}]";
-        let (_dir, result) = load(&[("api.json", &text), ("handlers.json", handlers), ("notes.txt", "ignored")]);
+        let window = window_with("", "");
+        let (_dir, result) = load(&[
+            ("api.json", &text),
+            ("handlers.json", handlers),
+            ("windows.json", &window),
+            ("notes.txt", "ignored"),
+        ]);
         let catalog = result.unwrap();
         assert_eq!(catalog.checks.len(), 1);
         assert_eq!(catalog.handlers.len(), 1);
+        assert_eq!(catalog.windows.len(), 1);
+        assert_eq!(catalog.windows[0].name, "db-vacuum");
     }
 }

@@ -17,6 +17,7 @@ pub mod matchers;
 pub mod schema;
 pub mod secret;
 pub mod tls;
+pub mod window;
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -34,6 +35,7 @@ pub use self::dns::DnsSpec;
 pub use self::handler::{HandlerDefinition, HandlerSpec};
 pub use self::http::HttpSpec;
 pub use self::tls::TlsSpec;
+pub use self::window::{MaintenanceWindow, WindowSpan};
 use crate::duration::HumanDuration;
 
 /// The longest timeout a check gets by default; longer must be asked for.
@@ -227,6 +229,14 @@ impl CronExpr {
     /// The first firing strictly after `t`.
     pub fn next_after(&self, t: DateTime<Utc>) -> Option<DateTime<Utc>> {
         self.schedule.after(&t).next()
+    }
+
+    /// The latest firing at or before `t`.
+    pub fn latest_at_or_before(&self, t: DateTime<Utc>) -> Option<DateTime<Utc>> {
+        // Firings fall on whole seconds, and the iterator walks back from
+        // strictly before where it starts.
+        let whole = DateTime::from_timestamp(t.timestamp(), 0)?;
+        self.schedule.after(&(whole + chrono::Duration::seconds(1))).next_back()
     }
 
     /// Smallest gap between consecutive firings over the next 64 of them.
@@ -585,6 +595,15 @@ mod tests {
         assert_eq!(six.min_gap(), Duration::from_secs(10));
         assert!("* * * *".parse::<CronExpr>().unwrap_err().contains("4 fields"));
         assert!("61 * * * *".parse::<CronExpr>().is_err());
+    }
+
+    #[test]
+    fn cron_finds_the_latest_firing_at_or_before_a_time() {
+        let cron: CronExpr = "*/5 * * * *".parse().unwrap();
+        let at = |text: &str| DateTime::parse_from_rfc3339(text).unwrap().with_timezone(&Utc);
+        assert_eq!(cron.latest_at_or_before(at("2026-01-04T10:05:00Z")), Some(at("2026-01-04T10:05:00Z")));
+        assert_eq!(cron.latest_at_or_before(at("2026-01-04T10:09:59.9Z")), Some(at("2026-01-04T10:05:00Z")));
+        assert_eq!(cron.latest_at_or_before(at("2026-01-04T10:04:59Z")), Some(at("2026-01-04T10:00:00Z")));
     }
 
     #[test]

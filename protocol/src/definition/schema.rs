@@ -6,6 +6,7 @@ use schemars::generate::SchemaSettings;
 use serde_json::{Value, json};
 
 use super::handler::{HandlerCommon, LogSpec, PagerDutySpec, SlackSpec};
+use super::window::WindowFields;
 use super::{CheckCommon, DnsSpec, HttpSpec, TlsSpec};
 
 /// Parts of a flat definition object are combined with `allOf`, so each part
@@ -16,7 +17,8 @@ pub fn open_object(schema: &mut Schema) {
 }
 
 /// The schema of one definition file: an object or an array of objects, each a
-/// check (`type` http, dns, tls) or a handler (`type` slack, pagerduty, log).
+/// check (`type` http, dns, tls), a handler (`type` slack, pagerduty, log) or
+/// a maintenance window (`kind` maintenance).
 pub fn definition_file_schema() -> Value {
     let mut generator = SchemaSettings::draft2020_12().into_generator();
     let common = generator.subschema_for::<CheckCommon>();
@@ -49,6 +51,21 @@ pub fn definition_file_schema() -> Value {
             "unevaluatedProperties": false
         }));
     }
+    variants.push(json!({
+        "title": "maintenance window",
+        "allOf": [generator.subschema_for::<WindowFields>()],
+        "properties": { "kind": { "const": "maintenance" } },
+        "required": ["kind"],
+        "oneOf": [
+            { "required": ["cron"], "not": { "anyOf": [ { "required": ["weekdays"] }, { "required": ["at"] } ] } },
+            { "required": ["weekdays", "at"], "not": { "required": ["cron"] } }
+        ],
+        "anyOf": [
+            { "required": ["force"], "properties": { "force": { "const": true } } },
+            { "properties": { "match": { "anyOf": [ { "required": ["check"] }, { "required": ["subscription"] } ] } } }
+        ],
+        "unevaluatedProperties": false
+    }));
     let definitions = generator.take_definitions(true);
     json!({
         "$schema": "https://json-schema.org/draft/2020-12/schema",
@@ -104,6 +121,20 @@ mod tests {
     #[test]
     fn schema_and_loader_agree_on_each_object() {
         let http = json!({"name": "a", "type": "http", "url": "http://x/", "interval": "10s"});
+        let window = json!({"kind": "maintenance", "name": "db", "match": {"check": "db-*"}, "weekdays": ["sat", "sun"],
+                            "at": "02:00", "duration": "1h", "timezone": "Europe/Berlin", "comment": "vacuum"});
+        // `null` removes a key.
+        let window_with = |patch: Value| {
+            let mut v = window.clone();
+            for (key, value) in patch.as_object().unwrap() {
+                if value.is_null() {
+                    v.as_object_mut().unwrap().remove(key);
+                } else {
+                    v[key] = value.clone();
+                }
+            }
+            v
+        };
         let with = |patch: Value| {
             let mut v = http.clone();
             v.as_object_mut().unwrap().extend(patch.as_object().unwrap().clone());
@@ -134,6 +165,26 @@ mod tests {
             (json!({"name": "d", "type": "dns", "query": "x", "record": "AXFR", "interval": "1m"}), false),
             (json!({"name": "s", "type": "slack", "webhook_url": "https://hooks.slack.com/x"}), false),
             (json!({"name": "s", "type": "slack", "webhook_url": {"env": "A"}, "channel": "#x"}), false),
+            (window.clone(), true),
+            (window_with(json!({"weekdays": null, "at": null, "cron": "0 2 * * SUN"})), true),
+            (window_with(json!({"match": {"labels": {"team": "db"}}, "force": true})), true),
+            (window_with(json!({"match": {"subscription": "aws-*"}, "timezone": null})), true),
+            (window_with(json!({"comentt": "x"})), false),
+            (window_with(json!({"cron": "0 2 * * SUN"})), false),
+            (window_with(json!({"weekdays": null, "at": null})), false),
+            (window_with(json!({"at": null})), false),
+            (window_with(json!({"weekdays": ["sunday"]})), false),
+            (window_with(json!({"weekdays": []})), false),
+            (window_with(json!({"weekdays": ["sun", "sun"]})), false),
+            (window_with(json!({"at": "2:00"})), false),
+            (window_with(json!({"timezone": "Europe/Berln"})), false),
+            (window_with(json!({"duration": "1 h"})), false),
+            (window_with(json!({"comment": null})), false),
+            (window_with(json!({"comment": ""})), false),
+            (window_with(json!({"match": {"labels": {"team": "db"}}})), false),
+            (window_with(json!({"match": {"chek": "db"}})), false),
+            (window_with(json!({"name": "DB"})), false),
+            (window_with(json!({"type": "http"})), false),
         ];
         let validator = validator();
         for (sample, valid) in samples {
@@ -155,6 +206,12 @@ mod tests {
             json!({"name": "t", "type": "tls", "host": "x", "interval": "1h", "warn_days": 5, "crit_days": 7}),
             json!({"name": "a", "type": "http", "url": "http://x/", "interval": "10s", "expect": {"body_regex": "("}}),
             json!({"name": "c", "type": "tls", "host": "x", "cron": "61 * * * *"}),
+            json!({"kind": "maintenance", "name": "w", "match": {"check": "*"}, "cron": "0 2 * * *",
+                   "duration": "8d", "comment": "a duration's bounds"}),
+            json!({"kind": "maintenance", "name": "w", "match": {"check": "*"}, "cron": "0 2 * * *",
+                   "duration": "0s", "comment": "a duration's bounds"}),
+            json!({"kind": "maintenance", "name": "w", "match": {"check": "*"}, "cron": "0 2 * * *",
+                   "duration": "1h", "comment": "  "}),
         ] {
             assert!(validator.is_valid(&sample), "schema on {sample}");
             assert!(!loader_accepts(&sample), "loader on {sample}");
