@@ -2,6 +2,7 @@
 //! area, so everything links once.
 
 mod alerting;
+mod api;
 mod broker;
 mod cli;
 mod compat;

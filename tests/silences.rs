@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 
-use crate::support::{Receiver, Role, checks_dir, path_str, picket, spawn_switch_target, stderr, stdout, wait_until};
+use crate::support::{Receiver, Role, checks_dir, picket, spawn_switch_target, stderr, stdout, wait_until};
 
 const TOKEN: &str = "tok-alice-SECRET-5b2f9c";
 const READ_TOKEN: &str = "tok-reader-SECRET-77aa01";
@@ -36,16 +36,14 @@ fn standalone(checks: &[(&str, String)], extra_env: &[(&str, &str)]) -> (Role, t
     let tokens = format!("alice:{TOKEN}");
     let mut env = vec![("PICKET_API_TOKENS", tokens.as_str())];
     env.extend_from_slice(extra_env);
-    let role = Role::start("unused", &["standalone", "--checks", &path_str(dir.path())], &env);
+    let role = Role::standalone(dir.path(), &env);
     let url = format!("http://{}", role.listen_addr());
     (role, dir, url)
 }
 
 /// The API's row for `check`, if it has one yet.
 fn check_row(role: &Role, check: &str) -> Option<Value> {
-    let text = role.get("/api/v1/checks");
-    let rows: Value = serde_json::from_str(text.split("\r\n\r\n").nth(1)?).ok()?;
-    rows.as_array()?.iter().find(|r| r["check"] == check).cloned()
+    role.api("/api/v1/checks", None).1.as_array()?.iter().find(|r| r["check"] == check).cloned()
 }
 
 fn assert_no_token_in_logs(role: &Role) {
@@ -109,8 +107,8 @@ fn add_list_preview_expire_and_status_through_the_cli() {
     assert!(lines.iter().any(|l| l.starts_with("CRITICAL  api-payments") && l.contains(&format!("silenced by {id}"))));
     assert!(lines.iter().any(|l| l.starts_with("CRITICAL  web           edge")), "{text}");
     assert_eq!(lines[2], "2 check(s): 2 CRITICAL; 1 silenced", "{text}");
-    let (status, error) = raw_get(&role, "/api/v1/silences?state=bogus");
-    assert!(status.starts_with("HTTP/1.1 400"), "{status}");
+    let (status, error) = role.api("/api/v1/silences?state=bogus", None);
+    assert_eq!(status, 400, "{error}");
     assert!(error["error"].as_str().unwrap().starts_with("state: unknown silence state"), "{error}");
 
     let out = cli(&url, Some(TOKEN), &["silence", "expire", &id]);
@@ -188,13 +186,6 @@ fn exit_codes_say_whose_fault_it_was() {
         assert!(stderr(&out).contains("did not answer"), "{}", stderr(&out));
     }
     assert_no_token_in_logs(&role);
-}
-
-fn raw_get(role: &Role, path: &str) -> (String, Value) {
-    let text = role.get(path);
-    let status = text.lines().next().unwrap_or_default().to_owned();
-    let body = text.split("\r\n\r\n").nth(1).unwrap_or_default();
-    (status, serde_json::from_str(body).unwrap_or(Value::Null))
 }
 
 /// The headline: silenced from the CLI during a deploy, the failing

@@ -114,12 +114,21 @@ fn collect(stream: impl std::io::Read + Send + 'static) -> Arc<std::sync::Mutex<
 impl Role {
     /// Starts `picket <args>` under `prefix` with the broker URL and a free listen port.
     pub fn start(prefix: &str, args: &[&str], env: &[(&str, &str)]) -> Self {
-        let state = tempfile::tempdir().unwrap();
         let mut cmd = picket();
-        cmd.args(args)
-            .env("PICKET_STATE_DIR", state.path())
-            .env("PICKET_AMQP_URL", AMQP_URL)
-            .env("PICKET_PREFIX", prefix)
+        cmd.args(args).env("PICKET_AMQP_URL", AMQP_URL).env("PICKET_PREFIX", prefix);
+        Self::spawn(cmd, env)
+    }
+
+    /// Starts `picket standalone` over `checks` with a free listen port.
+    pub fn standalone(checks: &Path, env: &[(&str, &str)]) -> Self {
+        let mut cmd = picket();
+        cmd.args(["standalone", "--checks", &path_str(checks)]);
+        Self::spawn(cmd, env)
+    }
+
+    fn spawn(mut cmd: Command, env: &[(&str, &str)]) -> Self {
+        let state = tempfile::tempdir().unwrap();
+        cmd.env("PICKET_STATE_DIR", state.path())
             .env("PICKET_LISTEN", "127.0.0.1:0")
             .env("PICKET_LOG", "info,lapin=warn")
             .stdout(std::process::Stdio::piped())
@@ -162,12 +171,30 @@ impl Role {
     }
 
     pub fn get(&self, path: &str) -> String {
+        self.request("GET", path, None)
+    }
+
+    /// The raw answer to `method path`, with `Authorization: Bearer token` when given.
+    pub fn request(&self, method: &str, path: &str, token: Option<&str>) -> String {
         use std::io::{Read, Write};
         let mut stream = std::net::TcpStream::connect(self.listen_addr()).unwrap();
-        write!(stream, "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").unwrap();
+        let authorization = token.map(|t| format!("Authorization: Bearer {t}\r\n")).unwrap_or_default();
+        write!(
+            stream,
+            "{method} {path} HTTP/1.1\r\nHost: x\r\n{authorization}Content-Length: 0\r\nConnection: close\r\n\r\n"
+        )
+        .unwrap();
         let mut text = String::new();
         stream.read_to_string(&mut text).unwrap();
         text
+    }
+
+    /// The status code and JSON body (`Null` when not JSON) of an API `GET`.
+    pub fn api(&self, path: &str, token: Option<&str>) -> (u16, serde_json::Value) {
+        let text = self.request("GET", path, token);
+        let code = text.split(' ').nth(1).and_then(|code| code.parse().ok()).unwrap_or(0);
+        let body = text.split("\r\n\r\n").nth(1).unwrap_or_default();
+        (code, serde_json::from_str(body).unwrap_or(serde_json::Value::Null))
     }
 
     /// Waits for `/readyz` to answer 200.

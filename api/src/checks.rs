@@ -1,87 +1,160 @@
-//! `GET /api/v1/checks?status=&subscription=`: one row per (check, subscription),
-//! with the ids of the silences gating its notifications now.
+//! `GET /api/v1/checks?status=&subscription=&label=&silenced=`: one row per
+//! (check, subscription), with the silences that apply to it now; and `GET /api/v1/checks/{check}/{subscription}`: one row
+//! with its recent results and events.
 
-use std::collections::HashMap;
+use std::collections::BTreeMap;
 
 use axum::Json;
-use axum::extract::{Query, State};
+use axum::extract::{Path, State};
 use chrono::{DateTime, Utc};
-use handlers::SilenceState;
-use handlers::store::Store;
-use protocol::silence::SilenceTarget;
-use protocol::{CheckResult, Status};
+use handlers::store::{EventQuery, StateQuery, StateRow, Store};
+use protocol::CheckResult;
+use protocol::metrics::result_keys;
 use serde::Serialize;
 
 use crate::errors::ApiError;
+use crate::events::EventView;
+use crate::params::Params;
+use crate::silences::ActiveSilences;
+
+/// Events shown with one check; older ones page through `/api/v1/events`.
+const DETAIL_EVENTS: u32 = 50;
+/// Results shown with one check: as many as the store keeps by default.
+const DETAIL_RESULTS: u32 = handlers::store::DEFAULT_KEEP_RESULTS;
 
 #[derive(Serialize)]
 pub(crate) struct CheckRow {
     check: String,
     subscription: String,
     status: Option<&'static str>,
+    /// When the status last changed.
     since: Option<DateTime<Utc>>,
     occurrences: u32,
     flapping: bool,
-    last_result: Option<LastResult>,
-    /// Active silences matching it (maintenance windows are not listed yet).
+    /// The check's labels, as its newest result carried them.
+    labels: BTreeMap<String, String>,
+    last_result: Option<ResultView>,
+    /// The least days a certificate of the newest result has left.
+    tls_days_left: Option<f64>,
+    /// Ids of the silences that apply now (maintenance windows are not listed yet).
     silenced_by: Vec<String>,
+    incident: Option<Incident>,
+}
+
+/// The open incident: the problem handlers were told of and not yet told
+/// is resolved.
+#[derive(Serialize)]
+struct Incident {
+    /// PagerDuty's dedup key; `/api/v1/incidents` lists it under this key.
+    key: String,
+    /// The status last notified.
+    status: &'static str,
+    /// When the first problem of this incident was logged.
+    since: DateTime<Utc>,
+    /// When handlers were last told (the problem, a change or a reminder).
+    notified_at: DateTime<Utc>,
 }
 
 #[derive(Serialize)]
-struct LastResult {
+pub(crate) struct ResultView {
     time: DateTime<Utc>,
+    status: &'static str,
     duration_ms: u64,
     output: String,
     runner: String,
-    metrics: serde_json::Value,
+    metrics: BTreeMap<String, f64>,
 }
 
-impl From<CheckResult> for LastResult {
+impl From<CheckResult> for ResultView {
     fn from(result: CheckResult) -> Self {
         Self {
             time: result.started_at,
+            status: result.status.name(),
             duration_ms: result.duration_ms,
             output: result.output,
             runner: result.runner,
-            metrics: serde_json::to_value(&result.metrics).unwrap_or_default(),
+            metrics: result.metrics,
         }
     }
 }
 
-fn parse_status(value: &str) -> Result<Status, ApiError> {
-    Status::ALL.into_iter().find(|s| s.name().eq_ignore_ascii_case(value)).ok_or_else(|| {
-        ApiError::BadRequest(format!("status: unknown status {value:?} (OK, WARNING, CRITICAL, UNKNOWN)"))
-    })
-}
-
-pub(crate) async fn list(
-    State(store): State<Store>,
-    Query(query): Query<HashMap<String, String>>,
-) -> Result<Json<Vec<CheckRow>>, ApiError> {
-    let status = query.get("status").map(|s| parse_status(s)).transpose()?;
-    let subscription = query.get("subscription");
-    let now = Utc::now();
-    let active = store.silences(now, Some(SilenceState::Active)).await?;
-    let mut rows = Vec::new();
-    for row in store.states().await? {
-        let current = row.state.history.back().copied();
-        if status.is_some_and(|s| current != Some(s)) || subscription.is_some_and(|s| *s != row.subscription) {
-            continue;
-        }
-        let last = store.recent_results(&row.check, &row.subscription, 1).await?.into_iter().next();
-        let labels = last.as_ref().map(|r| r.policy.labels.clone()).unwrap_or_default();
-        let target = SilenceTarget { check: Some(&row.check), subscription: &row.subscription, labels: &labels };
-        let silenced_by = active.iter().filter(|s| s.silences(target, now)).map(|s| s.id.clone()).collect();
-        rows.push(CheckRow {
-            status: current.map(Status::name),
+impl CheckRow {
+    fn new(row: StateRow, silences: &ActiveSilences) -> Self {
+        let labels = row.last_result.as_ref().map(|r| r.policy.labels.clone()).unwrap_or_default();
+        let silenced_by = silences.matching(&row.check, &row.subscription, &labels);
+        let tls_days_left = row.last_result.as_ref().and_then(|result| {
+            result_keys::DAYS_LEFT.iter().filter_map(|key| result.metrics.get(*key).copied()).reduce(f64::min)
+        });
+        let incident = row.state.notified.as_ref().map(|notified| Incident {
+            key: format!("picket/{}/{}", row.subscription, row.check),
+            status: notified.status.name(),
+            since: row.problem_since.unwrap_or(notified.at),
+            notified_at: notified.at,
+        });
+        Self {
+            status: row.state.history.back().map(|s| s.name()),
             since: row.state.last_change,
             occurrences: row.state.occurrences,
             flapping: row.state.flapping,
-            last_result: last.map(LastResult::from),
+            labels,
+            last_result: row.last_result.map(ResultView::from),
+            tls_days_left,
             silenced_by,
+            incident,
             check: row.check,
             subscription: row.subscription,
-        });
+        }
     }
-    Ok(Json(rows))
+}
+
+pub(crate) async fn list(State(store): State<Store>, params: Params) -> Result<Json<Vec<CheckRow>>, ApiError> {
+    let status = params.status()?;
+    let labels = params.labels()?;
+    let silenced = params.flag("silenced")?;
+    let query = StateQuery { check: None, subscription: params.one("subscription")? };
+    let silences = ActiveSilences::load(&store).await?;
+    let rows = store.states(query).await?.into_iter().map(|row| CheckRow::new(row, &silences));
+    let rows = rows.filter(|row| {
+        status.is_none_or(|s| row.status == Some(s.name()))
+            && labels.iter().all(|(name, value)| row.labels.get(name) == Some(value))
+            && silenced.is_none_or(|silenced| silenced != row.silenced_by.is_empty())
+    });
+    Ok(Json(rows.collect()))
+}
+
+#[derive(Serialize)]
+pub(crate) struct CheckDetail {
+    #[serde(flatten)]
+    row: CheckRow,
+    /// Newest first.
+    results: Vec<ResultView>,
+    /// Newest first; older ones through `/api/v1/events?check=&subscription=`.
+    events: Vec<EventView>,
+}
+
+pub(crate) async fn detail(
+    State(store): State<Store>,
+    Path((check, subscription)): Path<(String, String)>,
+) -> Result<Json<CheckDetail>, ApiError> {
+    let query = StateQuery { check: Some(&check), subscription: Some(&subscription) };
+    let row = store
+        .states(query)
+        .await?
+        .into_iter()
+        .next()
+        .ok_or_else(|| ApiError::Missing(format!("no check {check:?} has run on subscription {subscription:?}")))?;
+    let silences = ActiveSilences::load(&store).await?;
+    let results = store.recent_results(&check, &subscription, DETAIL_RESULTS).await?;
+    let events = EventQuery {
+        check: Some(&check),
+        subscription: Some(&subscription),
+        limit: DETAIL_EVENTS,
+        ..EventQuery::default()
+    };
+    let events = store.events(&events).await?;
+    Ok(Json(CheckDetail {
+        row: CheckRow::new(row, &silences),
+        results: results.into_iter().map(ResultView::from).collect(),
+        events: events.into_iter().map(|logged| EventView::from(logged.event)).collect(),
+    }))
 }

@@ -10,7 +10,12 @@
 pub mod auth;
 mod checks;
 pub mod errors;
+mod events;
+mod incidents;
+mod params;
+mod runners;
 pub mod silences;
+mod status;
 
 use std::sync::Arc;
 
@@ -45,10 +50,15 @@ impl FromRef<ApiState> for Arc<ApiAuth> {
 pub fn router(store: Store, auth: ApiAuth) -> Router {
     let state = ApiState { store, auth: Arc::new(auth) };
     let v1 = Router::new()
+        .route("/status", get(status::show))
         .route("/checks", get(checks::list))
         .route("/silences", get(silences::list).post(silences::create))
         .route("/silences/preview", post(silences::preview))
         .route("/silences/{id}/expire", post(silences::expire))
+        .route("/checks/{check}/{subscription}", get(checks::detail))
+        .route("/events", get(events::list))
+        .route("/incidents", get(incidents::list))
+        .route("/runners", get(runners::list))
         .fallback(errors::not_found)
         .layer(axum::middleware::from_fn_with_state(state.auth.clone(), auth::require_reader))
         .with_state(state);

@@ -7,14 +7,14 @@
 
 pub mod request;
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 
 use axum::Json;
 use axum::body::Bytes;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use chrono::{DateTime, Utc};
-use handlers::store::Store;
+use handlers::store::{StateQuery, Store, StoreError};
 use handlers::{Silence, SilenceState};
 use protocol::Status;
 use protocol::silence::SilenceTarget;
@@ -77,6 +77,31 @@ pub(crate) async fn create(
     Ok((StatusCode::CREATED, Json(SilenceView::at(silence, now))))
 }
 
+/// The silences gating notifications now, to say which apply to a check.
+/// Maintenance windows live in the catalog, not the store, so they are not
+/// among them.
+pub(crate) struct ActiveSilences {
+    silences: Vec<Silence>,
+    now: DateTime<Utc>,
+}
+
+impl ActiveSilences {
+    pub(crate) async fn load(store: &Store) -> Result<Self, StoreError> {
+        let now = Utc::now();
+        Ok(Self { silences: store.silences(now, Some(SilenceState::Active)).await?, now })
+    }
+
+    pub(crate) fn len(&self) -> usize {
+        self.silences.len()
+    }
+
+    /// Ids of the silences that apply to this check.
+    pub(crate) fn matching(&self, check: &str, subscription: &str, labels: &BTreeMap<String, String>) -> Vec<String> {
+        let target = SilenceTarget { check: Some(check), subscription, labels };
+        self.silences.iter().filter(|s| s.silences(target, self.now)).map(|s| s.id.clone()).collect()
+    }
+}
+
 /// One (check, subscription) a silence would match now.
 #[derive(Serialize)]
 pub(crate) struct PreviewRow {
@@ -96,11 +121,10 @@ pub(crate) struct Preview {
 pub(crate) async fn preview(State(store): State<Store>, body: Bytes) -> Result<Json<Preview>, ApiError> {
     let spec = SilenceRequest::parse(&body)?.validate(Utc::now())?;
     let mut matches = Vec::new();
-    for row in store.states().await? {
-        // A check's labels travel in its results' policy: the latest one says
+    for row in store.states(StateQuery::default()).await? {
+        // A check's labels travel in its results' policy: the newest one says
         // what the check carries now.
-        let latest = store.recent_results(&row.check, &row.subscription, 1).await?.into_iter().next();
-        let labels = latest.map(|r| r.policy.labels).unwrap_or_default();
+        let labels = row.last_result.map(|r| r.policy.labels).unwrap_or_default();
         let target = SilenceTarget { check: Some(&row.check), subscription: &row.subscription, labels: &labels };
         if spec.matcher.matches(target) {
             matches.push(PreviewRow {

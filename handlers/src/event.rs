@@ -31,6 +31,18 @@ pub enum EventKind {
 }
 
 impl EventKind {
+    pub const ALL: [EventKind; 9] = [
+        Self::Problem,
+        Self::Resolved,
+        Self::Reminder,
+        Self::FlappingStart,
+        Self::FlappingEnd,
+        Self::RunnerLost,
+        Self::RunnerBack,
+        Self::Missed,
+        Self::CaughtUp,
+    ];
+
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Problem => "problem",
@@ -43,6 +55,19 @@ impl EventKind {
             Self::Missed => "missed",
             Self::CaughtUp => "caught_up",
         }
+    }
+}
+
+/// An unknown event kind; the message lists the known ones.
+#[derive(Debug, PartialEq, Eq, thiserror::Error)]
+#[error("unknown event kind {0:?} ({known})", known = EventKind::ALL.map(EventKind::as_str).join(", "))]
+pub struct UnknownEventKind(pub String);
+
+impl std::str::FromStr for EventKind {
+    type Err = UnknownEventKind;
+
+    fn from_str(name: &str) -> Result<Self, UnknownEventKind> {
+        Self::ALL.into_iter().find(|kind| kind.as_str() == name).ok_or_else(|| UnknownEventKind(name.to_owned()))
     }
 }
 
@@ -91,5 +116,20 @@ impl Event {
             EventKind::Missed | EventKind::CaughtUp => format!("picket/{}/missed", self.subscription),
             _ => format!("picket/{}/{}", self.subscription, self.check),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn kinds_parse_by_their_names_and_unknown_ones_list_the_known() {
+        for kind in EventKind::ALL {
+            assert_eq!(kind.as_str().parse::<EventKind>(), Ok(kind));
+            assert_eq!(serde_json::to_value(kind).unwrap(), kind.as_str(), "serde and as_str agree");
+        }
+        let error = "page".parse::<EventKind>().unwrap_err().to_string();
+        assert!(error.contains("\"page\"") && error.contains("caught_up"), "{error}");
     }
 }

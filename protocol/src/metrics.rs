@@ -187,6 +187,14 @@ pub mod result_keys {
     pub const LEAF_NOT_AFTER: &str = "leaf_not_after";
     /// The earliest not-after in the served chain, Unix seconds.
     pub const CHAIN_NOT_AFTER: &str = "chain_not_after";
+    /// Days the leaf certificate has left (TLS checks).
+    pub const LEAF_DAYS_LEFT: &str = "days_left";
+    /// Days the first certificate of the served chain to expire has left (TLS checks).
+    pub const CHAIN_DAYS_LEFT: &str = "chain_days_left";
+    /// Days the leaf certificate of an HTTPS URL has left (HTTP checks).
+    pub const CERT_DAYS_LEFT: &str = "cert_days_left";
+    /// Every days-left key: the API's `tls_days_left` is the least of them.
+    pub const DAYS_LEFT: [&str; 3] = [LEAF_DAYS_LEFT, CHAIN_DAYS_LEFT, CERT_DAYS_LEFT];
 }
 
 /// Names and help of the handler's per-check series, rendered from the latest

@@ -36,7 +36,7 @@ use crate::event::{Event, EventKind};
 use crate::state::CheckState;
 
 pub use outbox::{OutboxItem, Settlement};
-pub use read::StateRow;
+pub use read::{EventQuery, LoggedEvent, Notification, StateQuery, StateRow};
 pub use silences::KEEP_EXPIRED_SILENCES;
 
 /// Results kept per (check, subscription) unless configured otherwise.

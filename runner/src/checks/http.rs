@@ -16,6 +16,7 @@ use protocol::Status;
 use protocol::definition::HttpSpec;
 use protocol::definition::http::HttpMethod;
 use protocol::definition::secret::TextOrSecret;
+use protocol::metrics::result_keys;
 use rustls::pki_types::ServerName;
 use serde_json::{Value, json};
 use tokio::io::{AsyncRead, AsyncWrite};
@@ -390,7 +391,7 @@ fn evaluate(spec: &HttpSpec, response: HopResponse, hops: &[Hop], url: &Url, sta
     metrics.insert("bytes".to_owned(), response.bytes as f64);
     metrics.insert("redirects".to_owned(), hops.len() as f64);
     if let Some(days) = response.cert_days_left {
-        metrics.insert("cert_days_left".to_owned(), (days * 10.0).round() / 10.0);
+        metrics.insert(result_keys::CERT_DAYS_LEFT.to_owned(), (days * 10.0).round() / 10.0);
     }
     let status = findings.iter().fold(Status::Ok, |worst, (s, _)| worst.worst(*s));
     let summary = format!(

@@ -17,6 +17,7 @@ use std::time::Instant;
 use chrono::{DateTime, Utc};
 use protocol::Status;
 use protocol::definition::TlsSpec;
+use protocol::metrics::result_keys;
 use rustls::client::{verify_server_cert_signed_by_trust_anchor, verify_server_name};
 use rustls::crypto::WebPkiSupportedAlgorithms;
 use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
@@ -236,8 +237,8 @@ impl Findings<'_> {
     fn outcome(&self) -> CheckOutcome {
         let (status, output) = self.judge();
         let metrics = BTreeMap::from([
-            ("days_left".to_owned(), self.chain.leaf().days_left),
-            ("chain_days_left".to_owned(), self.chain.earliest().1.days_left),
+            (result_keys::LEAF_DAYS_LEFT.to_owned(), self.chain.leaf().days_left),
+            (result_keys::CHAIN_DAYS_LEFT.to_owned(), self.chain.earliest().1.days_left),
         ]);
         CheckOutcome::new(status, output).with_metrics(metrics).with_details(self.details())
     }
