@@ -228,8 +228,7 @@ fn a_cli_silence_holds_the_problem_until_it_is_expired_then_it_arrives_once() {
     assert_eq!(slack.received(), Vec::<Value>::new(), "a silenced problem was sent");
     let status = stdout(&cli(&url, None, &["status"]));
     assert!(
-        status.starts_with(&format!("CRITICAL  api-payments  default"))
-            && status.contains(&format!("silenced by {id}")),
+        status.starts_with("CRITICAL  api-payments  default") && status.contains(&format!("silenced by {id}")),
         "{status}"
     );
 
