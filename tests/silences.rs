@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 
-use crate::support::{Receiver, Role, checks_dir, picket, spawn_switch_target, stderr, stdout, wait_until};
+use crate::support::{Receiver, Role, Schema, checks_dir, picket, spawn_switch_target, stderr, stdout, wait_until};
 
 const TOKEN: &str = "tok-alice-SECRET-5b2f9c";
 const READ_TOKEN: &str = "tok-reader-SECRET-77aa01";
@@ -188,11 +188,24 @@ fn exit_codes_say_whose_fault_it_was() {
     assert_no_token_in_logs(&role);
 }
 
+#[test]
+fn a_cli_silence_holds_the_problem_until_it_is_expired_then_it_arrives_once_on_sqlite() {
+    silence_then_expire(&[]);
+}
+
+#[test]
+fn a_cli_silence_holds_the_problem_until_it_is_expired_then_it_arrives_once_on_postgres() {
+    let schema = Schema::new("silences");
+    silence_then_expire(&[
+        ("PICKET_STATE_URL", "postgres://postgres@127.0.0.1:5432/test"),
+        ("PICKET_STATE_SCHEMA", schema.0.as_str()),
+    ]);
+}
+
 /// The headline: silenced from the CLI during a deploy, the failing
 /// check sends nothing but shows CRITICAL and silenced in the API; expired,
-/// the problem is told once.
-#[test]
-fn a_cli_silence_holds_the_problem_until_it_is_expired_then_it_arrives_once() {
+/// the problem is told once. `store_env` picks the state store.
+fn silence_then_expire(store_env: &[(&str, &str)]) {
     let rt = tokio::runtime::Runtime::new().unwrap();
     let (target, healthy) = spawn_switch_target(&rt);
     healthy.store(true, Ordering::SeqCst);
@@ -201,10 +214,10 @@ fn a_cli_silence_holds_the_problem_until_it_is_expired_then_it_arrives_once() {
     let check = json!({"name": "api-payments", "type": "http", "url": format!("http://{target}/"), "interval": "1s",
                        "timeout": "500ms", "handlers": ["ops"]});
     let handlers = json!([{"name": "ops", "type": "slack", "webhook_url": {"env": "SLACK_WEBHOOK_OPS"}}]);
-    let (role, _dir, url) = standalone(
-        &[("check.json", check.to_string()), ("handlers.json", handlers.to_string())],
-        &[("SLACK_WEBHOOK_OPS", webhook.as_str())],
-    );
+    let mut env = vec![("SLACK_WEBHOOK_OPS", webhook.as_str())];
+    env.extend_from_slice(store_env);
+    let (role, _dir, url) =
+        standalone(&[("check.json", check.to_string()), ("handlers.json", handlers.to_string())], &env);
     let row = || check_row(&role, "api-payments").unwrap_or(Value::Null);
     assert!(wait_until(Duration::from_secs(15), || row()["status"] == "OK"), "never OK: {}", role.stderr_text());
 
