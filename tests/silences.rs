@@ -239,6 +239,9 @@ fn silence_then_expire(store_env: &[(&str, &str)]) {
         row()
     );
     assert_eq!(slack.received(), Vec::<Value>::new(), "a silenced problem was sent");
+    let (_, page) = role.api("/api/v1/events?check=api-payments&kind=problem", None);
+    let held = &page["events"][0];
+    assert_eq!((held["status"].clone(), held["silenced_by"].clone()), (json!("CRITICAL"), json!([id])), "{page}");
     let status = stdout(&cli(&url, None, &["status"]));
     assert!(
         status.starts_with("CRITICAL  api-payments  default") && status.contains(&format!("silenced by {id}")),
