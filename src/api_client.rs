@@ -73,7 +73,11 @@ impl ApiClient {
             None => request,
         };
         let unreachable = |e: reqwest::Error| {
-            Failure::Runtime(anyhow!("the API at {} did not answer: {}", self.base, error_chain(&e.without_url())))
+            Failure::Runtime(anyhow!(
+                "the API at {} did not answer: {}",
+                self.base,
+                protocol::error_chain(&e.without_url())
+            ))
         };
         let response = request.send().await.map_err(unreachable)?;
         let status = response.status();
@@ -90,17 +94,4 @@ impl ApiClient {
         let error = anyhow!("{status}: {message}");
         Err(if status.is_client_error() { Failure::Data(error) } else { Failure::Runtime(error) })
     }
-}
-
-/// An error with its causes: reqwest's own message alone ("error sending
-/// request") does not say that the connection was refused.
-fn error_chain(error: &dyn std::error::Error) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
 }
