@@ -127,13 +127,17 @@ impl Running {
 pub fn print_events() -> EventHook {
     Arc::new(|event| {
         println!(
-            "{}  EVENT {:<15} {:<24} {:<12} {:<8} {}",
+            "{}  EVENT {:<15} {:<24} {:<12} {:<8} {}{}",
             event.occurred_at.format("%Y-%m-%dT%H:%M:%S%.3fZ"),
             event.kind.as_str(),
             event.check,
             event.subscription,
             event.status.name(),
-            event.output
+            event.output,
+            match event.silenced_by.as_slice() {
+                [] => String::new(),
+                ids => format!("  (silenced by {})", ids.join(", ")),
+            }
         );
     })
 }

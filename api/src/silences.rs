@@ -8,6 +8,7 @@
 pub mod request;
 
 use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
 
 use axum::Json;
 use axum::body::Bytes;
@@ -15,7 +16,7 @@ use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use chrono::{DateTime, Utc};
 use handlers::store::{StateQuery, Store, StoreError};
-use handlers::{Silence, SilenceState};
+use handlers::{Silence, SilenceState, Silencers};
 use protocol::Status;
 use protocol::silence::SilenceTarget;
 use serde::Serialize;
@@ -77,28 +78,29 @@ pub(crate) async fn create(
     Ok((StatusCode::CREATED, Json(SilenceView::at(silence, now))))
 }
 
-/// The silences gating notifications now, to say which apply to a check.
-/// Maintenance windows live in the catalog, not the store, so they are not
-/// among them.
+/// What gates notifications now, to say which silences apply to a check:
+/// the gate's own judgement ([`Silencers`]). Maintenance windows live in the
+/// catalog, which the API does not hold yet, so they are not among them.
 pub(crate) struct ActiveSilences {
-    silences: Vec<Silence>,
+    silencers: Silencers,
+    count: usize,
     now: DateTime<Utc>,
 }
 
 impl ActiveSilences {
     pub(crate) async fn load(store: &Store) -> Result<Self, StoreError> {
         let now = Utc::now();
-        Ok(Self { silences: store.silences(now, Some(SilenceState::Active)).await?, now })
+        let active = store.silences(now, Some(SilenceState::Active)).await?;
+        Ok(Self { count: active.len(), silencers: Silencers::new(active, Arc::from([])), now })
     }
 
     pub(crate) fn len(&self) -> usize {
-        self.silences.len()
+        self.count
     }
 
     /// Ids of the silences that apply to this check.
     pub(crate) fn matching(&self, check: &str, subscription: &str, labels: &BTreeMap<String, String>) -> Vec<String> {
-        let target = SilenceTarget { check: Some(check), subscription, labels };
-        self.silences.iter().filter(|s| s.silences(target, self.now)).map(|s| s.id.clone()).collect()
+        self.silencers.silencing([SilenceTarget { check: Some(check), subscription, labels }], self.now)
     }
 }
 

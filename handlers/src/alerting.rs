@@ -14,6 +14,11 @@
 //!   most once per subscription per minute, and `caught_up` (which resolves
 //!   it) once none has expired for two minutes; **keepalives** feed runner
 //!   liveness. Both are judged on this handler's clock by [`Alerting::tick`].
+//! - **Silences** gate which handlers an event is queued for, in the same
+//!   transaction (`gate`): a silenced problem is logged and queued for
+//!   nobody, a resolve goes to exactly the handlers told of its problem, and
+//!   [`Alerting::tick`] tells held problems whose silences ended, expires
+//!   `ends_on_resolve` silences whose checks recovered.
 //! - **Several handlers** on one store act as one: keepalives and dead letters
 //!   reach one active consumer, which writes each runner's last keepalive to
 //!   the store in the batcher's transaction. A handler judges only runners it
@@ -47,7 +52,7 @@ use crate::consumer::{Accept, HandlerError};
 use crate::event::{Event, EventKind};
 use crate::notify::{Delivered, Notifiers, NotifyError};
 use crate::series::CheckSeries;
-use crate::silence::{EXPIRED_BY_PICKET, RESOLVED, Silence, SilenceState};
+use crate::silence::{EXPIRED_BY_PICKET, RESOLVED, Silence, SilenceState, Silencers, is_window};
 use crate::state::{Admission, CheckState, event_id};
 use crate::store::{Batch, LostRunner, SeenRunner, Store, StoreError};
 
@@ -62,6 +67,10 @@ const MAX_KEEPALIVE_INTERVAL_SECS: u64 = 24 * 3600;
 /// become the active keepalive consumer (or was restarted): it takes over
 /// the runners the store knows.
 const TAKEOVER_GAP: TimeDelta = TimeDelta::seconds(10);
+
+/// `ends_on_resolve` silences are judged at most this often: judging reads
+/// the newest results of every check.
+const RESOLVE_JUDGED_EVERY: TimeDelta = TimeDelta::seconds(10);
 
 /// What alerting needs from the notifiers: routing and delivery. A trait so
 /// the outbox can be tested with a recording fake.
@@ -131,6 +140,8 @@ pub struct Alerting<D> {
     /// The last expired request of each subscription with `missed` open:
     /// [`Alerting::tick`] raises `caught_up` once it is old enough.
     expiring: Mutex<HashMap<String, DateTime<Utc>>>,
+    /// When `ends_on_resolve` silences were last judged.
+    resolve_judged: Mutex<Option<DateTime<Utc>>>,
 }
 
 /// The runners this handler judges, and when it last heard any keepalive.
@@ -193,6 +204,7 @@ impl<D: Deliver> Alerting<D> {
             runners: tokio::sync::Mutex::new(Fleet { runners, last_heard: None }),
             missed: Mutex::new(open_missed.iter().cloned().collect()),
             expiring: Mutex::new(open_missed.into_iter().collect()),
+            resolve_judged: Mutex::new(None),
         })
     }
 
@@ -361,8 +373,16 @@ impl<D: Deliver> Alerting<D> {
     /// Expires each active `ends_on_resolve` silence once everything it
     /// matches has been OK for two consecutive results, both started after
     /// the silence did (so a silence made while all is well lasts until
-    /// something it matches failed and recovered, or until its end).
+    /// something it matches failed and recovered, or until its end). At most
+    /// every [`RESOLVE_JUDGED_EVERY`].
     async fn end_resolved_silences(&self, now: DateTime<Utc>) -> Result<(), HandlerError> {
+        {
+            let mut judged = self.resolve_judged.lock().map_err(|_| poisoned("resolve_judged"))?;
+            if judged.is_some_and(|last| now - last < RESOLVE_JUDGED_EVERY) {
+                return Ok(());
+            }
+            *judged = Some(now);
+        }
         let silences: Vec<Silence> = self
             .store
             .silences(now, Some(SilenceState::Active))
@@ -393,9 +413,9 @@ impl<D: Deliver> Alerting<D> {
             return Ok(());
         }
         let active = self.store.silences(now, Some(SilenceState::Active)).await.map_err(sink_error)?;
-        let mutes = gate::Mutes::new(active, self.windows.borrow().clone());
+        let silencers = Silencers::new(active, self.windows.borrow().clone());
         for event in held {
-            if !mutes.silencing(&event, now).is_empty() {
+            if !gate::silenced_by(&silencers, &event, now).is_empty() {
                 continue;
             }
             let ended = self.what_ended(&event.silenced_by).await?;
@@ -411,7 +431,7 @@ impl<D: Deliver> Alerting<D> {
     async fn what_ended(&self, ids: &[String]) -> Result<String, HandlerError> {
         let mut names = Vec::new();
         for id in ids {
-            if gate::is_window(id) {
+            if is_window(id) {
                 names.push(format!("silence {id} by git"));
                 continue;
             }
@@ -673,8 +693,8 @@ impl Work {
         match self {
             Self::Result(_, at) => Some(*at),
             Self::Notice(notice) => Some(notice.event.occurred_at),
-            Self::Release(release) => Some(release.held.occurred_at),
-            Self::Runner(_) => None,
+            // Judged by the tick already.
+            Self::Release(_) | Self::Runner(_) => None,
         }
     }
 }
@@ -743,7 +763,7 @@ impl<D: Deliver> Batcher<D> {
         let mut latest: HashMap<(&str, &str), &CheckResult> = HashMap::new();
         let mut events = Vec::new();
         // Loaded at the first event: most batches raise none.
-        let mut mutes = None;
+        let mut silencers = None;
         let since = jobs.iter().filter_map(|job| job.work.at()).min().unwrap_or(now);
         for job in jobs {
             match &job.work {
@@ -777,8 +797,8 @@ impl<D: Deliver> Batcher<D> {
                     batch.add_result(result, *at).await?;
                     for mut event in decided {
                         route(&*self.deliver, &mut event);
-                        let mutes = load_mutes(&mut batch, &mut mutes, &self.windows, since).await?;
-                        if gate::add(&mut batch, mutes, &mut event).await? {
+                        let silencers = load_silencers(&mut batch, &mut silencers, &self.windows, since).await?;
+                        if gate::add(&mut batch, silencers, &mut event).await? {
                             events.push(event);
                         }
                     }
@@ -797,8 +817,8 @@ impl<D: Deliver> Batcher<D> {
                         continue;
                     }
                     let mut event = notice.event.clone();
-                    let mutes = load_mutes(&mut batch, &mut mutes, &self.windows, since).await?;
-                    if gate::add(&mut batch, mutes, &mut event).await? {
+                    let silencers = load_silencers(&mut batch, &mut silencers, &self.windows, since).await?;
+                    if gate::add(&mut batch, silencers, &mut event).await? {
                         events.push(event);
                     }
                 }
@@ -824,21 +844,22 @@ impl<D: Deliver> Batcher<D> {
 }
 
 /// The batch's silences, read once at the first event that needs them: every
-/// silence that can be active at `since` (the batch's earliest event) or later.
-async fn load_mutes<'m>(
+/// silence that can be active at `since` (the batch's earliest event) or
+/// later, and the maintenance windows as last reloaded.
+async fn load_silencers<'m>(
     batch: &mut Batch,
-    mutes: &'m mut Option<gate::Mutes>,
+    silencers: &'m mut Option<Silencers>,
     windows: &watch::Receiver<Arc<[MaintenanceWindow]>>,
     since: DateTime<Utc>,
-) -> Result<&'m gate::Mutes, StoreError> {
-    let loaded = match mutes.take() {
+) -> Result<&'m Silencers, StoreError> {
+    let loaded = match silencers.take() {
         Some(loaded) => loaded,
         None => {
             let windows = windows.borrow().clone();
-            gate::Mutes::new(batch.silences_from(since).await?, windows)
+            Silencers::new(batch.silences_from(since).await?, windows)
         }
     };
-    Ok(mutes.insert(loaded))
+    Ok(silencers.insert(loaded))
 }
 
 /// A state read in this batch, and whether the batch changed it.

@@ -17,4 +17,4 @@ pub mod store;
 pub use console::Console;
 pub use consumer::{Accept, Both, HandlerError, ResultSink, SinkHealth, consume};
 pub use event::{Event, EventKind};
-pub use silence::{Expiry, Silence, SilenceState};
+pub use silence::{Expiry, Silence, SilenceState, Silencers};

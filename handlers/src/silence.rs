@@ -8,10 +8,13 @@
 //! matter: expiring one records who, when and why; a changed silence is a
 //! new one.
 
+use std::collections::BTreeSet;
 use std::fmt;
 use std::str::FromStr;
+use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
+use protocol::definition::MaintenanceWindow;
 use protocol::silence::{SilenceMatch, SilenceTarget};
 use serde::{Deserialize, Serialize};
 
@@ -115,6 +118,58 @@ impl Silence {
     }
 }
 
+/// Where the silence id of a maintenance window starts.
+const WINDOW_PREFIX: &str = "maintenance:";
+
+/// The silence id of the maintenance window `name`.
+pub fn window_silence_id(name: &str) -> String {
+    format!("{WINDOW_PREFIX}{name}")
+}
+
+/// Whether a silence id is a maintenance window's (made in git, by `git`).
+pub fn is_window(id: &str) -> bool {
+    id.starts_with(WINDOW_PREFIX)
+}
+
+/// Everything that may silence: silences (typically those the store says are
+/// active or in force) and the maintenance windows. The one judgement the
+/// gate, and anything showing `silenced_by`, use.
+pub struct Silencers {
+    silences: Vec<Silence>,
+    windows: Arc<[MaintenanceWindow]>,
+}
+
+impl Silencers {
+    pub fn new(silences: Vec<Silence>, windows: Arc<[MaintenanceWindow]>) -> Self {
+        Self { silences, windows }
+    }
+
+    /// The ids of the active silences and open windows (`maintenance:<name>`)
+    /// that silence every one of `targets` at `now`, sorted; empty unless
+    /// each target is silenced by at least one.
+    pub fn silencing<'a>(
+        &self,
+        targets: impl IntoIterator<Item = SilenceTarget<'a>>,
+        now: DateTime<Utc>,
+    ) -> Vec<String> {
+        let mut ids = BTreeSet::new();
+        for target in targets {
+            let silences = self.silences.iter().filter(|s| s.silences(target, now)).map(|s| s.id.clone());
+            let windows = self
+                .windows
+                .iter()
+                .filter(|w| w.matcher.matches(target) && w.open_at(now).is_some())
+                .map(|w| window_silence_id(&w.name));
+            let matching: Vec<String> = silences.chain(windows).collect();
+            if matching.is_empty() {
+                return Vec::new();
+            }
+            ids.extend(matching);
+        }
+        ids.into_iter().collect()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -157,6 +212,38 @@ mod tests {
         assert!(silence.silences(target("api-1"), at(150)));
         assert!(!silence.silences(target("web"), at(150)));
         assert!(!silence.silences(target("api-1"), at(50)));
+    }
+
+    #[test]
+    fn silencers_need_every_target_silenced_and_name_windows() {
+        let window = protocol::definition::window::parse_window(serde_json::json!({"kind": "maintenance",
+            "name": "edge-night", "match": {"subscription": "edge"}, "cron": "0 23 * * *", "duration": "30m",
+            "comment": "edge upgrades"}))
+        .unwrap();
+        let by_check = silence();
+        let by_subscription = Silence {
+            id: Silence::new_id(),
+            matcher: serde_json::from_str(r#"{"subscription": "default"}"#).unwrap(),
+            ..by_check.clone()
+        };
+        let silencers = Silencers::new(vec![by_check.clone(), by_subscription.clone()], Arc::from([window]));
+        let labels = Default::default();
+        let fleet = |subscription| SilenceTarget { check: None, subscription, labels: &labels };
+        let api = SilenceTarget { check: Some("api-1"), subscription: "default", labels: &labels };
+        let mut both = vec![by_check.id, by_subscription.id.clone()];
+        both.sort();
+        assert_eq!(silencers.silencing([api], at(150)), both);
+        // at(0) is 22:13:20 UTC: the window is open from at(2800) to at(4600).
+        assert_eq!(silencers.silencing([fleet("default"), fleet("edge")], at(150)), Vec::<String>::new());
+        assert_eq!(silencers.silencing([fleet("edge")], at(2800)), ["maintenance:edge-night"]);
+        assert_eq!(silencers.silencing([fleet("edge")], at(4600)), Vec::<String>::new());
+        let at_window = Silence { starts_at: at(2000), ends_at: at(3000), ..by_subscription };
+        let silencers = Silencers::new(vec![at_window.clone()], silencers.windows.clone());
+        assert_eq!(
+            silencers.silencing([fleet("default"), fleet("edge")], at(2900)),
+            [at_window.id, "maintenance:edge-night".to_owned()]
+        );
+        assert!(is_window("maintenance:edge-night") && !is_window("3f00aa"));
     }
 
     #[test]

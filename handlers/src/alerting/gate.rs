@@ -17,60 +17,20 @@
 //!   ([`release`]); taking the held row is a conditional delete, so handlers
 //!   sharing a store tell it once.
 
-use std::collections::BTreeSet;
-use std::sync::Arc;
-
 use chrono::{DateTime, Utc};
 use protocol::Status;
-use protocol::definition::MaintenanceWindow;
 use protocol::silence::SilenceTarget;
 
 use crate::event::{Event, EventKind};
-use crate::silence::Silence;
+use crate::silence::Silencers;
 use crate::state::event_id;
 use crate::store::{Batch, StoreError};
 
-/// Where the id of a maintenance window's silence starts.
-const WINDOW_PREFIX: &str = "maintenance:";
-
-/// What may silence events: the store's silences in force and the
-/// maintenance windows, each judged at the event's own time.
-pub(super) struct Mutes {
-    silences: Vec<Silence>,
-    windows: Arc<[MaintenanceWindow]>,
-}
-
-impl Mutes {
-    pub(super) fn new(silences: Vec<Silence>, windows: Arc<[MaintenanceWindow]>) -> Self {
-        Self { silences, windows }
-    }
-
-    /// The ids of the silences and open windows (`maintenance:<name>`) that
-    /// silence `event` at `now`, sorted; empty when it is not silenced. A
-    /// runner event concerns every subscription the runner serves, and is
-    /// silenced only when each of them is.
-    pub(super) fn silencing(&self, event: &Event, now: DateTime<Utc>) -> Vec<String> {
-        let mut ids = BTreeSet::new();
-        for target in targets(event) {
-            let silences = self.silences.iter().filter(|s| s.silences(target, now)).map(|s| s.id.clone());
-            let windows = self
-                .windows
-                .iter()
-                .filter(|w| w.matcher.matches(target) && w.open_at(now).is_some())
-                .map(|w| format!("{WINDOW_PREFIX}{}", w.name));
-            let matching: Vec<String> = silences.chain(windows).collect();
-            if matching.is_empty() {
-                return Vec::new();
-            }
-            ids.extend(matching);
-        }
-        ids.into_iter().collect()
-    }
-}
-
-/// Whether a silence id is a maintenance window's: those are made in git.
-pub(super) fn is_window(id: &str) -> bool {
-    id.starts_with(WINDOW_PREFIX)
+/// The silences and windows that silence `event` at `now`: a runner event
+/// concerns every subscription the runner serves, and is silenced only when
+/// each of them is.
+pub(super) fn silenced_by(silencers: &Silencers, event: &Event, now: DateTime<Utc>) -> Vec<String> {
+    silencers.silencing(targets(event), now)
 }
 
 /// What an event is judged against: its check, or, for a fleet event, each
@@ -102,7 +62,7 @@ fn resolves(event: &Event) -> bool {
 /// then logs and queues it, keeping the `notified` and `held` rows. Returns
 /// `false` when the event was already logged (a replay), which changes
 /// nothing.
-pub(super) async fn add(batch: &mut Batch, mutes: &Mutes, event: &mut Event) -> Result<bool, StoreError> {
+pub(super) async fn add(batch: &mut Batch, silencers: &Silencers, event: &mut Event) -> Result<bool, StoreError> {
     let incident = event.incident_key();
     if resolves(event) {
         event.handlers = batch.told(&incident).await?.into_keys().collect();
@@ -113,7 +73,7 @@ pub(super) async fn add(batch: &mut Batch, mutes: &Mutes, event: &mut Event) -> 
         batch.drop_held(&incident).await?;
         return Ok(true);
     }
-    event.silenced_by = mutes.silencing(event, event.occurred_at);
+    event.silenced_by = silenced_by(silencers, event, event.occurred_at);
     if event.silenced_by.is_empty() {
         if !batch.add_event(event).await? {
             return Ok(false);

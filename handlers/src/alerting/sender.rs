@@ -17,7 +17,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::Deliver;
 use crate::notify::Delivered;
-use crate::store::{OutboxItem, Settlement, Store, StoreError};
+use crate::store::{KEEP_EXPIRED_SILENCES, OutboxItem, Settlement, Store, StoreError};
 
 #[derive(Clone, Copy, Debug)]
 pub struct SenderPolicy {
@@ -200,6 +200,13 @@ impl<D: Deliver> OutboxSender<D> {
             Ok(0) => {}
             Ok(pruned) => tracing::info!(pruned, "events older than the retention pruned"),
             Err(error) => tracing::warn!(%error, "events: cannot prune"),
+        }
+        // Ended silences are kept as long as the events that name them.
+        let keep_silences = self.policy.keep_events.max(KEEP_EXPIRED_SILENCES);
+        match self.store.prune_silences(before(now, keep_silences)).await {
+            Ok(0) => {}
+            Ok(pruned) => tracing::info!(pruned, "silences that ended before the retention pruned"),
+            Err(error) => tracing::warn!(%error, "silences: cannot prune"),
         }
     }
 }

@@ -10,9 +10,8 @@ use protocol::definition::MaintenanceWindow;
 use protocol::definition::window::parse_window;
 use tokio::sync::watch;
 
-use chrono::{DateTime, Utc};
+use chrono::Utc;
 use protocol::definition::handler::parse_handler;
-use protocol::message::AlertPolicy;
 use protocol::transport::{DeadLetter, DeadReason};
 use protocol::{CheckResult, Keepalive, Status};
 use serde_json::{Value, json};
@@ -23,39 +22,18 @@ use crate::event::{Event, EventKind};
 use crate::notify::Notifiers;
 use crate::notify::receiver::{Receiver, Reply};
 use crate::silence::{Expiry, Silence, SilenceState};
-use crate::store::testing::on_both_backends;
+use crate::store::testing::{at, on_both_backends};
 use crate::store::{Store, StoreConfig};
 
 const PD_ACCEPTED: &str = r#"{"status":"success","message":"Event processed","dedup_key":"x"}"#;
 
-fn at(secs: i64) -> DateTime<Utc> {
-    DateTime::from_timestamp(1_700_000_000 + secs, 0).unwrap()
-}
-
 /// A result of `check` on `default` for the slot at `slot` seconds, routed
-/// to `slack` (takes everything) and `pd` (takes CRITICAL only).
+/// to `slack` (takes everything) and `pd` (takes CRITICAL only), labelled
+/// `team=payments`.
 fn result(check: &str, slot: i64, status: Status) -> CheckResult {
-    CheckResult {
-        request_id: format!("{check}-{slot}"),
-        check: check.into(),
-        subscription: "default".into(),
-        runner: "r1".into(),
-        status,
-        output: format!("{status} at {slot}"),
-        scheduled_at: at(slot),
-        started_at: at(slot),
-        duration_ms: 3,
-        lateness_ms: 0,
-        metrics: Default::default(),
-        details: Value::Null,
-        policy: AlertPolicy {
-            handlers: vec!["slack".into(), "pd".into()],
-            occurrences: 1,
-            refresh_secs: 1800,
-            labels: [("team".to_owned(), "payments".to_owned())].into(),
-            ..AlertPolicy::default()
-        },
-    }
+    let mut result = super::tests::check_result(check, slot, status);
+    result.policy.labels = [("team".to_owned(), "payments".to_owned())].into();
+    result
 }
 
 /// A store, a recording Slack and PagerDuty, and the notifiers for them.
@@ -353,14 +331,8 @@ async fn ends_on_resolve_expires_once_everything_matched_is_ok_twice(config: Sto
 
 fn keepalive(runner: &str, subscriptions: &[&str]) -> Keepalive {
     Keepalive {
-        runner: runner.into(),
         subscriptions: subscriptions.iter().map(|s| (*s).to_owned()).collect(),
-        version: "0.1.0".into(),
-        started_at: at(-1000),
-        in_flight: 0,
-        executed: 0,
-        interval: 10,
-        stopping: false,
+        ..super::tests::keepalive(runner)
     }
 }
 

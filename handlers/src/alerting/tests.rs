@@ -4,7 +4,7 @@ use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use chrono::{DateTime, TimeDelta, Utc};
+use chrono::{TimeDelta, Utc};
 use protocol::message::AlertPolicy;
 use protocol::transport::{DeadLetter, DeadReason};
 use protocol::{CheckResult, Keepalive, Status};
@@ -14,7 +14,7 @@ use super::{Alerting, AlertingConfig, Deliver, OutboxSender, SenderPolicy};
 use crate::consumer::{Accept, HandlerError};
 use crate::event::{Event, EventKind};
 use crate::notify::{Delivered, NotifyError};
-use crate::store::testing::{count, on_both_backends, outbox_rows};
+use crate::store::testing::{self, at, count, on_both_backends, outbox_rows};
 use crate::store::{Store, StoreConfig};
 
 /// A notifier that records deliveries. `pd` takes only CRITICAL; every other
@@ -53,31 +53,19 @@ impl Deliver for Recorder {
     }
 }
 
-fn at(secs: i64) -> DateTime<Utc> {
-    DateTime::from_timestamp(1_700_000_000 + secs, 0).unwrap()
+/// A result of `check` routed to `slack` and `pd`, reminding every 30 minutes.
+pub(super) fn check_result(check: &str, slot: i64, status: Status) -> CheckResult {
+    let policy = AlertPolicy {
+        handlers: vec!["slack".into(), "pd".into()],
+        occurrences: 1,
+        refresh_secs: 1800,
+        ..AlertPolicy::default()
+    };
+    CheckResult { details: serde_json::Value::Null, policy, ..testing::result(check, slot, status) }
 }
 
 fn result(slot: i64, status: Status) -> CheckResult {
-    CheckResult {
-        request_id: format!("web-{slot}"),
-        check: "web".into(),
-        subscription: "default".into(),
-        runner: "r1".into(),
-        status,
-        output: format!("{status} at {slot}"),
-        scheduled_at: at(slot),
-        started_at: at(slot),
-        duration_ms: 3,
-        lateness_ms: 0,
-        metrics: Default::default(),
-        details: serde_json::Value::Null,
-        policy: AlertPolicy {
-            handlers: vec!["slack".into(), "pd".into()],
-            occurrences: 1,
-            refresh_secs: 1800,
-            ..AlertPolicy::default()
-        },
-    }
+    check_result("web", slot, status)
 }
 
 fn fleet() -> AlertingConfig {
@@ -261,7 +249,8 @@ async fn failed_deliveries_are_retried_then_given_up(config: StoreConfig) {
     store.close().await;
 }
 
-fn keepalive(runner: &str) -> Keepalive {
+/// A keepalive of `runner` serving `edge` and `default`, every 10 s.
+pub(super) fn keepalive(runner: &str) -> Keepalive {
     Keepalive {
         runner: runner.into(),
         subscriptions: vec!["edge".into(), "default".into()],

@@ -6,6 +6,9 @@
 use std::future::Future;
 use std::hash::BuildHasher;
 
+use chrono::{DateTime, Utc};
+use protocol::message::AlertPolicy;
+use protocol::{CheckResult, Status};
 use sqlx::any::AnyPoolOptions;
 use sqlx::{AssertSqlSafe, Row};
 
@@ -64,6 +67,30 @@ pub(crate) async fn schema_exists(schema: &str) -> bool {
         .unwrap();
     pool.close().await;
     row.try_get::<i64, _>(0).unwrap() == 1
+}
+
+/// `secs` seconds after the tests' epoch (2023-11-14T22:13:20Z).
+pub(crate) fn at(secs: i64) -> DateTime<Utc> {
+    DateTime::from_timestamp(1_700_000_000 + secs, 0).unwrap()
+}
+
+/// A result of `check` on `default` for the slot at `slot` seconds, routed to `ops`.
+pub(crate) fn result(check: &str, slot: i64, status: Status) -> CheckResult {
+    CheckResult {
+        request_id: format!("{check}-{slot}"),
+        check: check.into(),
+        subscription: "default".into(),
+        runner: "r1".into(),
+        status,
+        output: format!("{status} at {slot}"),
+        scheduled_at: at(slot),
+        started_at: at(slot),
+        duration_ms: 3,
+        lateness_ms: 0,
+        metrics: Default::default(),
+        details: serde_json::json!({"http_status": 200}),
+        policy: AlertPolicy { handlers: vec!["ops".into()], occurrences: 1, ..AlertPolicy::default() },
+    }
 }
 
 /// One outbox row as the tests look at it.

@@ -1,37 +1,14 @@
 //! Every store test runs against SQLite (a temporary file) and PostgreSQL (a
 //! schema of its own on the machine's server).
 
-use chrono::{DateTime, TimeDelta, Utc};
-use protocol::message::AlertPolicy;
-use protocol::{CheckResult, Status};
+use chrono::TimeDelta;
+use protocol::Status;
 
-use super::testing::{OutboxRow, count, on_both_backends, outbox_rows, schema_exists};
+use super::testing::{OutboxRow, at, count, on_both_backends, outbox_rows, result, schema_exists};
 use super::{Backend, EventQuery, Settlement, StateQuery, Store, StoreConfig};
 use crate::event::{Event, EventKind};
 use crate::silence::{Expiry, Silence, SilenceState};
 use crate::state::CheckState;
-
-fn at(secs: i64) -> DateTime<Utc> {
-    DateTime::from_timestamp(1_700_000_000 + secs, 0).unwrap()
-}
-
-fn result(check: &str, slot: i64, status: Status) -> CheckResult {
-    CheckResult {
-        request_id: format!("{check}-{slot}"),
-        check: check.into(),
-        subscription: "default".into(),
-        runner: "r1".into(),
-        status,
-        output: format!("{status} at {slot}"),
-        scheduled_at: at(slot),
-        started_at: at(slot),
-        duration_ms: 3,
-        lateness_ms: 0,
-        metrics: Default::default(),
-        details: serde_json::json!({"http_status": 200}),
-        policy: AlertPolicy { handlers: vec!["ops".into()], occurrences: 1, ..AlertPolicy::default() },
-    }
-}
 
 fn event(id: &str, check: &str, kind: EventKind, handlers: &[&str]) -> Event {
     Event {
@@ -69,6 +46,7 @@ on_both_backends!(
     states_carry_their_newest_result_and_open_problem,
     events_are_filtered_and_paged_newest_first,
     notifications_of_incidents_and_the_oldest_pending,
+    the_upgrade_remembers_who_was_told_of_open_incidents,
 );
 
 async fn state_results_and_events_commit_together(config: StoreConfig) {
@@ -503,5 +481,35 @@ async fn notifications_of_incidents_and_the_oldest_pending(config: StoreConfig) 
     assert_eq!((trail[0].created_at, trail[0].done_at, trail[1].next_attempt_at), (at(10), Some(at(31)), at(60)));
     assert!(store.notifications(&[]).await.unwrap().is_empty());
     assert_eq!(store.oldest_pending_notification().await.unwrap(), Some(at(10)));
+    store.close().await;
+}
+
+/// Migration 0004 on a store written before it: open incidents get their
+/// `notified` rows from the outbox, so their resolves still arrive.
+async fn the_upgrade_remembers_who_was_told_of_open_incidents(config: StoreConfig) {
+    let store = Store::open(&config).await.unwrap();
+    let mut batch = store.begin().await.unwrap();
+    batch.add_event(&event("p1", "web", EventKind::Problem, &["slack", "pd"])).await.unwrap();
+    batch.add_event(&event("p2", "dns", EventKind::Problem, &["slack"])).await.unwrap();
+    let resolved = Event { status: Status::Ok, ..event("r2", "dns", EventKind::Resolved, &["slack"]) };
+    batch.add_event(&resolved).await.unwrap();
+    batch.commit().await.unwrap();
+    for undo in [
+        "DROP TABLE held",
+        "DROP TABLE notified",
+        "DROP TABLE silences",
+        "DELETE FROM _sqlx_migrations WHERE version = 4",
+    ] {
+        sqlx::query(undo).execute(&store.pool).await.unwrap();
+    }
+    store.close().await;
+
+    let store = Store::open(&config).await.unwrap();
+    let web = store.notified("picket/default/web").await.unwrap();
+    assert_eq!(
+        web.into_iter().collect::<Vec<_>>(),
+        [("pd".to_owned(), Status::Critical), ("slack".to_owned(), Status::Critical)]
+    );
+    assert!(store.notified("picket/default/dns").await.unwrap().is_empty(), "resolved before the upgrade");
     store.close().await;
 }
