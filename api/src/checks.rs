@@ -158,3 +158,78 @@ pub(crate) async fn detail(
         events: events.into_iter().map(|logged| EventView::from(logged.event)).collect(),
     }))
 }
+
+#[cfg(test)]
+mod tests {
+    use chrono::TimeDelta;
+    use handlers::state::{CheckState, Notified};
+    use protocol::Status;
+    use protocol::message::AlertPolicy;
+
+    use super::*;
+
+    fn at(secs: i64) -> DateTime<Utc> {
+        DateTime::UNIX_EPOCH + TimeDelta::seconds(secs)
+    }
+
+    fn row(metrics: &[(&str, f64)], problem_since: Option<DateTime<Utc>>) -> StateRow {
+        let result = CheckResult {
+            request_id: "r".into(),
+            check: "web".into(),
+            subscription: "edge".into(),
+            runner: "host-1".into(),
+            status: Status::Critical,
+            output: "expires soon".into(),
+            scheduled_at: at(10),
+            started_at: at(10),
+            duration_ms: 3,
+            lateness_ms: 0,
+            metrics: metrics.iter().map(|(k, v)| ((*k).to_owned(), *v)).collect(),
+            details: serde_json::Value::Null,
+            policy: AlertPolicy { labels: [("team".into(), "web".into())].into(), ..AlertPolicy::default() },
+        };
+        let state = CheckState {
+            history: [Status::Critical].into(),
+            notified: Some(Notified { status: Status::Critical, at: at(10) }),
+            ..CheckState::default()
+        };
+        StateRow {
+            check: "web".into(),
+            subscription: "edge".into(),
+            state,
+            updated_at: at(10),
+            last_result: Some(result),
+            problem_since,
+        }
+    }
+
+    #[test]
+    fn a_row_shows_the_least_days_left_its_labels_and_its_incident() {
+        let web = handlers::Silence {
+            id: "s1".into(),
+            matcher: serde_json::from_str(r#"{"check": "w*", "labels": {"team": "web"}}"#).unwrap(),
+            starts_at: at(0),
+            ends_at: at(100),
+            ends_on_resolve: false,
+            comment: "deploy".into(),
+            created_by: "alice".into(),
+            created_at: at(0),
+            expired: None,
+        };
+        let silences = ActiveSilences::new(vec![web], at(10));
+        let value = |row: StateRow| serde_json::to_value(CheckRow::new(row, &silences)).unwrap();
+        let tls = value(row(&[("days_left", 40.0), ("chain_days_left", 12.5), ("total", 3.0)], Some(at(5))));
+        assert_eq!(tls["tls_days_left"], 12.5);
+        assert_eq!(tls["labels"], serde_json::json!({"team": "web"}));
+        assert_eq!(tls["silenced_by"], serde_json::json!(["s1"]), "matched by name and label");
+        assert_eq!(
+            tls["incident"],
+            serde_json::json!({"key": "picket/edge/web", "status": "CRITICAL",
+                               "since": "1970-01-01T00:00:05Z", "notified_at": "1970-01-01T00:00:10Z"})
+        );
+        let https = value(row(&[("cert_days_left", 3.5)], None));
+        assert_eq!(https["tls_days_left"], 3.5);
+        assert_eq!(https["incident"]["since"], "1970-01-01T00:00:10Z", "the log pruned: when it was notified");
+        assert_eq!(value(row(&[("total", 3.0)], None))["tls_days_left"], serde_json::Value::Null);
+    }
+}

@@ -188,6 +188,7 @@ pub(crate) mod tests {
     use protocol::Status;
 
     use super::*;
+    use crate::params::tests::params;
 
     /// A store in a temporary SQLite file, with `events` logged in order.
     pub(crate) async fn store_with(dir: &tempfile::TempDir, events: &[(EventKind, &str, &str)]) -> Store {
@@ -263,9 +264,5 @@ pub(crate) mod tests {
         assert_eq!(closed[0]["check"], serde_json::Value::Null);
         assert_eq!(closed.as_array().unwrap().len(), 1, "limit");
         store.close().await;
-    }
-
-    pub(crate) fn params(query: &str) -> Params {
-        Params::of(&format!("/?{query}").parse().unwrap()).unwrap()
     }
 }

@@ -122,3 +122,47 @@ impl Params {
             .transpose()
     }
 }
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+
+    /// The parameters of the query string `query`.
+    pub(crate) fn params(query: &str) -> Params {
+        Params::of(&format!("/?{query}").parse().unwrap()).unwrap()
+    }
+
+    fn field_of(error: ApiError) -> String {
+        let ApiError::BadRequest(message) = error else { panic!("{error:?}") };
+        message.split(':').next().unwrap().to_owned()
+    }
+
+    #[test]
+    fn since_takes_a_time_or_a_duration_back_from_now() {
+        let now = DateTime::parse_from_rfc3339("2026-12-03T12:00:00Z").unwrap().with_timezone(&Utc);
+        let since = |query: &str| params(query).since(now);
+        assert_eq!(since("since=24h").unwrap(), Some(now - TimeDelta::hours(24)));
+        let offset = since("since=2026-12-03T13:30:00%2B02:00").unwrap().unwrap();
+        assert_eq!(offset, now - TimeDelta::minutes(30));
+        assert_eq!(since("").unwrap(), None);
+        assert_eq!(field_of(since("since=yesterday").unwrap_err()), "since");
+        assert_eq!(field_of(since("since=1h&since=2h").unwrap_err()), "since", "given twice");
+    }
+
+    #[test]
+    fn labels_repeat_or_comma_separate_and_limits_are_bounded() {
+        let labels = params("label=team=db,tier=1&label=env=a=b").labels().unwrap();
+        let pairs: Vec<_> = labels.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+        assert_eq!(pairs, [("env", "a=b"), ("team", "db"), ("tier", "1")]);
+        assert_eq!(field_of(params("label==x").labels().unwrap_err()), "label");
+        assert_eq!(params("").limit().unwrap(), DEFAULT_LIMIT);
+        assert_eq!(params("limit=1000").limit().unwrap(), MAX_LIMIT);
+        for bad in ["limit=0", "limit=1001", "limit=-1", "limit=ten"] {
+            assert_eq!(field_of(params(bad).limit().unwrap_err()), "limit", "{bad}");
+        }
+        assert_eq!(params("kind=problem,resolved&kind=missed").kinds().unwrap().len(), 3);
+        assert_eq!(field_of(params("kind=problem,page").kinds().unwrap_err()), "kind");
+        assert_eq!(params("open=false").flag("open").unwrap(), Some(false));
+        assert_eq!(field_of(params("open=1").flag("open").unwrap_err()), "open");
+    }
+}

@@ -90,8 +90,12 @@ pub(crate) struct ActiveSilences {
 impl ActiveSilences {
     pub(crate) async fn load(store: &Store) -> Result<Self, StoreError> {
         let now = Utc::now();
-        let active = store.silences(now, Some(SilenceState::Active)).await?;
-        Ok(Self { count: active.len(), silencers: Silencers::new(active, Arc::from([])), now })
+        Ok(Self::new(store.silences(now, Some(SilenceState::Active)).await?, now))
+    }
+
+    /// `active`: the silences active at `now`.
+    pub(crate) fn new(active: Vec<Silence>, now: DateTime<Utc>) -> Self {
+        Self { count: active.len(), silencers: Silencers::new(active, Arc::from([])), now }
     }
 
     pub(crate) fn len(&self) -> usize {
