@@ -178,7 +178,12 @@ fn exit_codes_say_whose_fault_it_was() {
     assert_eq!(code(&out), Some(0), "{}", stderr(&out));
     assert_eq!(stdout(&out), "no silences\n", "nothing refused was created");
 
-    // 1: nothing answers.
+    // 1: the API fails (a server answering 500 to everything), or nothing answers.
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let (failing, _) = spawn_switch_target(&rt);
+    let out = cli(&format!("http://{failing}"), Some(TOKEN), &["status"]);
+    assert_eq!(code(&out), Some(1), "{}", stderr(&out));
+    assert!(stderr(&out).contains("500 Internal Server Error: fail"), "{}", stderr(&out));
     let nobody = format!("http://{closed}");
     for args in [&["status"][..], &["silence", "list"], &["silence", "expire", "0123456789abcdef"]] {
         let out = cli(&nobody, Some(TOKEN), args);
