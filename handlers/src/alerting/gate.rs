@@ -58,19 +58,23 @@ fn resolves(event: &Event) -> bool {
 }
 
 /// Decides whom `event` is queued for (its handlers are those routed to it;
-/// silences are judged at the time it occurred),
-/// then logs and queues it, keeping the `notified` and `held` rows. Returns
-/// `false` when the event was already logged (a replay), which changes
-/// nothing.
+/// silences are judged at the time it occurred), then logs and queues it,
+/// keeping the `notified` and `held` rows. Returns `false` when the event
+/// was already logged (a replay), which queues nothing.
+///
+/// Every path touches `held` before `notified`, so two handlers' batches on
+/// one PostgreSQL lock them in the same order; a resolve drops the held row
+/// before it reads who was told, so it waits for a release of the same
+/// incident committing elsewhere and then sees whom that release told.
 pub(super) async fn add(batch: &mut Batch, silencers: &Silencers, event: &mut Event) -> Result<bool, StoreError> {
     let incident = event.incident_key();
     if resolves(event) {
+        batch.drop_held(&incident).await?;
         event.handlers = batch.told(&incident).await?.into_keys().collect();
         if !batch.add_event(event).await? {
             return Ok(false);
         }
         batch.forget_told(&incident).await?;
-        batch.drop_held(&incident).await?;
         return Ok(true);
     }
     event.silenced_by = silenced_by(silencers, event, event.occurred_at);
@@ -78,8 +82,8 @@ pub(super) async fn add(batch: &mut Batch, silencers: &Silencers, event: &mut Ev
         if !batch.add_event(event).await? {
             return Ok(false);
         }
-        batch.record_told(event).await?;
         batch.drop_held(&incident).await?;
+        batch.record_told(event).await?;
         return Ok(true);
     }
     let routed = std::mem::take(&mut event.handlers);

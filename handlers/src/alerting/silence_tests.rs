@@ -138,14 +138,20 @@ on_both_backends!(
     a_maintenance_window_silences_while_open,
 );
 
-/// Row 1: the check fails under a silence: no message, but the result, the
-/// state and the event log keep CRITICAL and name the silence.
+/// Row 1: checks fail and flap under a silence: no message, but the
+/// results, the state (occurrences, flapping) and the event log keep the
+/// real status and name the silence.
 async fn a_silence_gates_notifications_only(config: StoreConfig) {
     let h = Harness::new(config).await;
     let alerting = h.alerting().await;
     h.silence("s1", json!({"check": "api-*", "labels": {"team": "pay*"}}), 0, 3600, false).await;
     alerting.result_at(&result("api-pay", 10, Status::Critical), at(10)).await.unwrap();
     alerting.result_at(&result("web", 10, Status::Critical), at(10)).await.unwrap();
+    for slot in 0..25 {
+        let mut flapping = result("api-flap", slot * 10, if slot % 2 == 0 { Status::Ok } else { Status::Critical });
+        (flapping.policy.low_flap_threshold, flapping.policy.high_flap_threshold) = (Some(10.0), Some(40.0));
+        alerting.result_at(&flapping, at(slot * 10)).await.unwrap();
+    }
     alerting.close().await;
 
     let (slack, pd) = h.delivered().await;
@@ -155,12 +161,21 @@ async fn a_silence_gates_notifications_only(config: StoreConfig) {
     assert_eq!((state.history.back(), state.occurrences), (Some(&Status::Critical), 1));
     assert_eq!(state.notified.map(|n| n.status), Some(Status::Critical), "the state machine decided the problem");
     assert_eq!(h.store.recent_results("api-pay", "default", 1).await.unwrap()[0].status, Status::Critical);
+    assert!(h.store.state("api-flap", "default").await.unwrap().unwrap().flapping, "flapping is judged");
     let events = h.events().await;
-    let logged: Vec<_> =
-        events.iter().map(|e| (e.check.as_str(), e.kind, e.handlers.len(), e.silenced_by.clone())).collect();
+    let logged: Vec<_> = events
+        .iter()
+        .filter(|e| e.kind != EventKind::Resolved && (e.kind != EventKind::Problem || e.check != "api-flap"))
+        .map(|e| (e.check.as_str(), e.kind, e.handlers.len(), e.silenced_by.clone()))
+        .collect();
+    let s1 = || vec!["s1".to_owned()];
     assert_eq!(
         logged,
-        [("api-pay", EventKind::Problem, 0, vec!["s1".to_owned()]), ("web", EventKind::Problem, 2, vec![])]
+        [
+            ("api-pay", EventKind::Problem, 0, s1()),
+            ("web", EventKind::Problem, 2, vec![]),
+            ("api-flap", EventKind::FlappingStart, 0, s1())
+        ]
     );
 }
 
