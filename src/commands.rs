@@ -47,7 +47,7 @@ pub fn schema() -> Result<ExitCode, Failure> {
 }
 
 /// Writes a line to stdout; a closed pipe (`picket schema | head`) is not an error.
-fn print_out(text: &str) {
+pub fn print_out(text: &str) {
     let _ = writeln!(std::io::stdout().lock(), "{text}");
 }
 

@@ -1,14 +1,18 @@
 //! `picket`: one binary, one role per command (DESIGN.md §1). This file parses
 //! the command line, wires the library crates together and maps errors to
-//! exit codes: 0 ok, 64 usage/config, 65 bad data, 1 runtime.
+//! exit codes: 0 ok, 64 usage/config, 65 bad data (or input the API refused),
+//! 1 runtime (or an API that does not answer).
 
 #![forbid(unsafe_code)]
 
 mod alerts;
+mod api_client;
 mod broker;
 mod commands;
 mod config;
 mod definitions;
+mod operator;
+mod render;
 mod roles;
 mod serve;
 mod shutdown;
@@ -80,6 +84,18 @@ enum Command {
     },
     /// Print the JSON Schema of definition files.
     Schema,
+    /// Silences through the operator API (PICKET_API_URL; writes need PICKET_API_TOKEN).
+    Silence {
+        #[command(flatten)]
+        api: operator::ApiTarget,
+        #[command(subcommand)]
+        command: operator::SilenceCommand,
+    },
+    /// The fleet's state from the operator API: problems first, one line each.
+    Status {
+        #[command(flatten)]
+        api: operator::ApiTarget,
+    },
     /// Probe this container's /healthz (or /readyz); exit 0 healthy, 1 not, within 2 s.
     Healthcheck {
         /// The address the role listens on; 0.0.0.0 is probed on 127.0.0.1.
@@ -160,6 +176,8 @@ fn run(command: Command) -> Result<ExitCode, Failure> {
             let secrets = secrets.policy()?;
             runtime()?.block_on(commands::check(&file, name.as_deref(), json, deny_cidrs, secrets))
         }
+        Command::Silence { api, command } => runtime()?.block_on(operator::silence(&api, command)),
+        Command::Status { api } => runtime()?.block_on(operator::status(&api)),
         Command::Scheduler(args) => runtime()?.block_on(roles::scheduler::run(args)),
         Command::Runner(args) => runtime()?.block_on(roles::runner::run(args)),
         Command::Handler(args) => runtime()?.block_on(roles::handler::run(args)),

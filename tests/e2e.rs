@@ -10,5 +10,6 @@ mod containers;
 mod fleet;
 mod outage;
 mod reload;
+mod silences;
 mod standalone;
 mod support;

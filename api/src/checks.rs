@@ -1,5 +1,5 @@
-//! `GET /api/v1/checks?status=&subscription=&label=`: one row per (check,
-//! subscription), and `GET /api/v1/checks/{check}/{subscription}`: one row
+//! `GET /api/v1/checks?status=&subscription=&label=&silenced=`: one row per
+//! (check, subscription), with the silences that apply to it now; and `GET /api/v1/checks/{check}/{subscription}`: one row
 //! with its recent results and events.
 
 use std::collections::BTreeMap;
@@ -15,6 +15,7 @@ use serde::Serialize;
 use crate::errors::ApiError;
 use crate::events::EventView;
 use crate::params::Params;
+use crate::silences::ActiveSilences;
 
 /// Events shown with one check; older ones page through `/api/v1/events`.
 const DETAIL_EVENTS: u32 = 50;
@@ -35,8 +36,7 @@ pub(crate) struct CheckRow {
     last_result: Option<ResultView>,
     /// The least days a certificate of the newest result has left.
     tls_days_left: Option<f64>,
-    /// Ids of the silences that apply now. Filled by the silences (issue 12,
-    /// contracts.md): empty until they are merged.
+    /// Ids of the silences that apply now (maintenance windows are not listed yet).
     silenced_by: Vec<String>,
     incident: Option<Incident>,
 }
@@ -78,9 +78,10 @@ impl From<CheckResult> for ResultView {
     }
 }
 
-impl From<StateRow> for CheckRow {
-    fn from(row: StateRow) -> Self {
+impl CheckRow {
+    fn new(row: StateRow, silences: &ActiveSilences) -> Self {
         let labels = row.last_result.as_ref().map(|r| r.policy.labels.clone()).unwrap_or_default();
+        let silenced_by = silences.matching(&row.check, &row.subscription, &labels);
         let tls_days_left = row.last_result.as_ref().and_then(|result| {
             result_keys::DAYS_LEFT.iter().filter_map(|key| result.metrics.get(*key).copied()).reduce(f64::min)
         });
@@ -98,7 +99,7 @@ impl From<StateRow> for CheckRow {
             labels,
             last_result: row.last_result.map(ResultView::from),
             tls_days_left,
-            silenced_by: Vec::new(),
+            silenced_by,
             incident,
             check: row.check,
             subscription: row.subscription,
@@ -109,11 +110,14 @@ impl From<StateRow> for CheckRow {
 pub(crate) async fn list(State(store): State<Store>, params: Params) -> Result<Json<Vec<CheckRow>>, ApiError> {
     let status = params.status()?;
     let labels = params.labels()?;
+    let silenced = params.flag("silenced")?;
     let query = StateQuery { check: None, subscription: params.one("subscription")? };
-    let rows = store.states(query).await?.into_iter().map(CheckRow::from);
+    let silences = ActiveSilences::load(&store).await?;
+    let rows = store.states(query).await?.into_iter().map(|row| CheckRow::new(row, &silences));
     let rows = rows.filter(|row| {
         status.is_none_or(|s| row.status == Some(s.name()))
             && labels.iter().all(|(name, value)| row.labels.get(name) == Some(value))
+            && silenced.is_none_or(|silenced| silenced != row.silenced_by.is_empty())
     });
     Ok(Json(rows.collect()))
 }
@@ -139,6 +143,7 @@ pub(crate) async fn detail(
         .into_iter()
         .next()
         .ok_or_else(|| ApiError::Missing(format!("no check {check:?} has run on subscription {subscription:?}")))?;
+    let silences = ActiveSilences::load(&store).await?;
     let results = store.recent_results(&check, &subscription, DETAIL_RESULTS).await?;
     let events = EventQuery {
         check: Some(&check),
@@ -148,7 +153,7 @@ pub(crate) async fn detail(
     };
     let events = store.events(&events).await?;
     Ok(Json(CheckDetail {
-        row: row.into(),
+        row: CheckRow::new(row, &silences),
         results: results.into_iter().map(ResultView::from).collect(),
         events: events.into_iter().map(|logged| EventView::from(logged.event)).collect(),
     }))
@@ -200,10 +205,23 @@ mod tests {
 
     #[test]
     fn a_row_shows_the_least_days_left_its_labels_and_its_incident() {
-        let value = |row: StateRow| serde_json::to_value(CheckRow::from(row)).unwrap();
+        let web = handlers::Silence {
+            id: "s1".into(),
+            matcher: serde_json::from_str(r#"{"check": "w*", "labels": {"team": "web"}}"#).unwrap(),
+            starts_at: at(0),
+            ends_at: at(100),
+            ends_on_resolve: false,
+            comment: "deploy".into(),
+            created_by: "alice".into(),
+            created_at: at(0),
+            expired: None,
+        };
+        let silences = ActiveSilences::new(vec![web], at(10));
+        let value = |row: StateRow| serde_json::to_value(CheckRow::new(row, &silences)).unwrap();
         let tls = value(row(&[("days_left", 40.0), ("chain_days_left", 12.5), ("total", 3.0)], Some(at(5))));
         assert_eq!(tls["tls_days_left"], 12.5);
         assert_eq!(tls["labels"], serde_json::json!({"team": "web"}));
+        assert_eq!(tls["silenced_by"], serde_json::json!(["s1"]), "matched by name and label");
         assert_eq!(
             tls["incident"],
             serde_json::json!({"key": "picket/edge/web", "status": "CRITICAL",

@@ -34,6 +34,8 @@ pub(crate) struct EventView {
     labels: BTreeMap<String, String>,
     occurred_at: DateTime<Utc>,
     handlers: Vec<String>,
+    /// The silences that held this event's notifications, if any.
+    silenced_by: Vec<String>,
     incident_key: String,
 }
 
@@ -53,6 +55,7 @@ impl From<Event> for EventView {
             labels: event.labels,
             occurred_at: event.occurred_at,
             handlers: event.handlers,
+            silenced_by: event.silenced_by,
         }
     }
 }

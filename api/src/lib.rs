@@ -14,13 +14,14 @@ mod events;
 mod incidents;
 mod params;
 mod runners;
+pub mod silences;
 mod status;
 
 use std::sync::Arc;
 
 use axum::Router;
 use axum::extract::FromRef;
-use axum::routing::get;
+use axum::routing::{get, post};
 use handlers::store::Store;
 
 pub use auth::{ApiAuth, Tokens, Writer};
@@ -51,6 +52,9 @@ pub fn router(store: Store, auth: ApiAuth) -> Router {
     let v1 = Router::new()
         .route("/status", get(status::show))
         .route("/checks", get(checks::list))
+        .route("/silences", get(silences::list).post(silences::create))
+        .route("/silences/preview", post(silences::preview))
+        .route("/silences/{id}/expire", post(silences::expire))
         .route("/checks/{check}/{subscription}", get(checks::detail))
         .route("/events", get(events::list))
         .route("/incidents", get(incidents::list))

@@ -18,8 +18,7 @@ pub(crate) struct StatusView {
     checks: Option<CheckCounts>,
     pools: Option<Vec<Pool>>,
     open_incidents: Option<u32>,
-    /// Silences active now. Filled by the silences (issue 12, contracts.md):
-    /// null until they are merged.
+    /// Silences active now (maintenance windows not counted yet).
     active_silences: Option<u32>,
     oldest_undelivered: Option<Undelivered>,
     store: StoreHealth,
@@ -54,6 +53,7 @@ struct Gathered {
     checks: CheckCounts,
     pools: Vec<Pool>,
     open_incidents: u32,
+    active_silences: u32,
     oldest_undelivered: Option<Undelivered>,
 }
 
@@ -75,7 +75,8 @@ async fn gather(store: &Store, now: DateTime<Utc>) -> Result<Gathered, StoreErro
         .oldest_pending_notification()
         .await?
         .map(|queued_at| Undelivered { queued_at, age_secs: (now - queued_at).num_seconds().max(0) });
-    Ok(Gathered { checks, pools, open_incidents, oldest_undelivered })
+    let active_silences = u32::try_from(crate::silences::ActiveSilences::load(store).await?.len()).unwrap_or(u32::MAX);
+    Ok(Gathered { checks, pools, open_incidents, active_silences, oldest_undelivered })
 }
 
 pub(crate) async fn show(State(store): State<Store>) -> Json<StatusView> {
@@ -85,7 +86,7 @@ pub(crate) async fn show(State(store): State<Store>) -> Json<StatusView> {
             checks: Some(g.checks),
             pools: Some(g.pools),
             open_incidents: Some(g.open_incidents),
-            active_silences: None,
+            active_silences: Some(g.active_silences),
             oldest_undelivered: g.oldest_undelivered,
             store: StoreHealth { ok: true, backend, error: None },
         },
@@ -120,7 +121,7 @@ mod tests {
         assert_eq!(view["open_incidents"], 2);
         assert_eq!(view["oldest_undelivered"]["queued_at"], "1970-01-01T00:00:00Z");
         assert_eq!(view["store"], serde_json::json!({"ok": true, "backend": "sqlite"}));
-        assert_eq!(view["active_silences"], serde_json::Value::Null);
+        assert_eq!(view["active_silences"], 0);
         store.close().await;
     }
 

@@ -43,8 +43,9 @@ impl Status {
         }
     }
 
-    /// How bad a status is, for combining findings: OK < WARNING < UNKNOWN < CRITICAL.
-    fn severity(self) -> u8 {
+    /// How bad a status is, for combining findings and ordering problems:
+    /// OK < WARNING < UNKNOWN < CRITICAL.
+    pub fn severity(self) -> u8 {
         match self {
             Self::Ok => 0,
             Self::Warning => 1,

@@ -41,11 +41,11 @@ on_both_backends!(
     lost_runners_are_remembered,
     runners_are_seen_forward_and_marked_once,
     states_are_listed_in_order,
+    silences_are_listed_by_state_and_expired_once,
+    told_and_held_rows_follow_the_incident,
     states_carry_their_newest_result_and_open_problem,
     events_are_filtered_and_paged_newest_first,
     notifications_of_incidents_and_the_oldest_pending,
-    silences_are_listed_by_state_and_expired_once,
-    told_and_held_rows_follow_the_incident,
     the_upgrade_remembers_who_was_told_of_open_incidents,
 );
 
@@ -311,89 +311,6 @@ async fn states_are_listed_in_order(config: StoreConfig) {
     store.close().await;
 }
 
-/// One query answers for every state: its newest result and the start of
-/// its open problem (the first `problem` since the last `resolved`).
-async fn states_carry_their_newest_result_and_open_problem(config: StoreConfig) {
-    let store = Store::open(&config).await.unwrap();
-    let mut batch = store.begin().await.unwrap();
-    let mut web = CheckState::default();
-    for (slot, status) in [(0, Status::Critical), (1, Status::Ok), (2, Status::Critical), (3, Status::Warning)] {
-        let result = result("web", slot, status);
-        for event in web.apply(&result, at(slot)) {
-            batch.add_event(&event).await.unwrap();
-        }
-        batch.add_result(&result, at(slot)).await.unwrap();
-    }
-    batch.put_state("web", "default", &web, at(3)).await.unwrap();
-    let mut api = CheckState::default();
-    api.apply(&result("api", 5, Status::Ok), at(5));
-    batch.put_state("api", "default", &api, at(5)).await.unwrap();
-    batch.commit().await.unwrap();
-
-    let rows = store.states(StateQuery::default()).await.unwrap();
-    assert_eq!(rows.len(), 2);
-    assert_eq!((rows[0].check.as_str(), rows[0].last_result.as_ref()), ("api", None), "no result stored");
-    assert_eq!(rows[1].last_result.as_ref().unwrap().request_id, "web-3");
-    assert_eq!(rows[1].problem_since, Some(at(2)), "the problem after the resolve, not the first one");
-    let only = StateQuery { check: Some("web"), subscription: Some("default") };
-    assert_eq!(store.states(only).await.unwrap(), rows[1..]);
-    let elsewhere = StateQuery { check: Some("web"), subscription: Some("edge") };
-    assert!(store.states(elsewhere).await.unwrap().is_empty());
-    store.close().await;
-}
-
-async fn events_are_filtered_and_paged_newest_first(config: StoreConfig) {
-    let store = Store::open(&config).await.unwrap();
-    let mut batch = store.begin().await.unwrap();
-    for i in 0..7 {
-        let (check, kind) = if i % 2 == 0 { ("web", EventKind::Problem) } else { ("dns", EventKind::Resolved) };
-        let event = Event { occurred_at: at(i), ..event(&format!("e{i}"), check, kind, &[]) };
-        batch.add_event(&event).await.unwrap();
-    }
-    batch.commit().await.unwrap();
-    let ids = |events: &[super::LoggedEvent]| events.iter().map(|e| e.event.id.clone()).collect::<Vec<_>>();
-
-    let first = store.events(&EventQuery { limit: 3, ..EventQuery::default() }).await.unwrap();
-    assert_eq!(ids(&first), ["e6", "e5", "e4"]);
-    let before = Some(first.last().unwrap().seq);
-    let second = store.events(&EventQuery { limit: 3, before, ..EventQuery::default() }).await.unwrap();
-    assert_eq!(ids(&second), ["e3", "e2", "e1"]);
-
-    let web = EventQuery { check: Some("web"), since: Some(at(2)), limit: 10, ..EventQuery::default() };
-    assert_eq!(ids(&store.events(&web).await.unwrap()), ["e6", "e4", "e2"]);
-    let kinds = [EventKind::Resolved];
-    let resolved = EventQuery { kinds: &kinds, subscription: Some("default"), limit: 10, ..EventQuery::default() };
-    assert_eq!(ids(&store.events(&resolved).await.unwrap()), ["e5", "e3", "e1"]);
-    let nowhere = EventQuery { subscription: Some("edge"), limit: 10, ..EventQuery::default() };
-    assert!(store.events(&nowhere).await.unwrap().is_empty());
-    store.close().await;
-}
-
-async fn notifications_of_incidents_and_the_oldest_pending(config: StoreConfig) {
-    let store = Store::open(&config).await.unwrap();
-    store.ping().await.unwrap();
-    assert_eq!(store.oldest_pending_notification().await.unwrap(), None);
-    let mut batch = store.begin().await.unwrap();
-    batch
-        .add_event(&Event { occurred_at: at(10), ..event("p1", "web", EventKind::Problem, &["slack", "pd"]) })
-        .await
-        .unwrap();
-    batch.add_event(&Event { occurred_at: at(20), ..event("p2", "dns", EventKind::Problem, &["pd"]) }).await.unwrap();
-    batch.commit().await.unwrap();
-    let due = store.due_outbox(at(30), 10).await.unwrap();
-    store.settle(due[0].seq, &Settlement::Sent, at(31)).await.unwrap();
-    store.settle(due[1].seq, &Settlement::Retry { error: "503".into(), at: at(60) }, at(31)).await.unwrap();
-
-    let trail = store.notifications(&["picket/default/web".to_owned()]).await.unwrap();
-    let summary: Vec<_> =
-        trail.iter().map(|n| (n.handler.as_str(), n.state.as_str(), n.attempts, n.last_error.as_deref())).collect();
-    assert_eq!(summary, [("slack", "sent", 1, None), ("pd", "pending", 1, Some("503"))]);
-    assert_eq!((trail[0].created_at, trail[0].done_at, trail[1].next_attempt_at), (at(10), Some(at(31)), at(60)));
-    assert!(store.notifications(&[]).await.unwrap().is_empty());
-    assert_eq!(store.oldest_pending_notification().await.unwrap(), Some(at(10)));
-    store.close().await;
-}
-
 fn silence(id: &str, starts: i64, ends: i64, created: i64) -> Silence {
     Silence {
         id: id.into(),
@@ -481,6 +398,89 @@ async fn told_and_held_rows_follow_the_incident(config: StoreConfig) {
     batch.drop_held(&key).await.unwrap();
     batch.commit().await.unwrap();
     assert!(store.held().await.unwrap().is_empty());
+    store.close().await;
+}
+
+/// One query answers for every state: its newest result and the start of
+/// its open problem (the first `problem` since the last `resolved`).
+async fn states_carry_their_newest_result_and_open_problem(config: StoreConfig) {
+    let store = Store::open(&config).await.unwrap();
+    let mut batch = store.begin().await.unwrap();
+    let mut web = CheckState::default();
+    for (slot, status) in [(0, Status::Critical), (1, Status::Ok), (2, Status::Critical), (3, Status::Warning)] {
+        let result = result("web", slot, status);
+        for event in web.apply(&result, at(slot)) {
+            batch.add_event(&event).await.unwrap();
+        }
+        batch.add_result(&result, at(slot)).await.unwrap();
+    }
+    batch.put_state("web", "default", &web, at(3)).await.unwrap();
+    let mut api = CheckState::default();
+    api.apply(&result("api", 5, Status::Ok), at(5));
+    batch.put_state("api", "default", &api, at(5)).await.unwrap();
+    batch.commit().await.unwrap();
+
+    let rows = store.states(StateQuery::default()).await.unwrap();
+    assert_eq!(rows.len(), 2);
+    assert_eq!((rows[0].check.as_str(), rows[0].last_result.as_ref()), ("api", None), "no result stored");
+    assert_eq!(rows[1].last_result.as_ref().unwrap().request_id, "web-3");
+    assert_eq!(rows[1].problem_since, Some(at(2)), "the problem after the resolve, not the first one");
+    let only = StateQuery { check: Some("web"), subscription: Some("default") };
+    assert_eq!(store.states(only).await.unwrap(), rows[1..]);
+    let elsewhere = StateQuery { check: Some("web"), subscription: Some("edge") };
+    assert!(store.states(elsewhere).await.unwrap().is_empty());
+    store.close().await;
+}
+
+async fn events_are_filtered_and_paged_newest_first(config: StoreConfig) {
+    let store = Store::open(&config).await.unwrap();
+    let mut batch = store.begin().await.unwrap();
+    for i in 0..7 {
+        let (check, kind) = if i % 2 == 0 { ("web", EventKind::Problem) } else { ("dns", EventKind::Resolved) };
+        let event = Event { occurred_at: at(i), ..event(&format!("e{i}"), check, kind, &[]) };
+        batch.add_event(&event).await.unwrap();
+    }
+    batch.commit().await.unwrap();
+    let ids = |events: &[super::LoggedEvent]| events.iter().map(|e| e.event.id.clone()).collect::<Vec<_>>();
+
+    let first = store.events(&EventQuery { limit: 3, ..EventQuery::default() }).await.unwrap();
+    assert_eq!(ids(&first), ["e6", "e5", "e4"]);
+    let before = Some(first.last().unwrap().seq);
+    let second = store.events(&EventQuery { limit: 3, before, ..EventQuery::default() }).await.unwrap();
+    assert_eq!(ids(&second), ["e3", "e2", "e1"]);
+
+    let web = EventQuery { check: Some("web"), since: Some(at(2)), limit: 10, ..EventQuery::default() };
+    assert_eq!(ids(&store.events(&web).await.unwrap()), ["e6", "e4", "e2"]);
+    let kinds = [EventKind::Resolved];
+    let resolved = EventQuery { kinds: &kinds, subscription: Some("default"), limit: 10, ..EventQuery::default() };
+    assert_eq!(ids(&store.events(&resolved).await.unwrap()), ["e5", "e3", "e1"]);
+    let nowhere = EventQuery { subscription: Some("edge"), limit: 10, ..EventQuery::default() };
+    assert!(store.events(&nowhere).await.unwrap().is_empty());
+    store.close().await;
+}
+
+async fn notifications_of_incidents_and_the_oldest_pending(config: StoreConfig) {
+    let store = Store::open(&config).await.unwrap();
+    store.ping().await.unwrap();
+    assert_eq!(store.oldest_pending_notification().await.unwrap(), None);
+    let mut batch = store.begin().await.unwrap();
+    batch
+        .add_event(&Event { occurred_at: at(10), ..event("p1", "web", EventKind::Problem, &["slack", "pd"]) })
+        .await
+        .unwrap();
+    batch.add_event(&Event { occurred_at: at(20), ..event("p2", "dns", EventKind::Problem, &["pd"]) }).await.unwrap();
+    batch.commit().await.unwrap();
+    let due = store.due_outbox(at(30), 10).await.unwrap();
+    store.settle(due[0].seq, &Settlement::Sent, at(31)).await.unwrap();
+    store.settle(due[1].seq, &Settlement::Retry { error: "503".into(), at: at(60) }, at(31)).await.unwrap();
+
+    let trail = store.notifications(&["picket/default/web".to_owned()]).await.unwrap();
+    let summary: Vec<_> =
+        trail.iter().map(|n| (n.handler.as_str(), n.state.as_str(), n.attempts, n.last_error.as_deref())).collect();
+    assert_eq!(summary, [("slack", "sent", 1, None), ("pd", "pending", 1, Some("503"))]);
+    assert_eq!((trail[0].created_at, trail[0].done_at, trail[1].next_attempt_at), (at(10), Some(at(31)), at(60)));
+    assert!(store.notifications(&[]).await.unwrap().is_empty());
+    assert_eq!(store.oldest_pending_notification().await.unwrap(), Some(at(10)));
     store.close().await;
 }
 

@@ -1,0 +1,160 @@
+//! Silences: `GET /api/v1/silences?state=`, `POST /api/v1/silences`,
+//! `POST /api/v1/silences/preview`, `POST /api/v1/silences/{id}/expire`.
+//!
+//! There is no way to edit or delete one: a changed silence is a new one, and
+//! expiring records who and when, so "who silenced this, and why?" always
+//! has an answer.
+
+pub mod request;
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+
+use axum::Json;
+use axum::body::Bytes;
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use chrono::{DateTime, Utc};
+use handlers::store::{StateQuery, Store, StoreError};
+use handlers::{Silence, SilenceState, Silencers};
+use protocol::Status;
+use protocol::silence::SilenceTarget;
+use serde::Serialize;
+
+use crate::auth::Writer;
+use crate::errors::ApiError;
+use request::SilenceRequest;
+
+/// The `reason` recorded when someone expires a silence through the API.
+const EXPIRED_BY_HAND: &str = "expired by hand";
+
+/// A silence with its state now, as every silence endpoint answers.
+#[derive(Serialize)]
+pub(crate) struct SilenceView {
+    #[serde(flatten)]
+    silence: Silence,
+    state: SilenceState,
+}
+
+impl SilenceView {
+    fn at(silence: Silence, now: DateTime<Utc>) -> Self {
+        Self { state: silence.state_at(now), silence }
+    }
+}
+
+pub(crate) async fn list(
+    State(store): State<Store>,
+    Query(query): Query<HashMap<String, String>>,
+) -> Result<Json<Vec<SilenceView>>, ApiError> {
+    let state = query
+        .get("state")
+        .map(|s| s.parse::<SilenceState>().map_err(|e| ApiError::BadRequest(format!("state: {e}"))))
+        .transpose()?;
+    let now = Utc::now();
+    let silences = store.silences(now, state).await?;
+    Ok(Json(silences.into_iter().map(|s| SilenceView::at(s, now)).collect()))
+}
+
+pub(crate) async fn create(
+    State(store): State<Store>,
+    writer: Writer,
+    body: Bytes,
+) -> Result<(StatusCode, Json<SilenceView>), ApiError> {
+    let now = Utc::now();
+    let spec = SilenceRequest::parse(&body)?.validate(now)?;
+    let silence = Silence {
+        id: Silence::new_id(),
+        matcher: spec.matcher,
+        starts_at: spec.starts_at,
+        ends_at: spec.ends_at,
+        ends_on_resolve: spec.ends_on_resolve,
+        comment: spec.comment,
+        created_by: writer.name,
+        created_at: now,
+        expired: None,
+    };
+    store.add_silence(&silence).await?;
+    tracing::info!(id = %silence.id, created_by = %silence.created_by, ends_at = %silence.ends_at, "API: silence added");
+    Ok((StatusCode::CREATED, Json(SilenceView::at(silence, now))))
+}
+
+/// What gates notifications now, to say which silences apply to a check:
+/// the gate's own judgement ([`Silencers`]). Maintenance windows live in the
+/// catalog, which the API does not hold yet, so they are not among them.
+pub(crate) struct ActiveSilences {
+    silencers: Silencers,
+    count: usize,
+    now: DateTime<Utc>,
+}
+
+impl ActiveSilences {
+    pub(crate) async fn load(store: &Store) -> Result<Self, StoreError> {
+        let now = Utc::now();
+        Ok(Self::new(store.silences(now, Some(SilenceState::Active)).await?, now))
+    }
+
+    /// `active`: the silences active at `now`.
+    pub(crate) fn new(active: Vec<Silence>, now: DateTime<Utc>) -> Self {
+        Self { count: active.len(), silencers: Silencers::new(active, Arc::from([])), now }
+    }
+
+    pub(crate) fn len(&self) -> usize {
+        self.count
+    }
+
+    /// Ids of the silences that apply to this check.
+    pub(crate) fn matching(&self, check: &str, subscription: &str, labels: &BTreeMap<String, String>) -> Vec<String> {
+        self.silencers.silencing([SilenceTarget { check: Some(check), subscription, labels }], self.now)
+    }
+}
+
+/// One (check, subscription) a silence would match now.
+#[derive(Serialize)]
+pub(crate) struct PreviewRow {
+    check: String,
+    subscription: String,
+    status: Option<&'static str>,
+}
+
+#[derive(Serialize)]
+pub(crate) struct Preview {
+    matches: Vec<PreviewRow>,
+}
+
+/// What the silence in the body would match right now; validated as a
+/// create would be, so a preview that passes is a create that passes.
+/// Nothing is written, so a read is enough.
+pub(crate) async fn preview(State(store): State<Store>, body: Bytes) -> Result<Json<Preview>, ApiError> {
+    let spec = SilenceRequest::parse(&body)?.validate(Utc::now())?;
+    let mut matches = Vec::new();
+    for row in store.states(StateQuery::default()).await? {
+        // A check's labels travel in its results' policy: the newest one says
+        // what the check carries now.
+        let labels = row.last_result.map(|r| r.policy.labels).unwrap_or_default();
+        let target = SilenceTarget { check: Some(&row.check), subscription: &row.subscription, labels: &labels };
+        if spec.matcher.matches(target) {
+            matches.push(PreviewRow {
+                status: row.state.history.back().copied().map(Status::name),
+                check: row.check,
+                subscription: row.subscription,
+            });
+        }
+    }
+    Ok(Json(Preview { matches }))
+}
+
+pub(crate) async fn expire(
+    State(store): State<Store>,
+    writer: Writer,
+    Path(id): Path<String>,
+) -> Result<Json<SilenceView>, ApiError> {
+    let now = Utc::now();
+    let silence = store
+        .expire_silence(&id, &writer.name, EXPIRED_BY_HAND, now)
+        .await?
+        .ok_or_else(|| ApiError::Missing(format!("no silence has the id {id:?}")))?;
+    if let Some(expiry) = &silence.expired {
+        tracing::info!(id = %silence.id, by = %expiry.by, at = %expiry.at, "API: silence expired");
+    }
+    Ok(Json(SilenceView::at(silence, now)))
+}
