@@ -8,6 +8,7 @@ mod alerts;
 mod broker;
 mod commands;
 mod config;
+mod exposition;
 mod roles;
 mod serve;
 mod shutdown;
