@@ -12,6 +12,7 @@ use clap::Args;
 use handlers::alerting::{Alerting, AlertingConfig, EventHook, SenderPolicy};
 use handlers::notify::Notifiers;
 use handlers::store::{Store, StoreConfig};
+use protocol::metrics::OutboxGauges;
 use protocol::{Catalog, HumanDuration};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
@@ -20,6 +21,9 @@ use crate::Failure;
 
 /// How often lost runners are looked for.
 const TICK_EVERY: Duration = Duration::from_secs(1);
+
+/// How often the outbox gauges on `/metrics` are refreshed.
+const OUTBOX_GAUGES_EVERY: Duration = Duration::from_secs(5);
 
 #[derive(Args, Clone, Debug)]
 pub struct StateArgs {
@@ -88,6 +92,7 @@ pub async fn start(
     plan: AlertingPlan,
     on_event: Option<EventHook>,
     series: handlers::series::CheckSeries,
+    outbox: OutboxGauges,
     stop: CancellationToken,
 ) -> Result<Running, Failure> {
     let store = Store::open(&plan.store).await.map_err(|e| Failure::Runtime(anyhow!("state store: {e}")))?;
@@ -99,6 +104,7 @@ pub async fn start(
     let sender = alerting.outbox_sender(SenderPolicy { keep_events: plan.keep_events, ..SenderPolicy::default() });
     let mut tasks = vec![tokio::spawn(sender.run(stop.clone()))];
     let ticking = alerting.clone();
+    tasks.push(tokio::spawn(watch_outbox(store.clone(), outbox, stop.clone())));
     tasks.push(tokio::spawn(async move {
         let mut every = tokio::time::interval(TICK_EVERY);
         loop {
@@ -112,6 +118,26 @@ pub async fn start(
         }
     }));
     Ok(Running { alerting, store, tasks })
+}
+
+/// Keeps the outbox gauges current until `stop`.
+async fn watch_outbox(store: Store, gauges: OutboxGauges, stop: CancellationToken) {
+    let mut every = tokio::time::interval(OUTBOX_GAUGES_EVERY);
+    loop {
+        tokio::select! {
+            () = stop.cancelled() => return,
+            _ = every.tick() => {}
+        }
+        match tokio::try_join!(store.outbox_pending(), store.oldest_pending()) {
+            Ok((pending, oldest)) => {
+                gauges.pending.set(i64::try_from(pending).unwrap_or(i64::MAX));
+                let waited =
+                    oldest.map_or(0.0, |at| (chrono::Utc::now() - at).num_milliseconds().max(0) as f64 / 1000.0);
+                gauges.oldest_pending_seconds.set(waited);
+            }
+            Err(e) => tracing::warn!(error = %e, "cannot read the outbox backlog"),
+        }
+    }
 }
 
 impl Running {

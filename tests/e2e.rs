@@ -8,5 +8,6 @@ mod compat;
 mod containers;
 mod fleet;
 mod outage;
+mod prometheus;
 mod standalone;
 mod support;

@@ -127,6 +127,13 @@ impl Store {
         Ok(u64::try_from(row.try_get::<i64, _>(0)?).unwrap_or(0))
     }
 
+    /// When the oldest row still to deliver was queued, if any.
+    pub async fn oldest_pending(&self) -> Result<Option<DateTime<Utc>>, StoreError> {
+        let row =
+            sqlx::query("SELECT min(created_at) FROM outbox WHERE state = 'pending'").fetch_one(&self.pool).await?;
+        Ok(row.try_get::<Option<i64>, _>(0)?.map(from_millis))
+    }
+
     /// Forgets delivered and dropped rows settled before `before`.
     pub async fn prune_outbox(&self, before: DateTime<Utc>) -> Result<u64, StoreError> {
         let pruned = sqlx::query("DELETE FROM outbox WHERE state <> 'pending' AND done_at < $1")
