@@ -284,6 +284,41 @@ mod tests {
         assert_eq!(series.len(), 1);
     }
 
+    /// The README's count: 6 series per (check, subscription), one more per
+    /// phase the check reports, two more (leaf, chain) when it sees a certificate.
+    #[test]
+    fn a_thousand_checks_in_three_subscriptions_make_the_documented_series_count() {
+        let series = CheckSeries::default();
+        let state = CheckState::default();
+        let ms = |names: &[&str]| names.iter().map(|n| ((*n).to_owned(), 1.0)).collect::<BTreeMap<_, _>>();
+        let mut results = Vec::new();
+        for subscription in ["eu", "us", "ap"] {
+            for n in 0..1000 {
+                let mut result = result(&format!("check-{n}"), Status::Ok);
+                result.subscription = subscription.into();
+                result.metrics = match n % 5 {
+                    // 400 HTTPS checks: 5 phases and the certificate.
+                    0 | 1 => {
+                        let mut m = ms(&["dns", "connect", "tls", "ttfb", "transfer", "total", "status_code"]);
+                        m.insert(result_keys::LEAF_NOT_AFTER.to_owned(), 1.9e9);
+                        m.insert(result_keys::CHAIN_NOT_AFTER.to_owned(), 1.8e9);
+                        m
+                    }
+                    // 400 plain HTTP checks: 4 phases.
+                    2 | 3 => ms(&["dns", "connect", "ttfb", "transfer", "total", "status_code"]),
+                    // 200 DNS checks: 1 phase.
+                    _ => ms(&["query", "answers"]),
+                };
+                results.push(result);
+            }
+        }
+        series.record(results.iter().map(|result| (result, &state)), Utc::now());
+        let samples = render(&series).lines().filter(|line| !line.starts_with('#')).count();
+        let per_subscription = 400 * (6 + 5 + 2) + 400 * (6 + 4) + 200 * (6 + 1);
+        assert_eq!(samples, 3 * per_subscription);
+        assert_eq!(samples, 31_800);
+    }
+
     #[test]
     fn label_names_are_validated() {
         assert!(LabelName::parse_list("team, service").is_ok());
