@@ -13,6 +13,7 @@ use handlers::alerting::{Alerting, AlertingConfig, EventHook, Reloading, SenderP
 use handlers::notify::Notifiers;
 use handlers::store::{Store, StoreConfig};
 use protocol::definition::MaintenanceWindow;
+use protocol::metrics::OutboxGauges;
 use protocol::{Catalog, HumanDuration};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
@@ -22,6 +23,9 @@ use crate::Failure;
 
 /// How often lost runners are looked for.
 const TICK_EVERY: Duration = Duration::from_secs(1);
+
+/// How often the outbox gauges on `/metrics` are refreshed.
+const OUTBOX_GAUGES_EVERY: Duration = Duration::from_secs(5);
 
 #[derive(Args, Clone, Debug)]
 pub struct StateArgs {
@@ -135,6 +139,7 @@ pub async fn start(
     plan: AlertingPlan,
     on_event: Option<EventHook>,
     series: handlers::series::CheckSeries,
+    outbox: OutboxGauges,
     stop: CancellationToken,
 ) -> Result<Running, Failure> {
     let store = Store::open(&plan.store).await.map_err(|e| Failure::Runtime(anyhow!("state store: {e}")))?;
@@ -155,6 +160,7 @@ pub async fn start(
     let sender = alerting.outbox_sender(SenderPolicy { keep_events: plan.keep_events, ..SenderPolicy::default() });
     tasks.push(tokio::spawn(sender.run(stop.clone())));
     let ticking = alerting.clone();
+    tasks.push(tokio::spawn(watch_outbox(store.clone(), outbox, stop.clone())));
     tasks.push(tokio::spawn(async move {
         let mut every = tokio::time::interval(TICK_EVERY);
         loop {
@@ -168,6 +174,26 @@ pub async fn start(
         }
     }));
     Ok(Running { alerting, store, live: Arc::new(Live { notifiers, windows }), tasks })
+}
+
+/// Keeps the outbox gauges current until `stop`.
+async fn watch_outbox(store: Store, gauges: OutboxGauges, stop: CancellationToken) {
+    let mut every = tokio::time::interval(OUTBOX_GAUGES_EVERY);
+    loop {
+        tokio::select! {
+            () = stop.cancelled() => return,
+            _ = every.tick() => {}
+        }
+        match tokio::try_join!(store.outbox_pending(), store.oldest_pending_notification()) {
+            Ok((pending, oldest)) => {
+                gauges.pending.set(i64::try_from(pending).unwrap_or(i64::MAX));
+                let waited =
+                    oldest.map_or(0.0, |at| (chrono::Utc::now() - at).num_milliseconds().max(0) as f64 / 1000.0);
+                gauges.oldest_pending_seconds.set(waited);
+            }
+            Err(e) => tracing::warn!(error = %e, "cannot read the outbox backlog"),
+        }
+    }
 }
 
 impl Running {

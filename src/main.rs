@@ -11,6 +11,7 @@ mod broker;
 mod commands;
 mod config;
 mod definitions;
+mod exposition;
 mod operator;
 mod render;
 mod roles;

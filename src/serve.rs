@@ -6,11 +6,13 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use axum::Router;
 use axum::extract::State;
-use axum::http::{StatusCode, header};
+use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::IntoResponse;
 use axum::routing::get;
 use prometheus_client::registry::Registry;
 use tokio_util::sync::CancellationToken;
+
+use crate::exposition;
 
 /// Whether a role can do its work now (e.g. its broker connection is up).
 pub type Readiness = Arc<dyn Fn() -> bool + Send + Sync>;
@@ -58,15 +60,14 @@ async fn readyz(State(probe): State<Probe>) -> impl IntoResponse {
     if (probe.ready)() { (StatusCode::OK, "ready\n") } else { (StatusCode::SERVICE_UNAVAILABLE, "not ready\n") }
 }
 
-async fn metrics(State(probe): State<Probe>) -> impl IntoResponse {
+async fn metrics(State(probe): State<Probe>, headers: HeaderMap) -> impl IntoResponse {
     let mut text = String::new();
-    match prometheus_client::encoding::text::encode(&mut text, &probe.registry) {
-        Ok(()) => (
-            StatusCode::OK,
-            [(header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")],
-            text,
-        )
-            .into_response(),
-        Err(e) => (StatusCode::INTERNAL_SERVER_ERROR, e.to_string()).into_response(),
+    if let Err(e) = prometheus_client::encoding::text::encode(&mut text, &probe.registry) {
+        return (StatusCode::INTERNAL_SERVER_ERROR, e.to_string()).into_response();
+    }
+    if exposition::wants_openmetrics(&headers) {
+        ([(header::CONTENT_TYPE, exposition::OPENMETRICS)], text).into_response()
+    } else {
+        ([(header::CONTENT_TYPE, exposition::PROMETHEUS_TEXT)], exposition::to_prometheus_text(&text)).into_response()
     }
 }

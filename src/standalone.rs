@@ -54,6 +54,7 @@ pub async fn run(plan: Plan) -> Result<ExitCode, Failure> {
     let (mut registry, metrics) = Metrics::standalone();
     let series = handlers::series::CheckSeries::default();
     registry.register_collector(Box::new(series.clone()));
+    let outbox = protocol::metrics::OutboxGauges::register(&mut registry);
     let ready = Arc::new(AtomicBool::new(false));
     let stop_scheduling = CancellationToken::new();
     crate::shutdown::on_signal(stop_scheduling.clone()).context("cannot install signal handlers")?;
@@ -85,7 +86,8 @@ pub async fn run(plan: Plan) -> Result<ExitCode, Failure> {
     let stop_handling = CancellationToken::new();
     let stop_alerting = CancellationToken::new();
     let alerts =
-        crate::alerts::start(plan.alerting, Some(crate::alerts::print_events()), series, stop_alerting.clone()).await?;
+        crate::alerts::start(plan.alerting, Some(crate::alerts::print_events()), series, outbox, stop_alerting.clone())
+            .await?;
     tokio::spawn(reload(
         plan.checks_dir.clone(),
         subscriptions,

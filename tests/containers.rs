@@ -461,6 +461,12 @@ fn compose_specs(image: &str, checks: &Path, prefix: &str, uniq: &str, cleanup: 
             assert!(text(&service["image"]).starts_with("docker.io/library/rabbitmq:"));
             continue;
         }
+        if service.get("profiles").is_some_and(|profiles| strings(profiles) == ["monitoring"]) {
+            // Prometheus and Grafana: their configuration is checked by tests/prometheus.rs.
+            let image = text(&service["image"]);
+            assert!(["docker.io/prom/prometheus:", "docker.io/grafana/grafana:"].iter().any(|i| image.starts_with(i)));
+            continue;
+        }
         let source = format!("compose service {name}");
         assert_eq!(text(&service["image"]), "${PICKET_IMAGE:-picket:latest}", "{source}: the picket image");
         assert_eq!(service["restart"], "unless-stopped", "{source}: restart policy");

@@ -15,6 +15,7 @@ use serde_json::json;
 use crate::RunArgs;
 use crate::broker::Broker;
 use crate::e2e::{INTERVAL_SECS, Step, StepReport};
+use crate::exposition::ExpositionReport;
 use crate::memory::MemoryReport;
 use crate::probe::Kind;
 use crate::procs::{output_of, raise_nofile};
@@ -30,6 +31,7 @@ struct Results {
     /// (unconfirmed window, message size, consumed/s, confirmed/s).
     ceiling: Vec<(usize, usize, f64, f64)>,
     steps: Vec<StepReport>,
+    exposition: Option<ExpositionReport>,
     errors: Vec<String>,
 }
 
@@ -166,6 +168,12 @@ async fn measure(args: &RunArgs, picket: &Path, bench: &Path, tmp: &Path) -> any
                 }
             }
         }
+    }
+
+    if args.wants("exposition") {
+        let pairs = 10_000;
+        eprintln!("picket-bench: handler /metrics with {pairs} (check, subscription) pairs");
+        results.exposition = Some(crate::exposition::run(pairs, if args.smoke { 3 } else { 20 }));
     }
 
     let broker = Broker::connect(&args.amqp_url).await?;
@@ -509,11 +517,28 @@ fn render(args: &RunArgs, r: &Results, picket: &Path, load_before: String, elaps
         );
     }
 
+    if let Some(x) = &r.exposition {
+        let _ = writeln!(out, "## Handler /metrics exposition\n");
+        let _ = writeln!(out, "| measure | value |\n|---|---|");
+        let _ = writeln!(
+            out,
+            "| render {} pairs (HTTPS-like: 13 series each), ms | {} |",
+            x.pairs,
+            fmt_stats(&stats(x.render_ms.iter().copied()), 1)
+        );
+        let _ = writeln!(out, "| exposition size, MiB | {:.1} |", x.bytes as f64 / 1024.0 / 1024.0);
+        let _ = writeln!(
+            out,
+            "| slowest record of a 512-result batch, alone / while scraped without pause, µs | {:.0} / {:.0} |\n",
+            x.record_alone_max_us, x.record_while_rendering_max_us
+        );
+    }
+
     let targets = targets(r);
     if args.smoke {
-        out.push_str("## Targets (issue 7)\n\nNot judged: a smoke run is a debug build measured for a second.\n");
+        out.push_str("## Targets\n\nNot judged: a smoke run is a debug build measured for a second.\n");
     } else if !targets.is_empty() {
-        let _ = writeln!(out, "## Targets (issue 7)\n\n| target | measured | |\n|---|---|---|");
+        let _ = writeln!(out, "## Targets\n\n| target | measured | |\n|---|---|---|");
         for (what, measured, met) in targets {
             let _ = writeln!(out, "| {what} | {measured} | {} |", if met { "met" } else { "**missed**" });
         }
@@ -616,6 +641,14 @@ fn targets(r: &Results) -> Vec<(String, String, bool)> {
             "aim: end to end 30,000 checks / 10 s".to_owned(),
             format!("{:.0}/s, p99 {:.1} ms, lost {}", step.achieved_per_s(), step.lateness_p99_ms, step.lost),
             step.passed,
+        ));
+    }
+    if let Some(x) = &r.exposition {
+        let median = stats(x.render_ms.iter().copied()).median;
+        t.push((
+            format!("handler /metrics with {} pairs renders in < 100 ms (issue 14)", x.pairs),
+            format!("{median:.1} ms median, {:.1} MiB", x.bytes as f64 / 1024.0 / 1024.0),
+            median < 100.0,
         ));
     }
     t

@@ -49,6 +49,11 @@ pub struct JsonLog<W> {
 
 impl<W: Write + Send> JsonLog<W> {
     pub fn new(out: W, metrics: Metrics) -> Self {
+        // Every reason at 0 from the start, so `rate()` sees the first dead
+        // letter and a dashboard finds the series before anything went wrong.
+        for reason in protocol::transport::DeadReason::ALL {
+            let _ = metrics.dead_letters_received.get_or_create(&ReasonLabels { reason: reason.as_str().to_owned() });
+        }
         Self { out: Mutex::new(out), seen: Mutex::default(), metrics }
     }
 

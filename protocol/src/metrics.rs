@@ -170,6 +170,31 @@ impl Metrics {
     }
 }
 
+/// The handler's undelivered notifications, refreshed from the outbox every
+/// few seconds: a Slack or PagerDuty that refuses or cannot be reached shows
+/// here long before anyone misses a page.
+#[derive(Clone, Default)]
+pub struct OutboxGauges {
+    pub pending: Gauge,
+    pub oldest_pending_seconds: Gauge<f64, std::sync::atomic::AtomicU64>,
+}
+
+impl OutboxGauges {
+    /// Registers `picket_notifications_pending` and
+    /// `picket_notifications_oldest_pending_seconds`.
+    pub fn register(registry: &mut Registry) -> Self {
+        let gauges = Self::default();
+        let r = registry.sub_registry_with_prefix("picket");
+        r.register("notifications_pending", "Notifications in the outbox not yet delivered", gauges.pending.clone());
+        r.register(
+            "notifications_oldest_pending_seconds",
+            "How long the oldest undelivered notification has waited (0 when none)",
+            gauges.oldest_pending_seconds.clone(),
+        );
+        gauges
+    }
+}
+
 pub fn labels(check: &str, subscription: &str) -> CheckLabels {
     CheckLabels { check: check.to_owned(), subscription: subscription.to_owned() }
 }

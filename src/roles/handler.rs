@@ -41,8 +41,9 @@ pub async fn run(args: HandlerRoleArgs) -> Result<ExitCode, Failure> {
     let (mut registry, metrics) = Metrics::standalone();
     let series = handlers::series::CheckSeries::default();
     registry.register_collector(Box::new(series.clone()));
+    let outbox = protocol::metrics::OutboxGauges::register(&mut registry);
     let stop_alerting = CancellationToken::new();
-    let alerts = crate::alerts::start(plan, None, series, stop_alerting.clone()).await?;
+    let alerts = crate::alerts::start(plan, None, series, outbox, stop_alerting.clone()).await?;
     let health = SinkHealth::default();
     let ready = |transport: &AmqpTransport| -> Readiness {
         let (transport, health) = (transport.clone(), health.clone());

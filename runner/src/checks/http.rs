@@ -41,7 +41,23 @@ struct HopResponse {
     bytes: u64,
     truncated: bool,
     timings: BTreeMap<String, f64>,
-    cert_days_left: Option<f64>,
+    cert_expiry: Option<CertExpiry>,
+}
+
+/// When the served certificates expire: the leaf, and the earliest of the
+/// whole served chain (an intermediate may expire first).
+#[derive(Clone, Copy)]
+struct CertExpiry {
+    leaf: chrono::DateTime<chrono::Utc>,
+    chain: chrono::DateTime<chrono::Utc>,
+}
+
+impl CertExpiry {
+    fn of(served: &[rustls::pki_types::CertificateDer<'_>]) -> Option<Self> {
+        let leaf = cert_not_after(served.first()?)?;
+        let chain = served.iter().filter_map(|cert| cert_not_after(cert)).min().unwrap_or(leaf);
+        Some(Self { leaf, chain })
+    }
 }
 
 /// A redirect that was followed, for the result's details.
@@ -197,15 +213,9 @@ async fn fetch(
             .connect(name, tcp)
             .await
             .map_err(|e| CheckOutcome::critical(format!("TLS handshake with {host}:{port}: {e}")))?;
-        let cert_days_left = tls
-            .get_ref()
-            .1
-            .peer_certificates()
-            .and_then(|chain| chain.first())
-            .and_then(|leaf| cert_not_after(leaf))
-            .map(|not_after| (not_after - chrono::Utc::now()).num_seconds() as f64 / 86_400.0);
+        let expiry = tls.get_ref().1.peer_certificates().and_then(CertExpiry::of);
         record("tls", &mut timings);
-        exchange(tls, request, spec, progress, timings, lap, cert_days_left).await
+        exchange(tls, request, spec, progress, timings, lap, expiry).await
     } else {
         exchange(tcp, request, spec, progress, timings, lap, None).await
     }
@@ -265,7 +275,7 @@ async fn exchange<S>(
     progress: &Progress,
     mut timings: BTreeMap<String, f64>,
     lap: Instant,
-    cert_days_left: Option<f64>,
+    cert_expiry: Option<CertExpiry>,
 ) -> Result<HopResponse, CheckOutcome>
 where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
@@ -304,7 +314,7 @@ where
             bytes,
             truncated,
             timings,
-            cert_days_left,
+            cert_expiry,
         })
     };
     tokio::select! {
@@ -390,8 +400,11 @@ fn evaluate(spec: &HttpSpec, response: HopResponse, hops: &[Hop], url: &Url, sta
     metrics.insert("status_code".to_owned(), f64::from(response.status));
     metrics.insert("bytes".to_owned(), response.bytes as f64);
     metrics.insert("redirects".to_owned(), hops.len() as f64);
-    if let Some(days) = response.cert_days_left {
+    if let Some(expiry) = response.cert_expiry {
+        let days = (expiry.leaf - chrono::Utc::now()).num_seconds() as f64 / 86_400.0;
         metrics.insert(result_keys::CERT_DAYS_LEFT.to_owned(), (days * 10.0).round() / 10.0);
+        metrics.insert(result_keys::LEAF_NOT_AFTER.to_owned(), expiry.leaf.timestamp() as f64);
+        metrics.insert(result_keys::CHAIN_NOT_AFTER.to_owned(), expiry.chain.timestamp() as f64);
     }
     let status = findings.iter().fold(Status::Ok, |worst, (s, _)| worst.worst(*s));
     let summary = format!(
@@ -441,6 +454,7 @@ mod tests {
     use std::time::Duration;
 
     use protocol::definition::parse_check;
+    use protocol::metrics::result_keys;
     use protocol::{CheckDefinition, Status};
     use serde_json::json;
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -723,6 +737,28 @@ mod tests {
         assert!(outcome.metrics.contains_key("tls"), "{:?}", outcome.metrics);
         let days = outcome.metrics["cert_days_left"];
         assert!((29.0..=30.0).contains(&days), "cert_days_left {days}");
+        let in_30_days = (chrono::Utc::now() + chrono::TimeDelta::days(30)).timestamp() as f64;
+        let leaf_at = outcome.metrics[result_keys::LEAF_NOT_AFTER];
+        assert!((leaf_at - in_30_days).abs() < 120.0, "leaf not_after {leaf_at}");
+        assert_eq!(outcome.metrics[result_keys::CHAIN_NOT_AFTER], leaf_at, "no intermediate: the chain is the leaf");
+    }
+
+    #[tokio::test]
+    async fn https_reports_the_earliest_expiry_of_the_served_chain() {
+        use crate::test_pki::{Authority, Validity};
+        let ca = Authority::root("picket test CA");
+        let intermediate = ca.intermediate("picket test intermediate", Validity::days(-10, 12));
+        let leaf = intermediate.leaf(&["127.0.0.1"], Validity::days(-1, 60));
+        let addr = serve_https(&leaf, vec![intermediate.cert.clone()]).await;
+        let ca_file = ca.ca_file();
+        let outcome =
+            run(json!({"url": format!("https://127.0.0.1:{}/", addr.port()), "ca_file": ca_file.path()})).await;
+        assert_eq!(outcome.status, Status::Ok, "{outcome:?}");
+        let now = chrono::Utc::now().timestamp() as f64;
+        let (leaf_at, chain_at) =
+            (outcome.metrics[result_keys::LEAF_NOT_AFTER], outcome.metrics[result_keys::CHAIN_NOT_AFTER]);
+        assert!((leaf_at - now - 60.0 * 86_400.0).abs() < 120.0, "leaf not_after {leaf_at}");
+        assert!((chain_at - now - 12.0 * 86_400.0).abs() < 120.0, "chain not_after {chain_at}");
     }
 
     #[tokio::test]

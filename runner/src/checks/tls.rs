@@ -236,9 +236,12 @@ struct Findings<'s> {
 impl Findings<'_> {
     fn outcome(&self) -> CheckOutcome {
         let (status, output) = self.judge();
+        let (leaf, earliest) = (self.chain.leaf(), self.chain.earliest().1);
         let metrics = BTreeMap::from([
-            (result_keys::LEAF_DAYS_LEFT.to_owned(), self.chain.leaf().days_left),
-            (result_keys::CHAIN_DAYS_LEFT.to_owned(), self.chain.earliest().1.days_left),
+            (result_keys::LEAF_DAYS_LEFT.to_owned(), leaf.days_left),
+            (result_keys::CHAIN_DAYS_LEFT.to_owned(), earliest.days_left),
+            (result_keys::LEAF_NOT_AFTER.to_owned(), leaf.not_after.timestamp() as f64),
+            (result_keys::CHAIN_NOT_AFTER.to_owned(), earliest.not_after.timestamp() as f64),
         ]);
         CheckOutcome::new(status, output).with_metrics(metrics).with_details(self.details())
     }
@@ -620,6 +623,12 @@ mod tests {
         let (leaf_days, chain_days) = (metric(&outcome, "days_left"), metric(&outcome, "chain_days_left"));
         assert!((89.9..=90.0).contains(&leaf_days), "{leaf_days}");
         assert!((29.9..=30.0).contains(&chain_days), "{chain_days}");
+        // The same, as timestamps for the handler's picket_tls_not_after series.
+        let now = chrono::Utc::now().timestamp() as f64;
+        let leaf_at = metric(&outcome, result_keys::LEAF_NOT_AFTER);
+        let chain_at = metric(&outcome, result_keys::CHAIN_NOT_AFTER);
+        assert!((leaf_at - now - 90.0 * 86_400.0).abs() < 120.0, "{leaf_at} vs now {now}");
+        assert!((chain_at - now - 30.0 * 86_400.0).abs() < 120.0, "{chain_at} vs now {now}");
         assert!(
             outcome.output.contains("(89 days), chain ")
                 && outcome.output.contains("(29 days, CN=picket test intermediate), TLSv1.3"),
