@@ -155,6 +155,8 @@ pub struct Alerting<D> {
     missed_every: TimeDelta,
     /// Wakes the outbox sender after a commit that queued deliveries.
     outbox: Arc<Notify>,
+    /// The per-check series, whose silenced flags [`Alerting::tick`] keeps.
+    series: CheckSeries,
     windows: watch::Receiver<Arc<[MaintenanceWindow]>>,
     runners: tokio::sync::Mutex<Fleet>,
     /// When each subscription last raised `missed`.
@@ -211,7 +213,7 @@ impl<D: Deliver> Alerting<D> {
             on_event: config.on_event,
             outbox: outbox.clone(),
             max_batch,
-            series: config.series,
+            series: config.series.clone(),
             windows: config.windows.clone(),
         };
         Ok(Self {
@@ -222,6 +224,7 @@ impl<D: Deliver> Alerting<D> {
             fleet_handlers: config.fleet_handlers,
             missed_every: TimeDelta::from_std(config.missed_every).unwrap_or(TimeDelta::MAX),
             outbox,
+            series: config.series,
             windows: config.windows,
             runners: tokio::sync::Mutex::new(Fleet { runners, last_heard: None }),
             missed: Mutex::new(open_missed.iter().cloned().collect()),
@@ -389,7 +392,20 @@ impl<D: Deliver> Alerting<D> {
         drop(fleet);
         self.caught_up(now).await?;
         self.end_resolved_silences(now).await?;
-        self.release_held(now).await
+        self.release_held(now).await?;
+        self.mark_silenced(now).await
+    }
+
+    /// Sets `picket_check_silenced` for every pair the series show: a
+    /// silence starts and ends with no result to carry the news.
+    async fn mark_silenced(&self, now: DateTime<Utc>) -> Result<(), HandlerError> {
+        let active = self.store.silences(now, Some(SilenceState::Active)).await.map_err(sink_error)?;
+        let silencers = Silencers::new(active, self.windows.borrow().clone());
+        self.series.mark_silenced(|check, subscription, labels| {
+            let target = SilenceTarget { check: Some(check), subscription, labels };
+            !silencers.silencing([target], now).is_empty()
+        });
+        Ok(())
     }
 
     /// Expires each active `ends_on_resolve` silence once everything it

@@ -78,6 +78,8 @@ struct Latest {
     chain_not_after: Option<f64>,
     /// The copied check labels, in [`CheckSeries`]'s label order.
     labels: Vec<String>,
+    /// All the check's labels, which silences match on.
+    check_labels: BTreeMap<String, String>,
     /// When this handler committed it (its own clock, for staleness).
     committed_at: DateTime<Utc>,
 }
@@ -92,6 +94,8 @@ const SWEEP_EVERY: chrono::TimeDelta = chrono::TimeDelta::seconds(60);
 #[derive(Debug, Default)]
 struct Snapshot {
     pairs: Arc<Pairs>,
+    /// The pairs a silence or an open window gates, as last judged.
+    silenced: Arc<HashSet<(String, String)>>,
     swept_at: Option<DateTime<Utc>>,
 }
 
@@ -157,6 +161,21 @@ impl CheckSeries {
         }
     }
 
+    /// Judges every pair shown with `silenced(check, subscription, labels)`
+    /// for `picket_check_silenced`.
+    pub fn mark_silenced(&self, silenced: impl Fn(&str, &str, &BTreeMap<String, String>) -> bool) {
+        let pairs = self.snapshot();
+        let judged: HashSet<(String, String)> = pairs
+            .iter()
+            .filter(|((check, subscription), latest)| silenced(check, subscription, &latest.check_labels))
+            .map(|(key, _)| key.clone())
+            .collect();
+        let mut snapshot = self.snapshot.lock().unwrap_or_else(PoisonError::into_inner);
+        if *snapshot.silenced != judged {
+            snapshot.silenced = Arc::new(judged);
+        }
+    }
+
     /// Pairs shown now.
     pub fn len(&self) -> usize {
         self.snapshot().len()
@@ -190,6 +209,7 @@ impl CheckSeries {
             leaf_not_after: result.metrics.get(result_keys::LEAF_NOT_AFTER).copied(),
             chain_not_after: result.metrics.get(result_keys::CHAIN_NOT_AFTER).copied(),
             labels,
+            check_labels: result.policy.labels.clone(),
             committed_at: now,
         };
         ((result.check.clone(), result.subscription.clone()), latest)
@@ -197,7 +217,10 @@ impl CheckSeries {
 
     /// Renders the snapshot as of `now`, skipping stale pairs.
     fn render(&self, encoder: &mut DescriptorEncoder, now: DateTime<Utc>) -> Result<(), std::fmt::Error> {
-        let snapshot = self.snapshot();
+        let (snapshot, silenced) = {
+            let locked = self.snapshot.lock().unwrap_or_else(PoisonError::into_inner);
+            (locked.pairs.clone(), locked.silenced.clone())
+        };
         let pairs: Vec<_> =
             snapshot.iter().filter(|(_, latest)| now - latest.committed_at <= self.stale_after).collect();
         let base = |(check, subscription): &(String, String), latest: &Latest| {
@@ -207,21 +230,22 @@ impl CheckSeries {
         };
         let gauge = |encoder: &mut DescriptorEncoder,
                      (name, help): (&str, &str),
-                     value: &dyn Fn(&Latest) -> f64|
+                     value: &dyn Fn(&(String, String), &Latest) -> f64|
          -> Result<(), std::fmt::Error> {
             let mut family = encoder.encode_descriptor(name, help, None, MetricType::Gauge)?;
             for (key, latest) in &pairs {
                 let labels = base(key, latest);
-                ConstGauge::new(value(latest)).encode(family.encode_family(&labels)?)?;
+                ConstGauge::new(value(key, latest)).encode(family.encode_family(&labels)?)?;
             }
             Ok(())
         };
-        gauge(encoder, names::STATUS, &|latest| f64::from(latest.status.code()))?;
-        gauge(encoder, names::UP, &|latest| if latest.status == Status::Ok { 1.0 } else { 0.0 })?;
-        gauge(encoder, names::LAST_DURATION, &|latest| latest.duration_seconds)?;
-        gauge(encoder, names::LAST_RUN, &|latest| latest.started_at.timestamp_millis() as f64 / 1000.0)?;
-        gauge(encoder, names::OCCURRENCES, &|latest| f64::from(latest.occurrences))?;
-        gauge(encoder, names::FLAPPING, &|latest| if latest.flapping { 1.0 } else { 0.0 })?;
+        gauge(encoder, names::STATUS, &|_, latest| f64::from(latest.status.code()))?;
+        gauge(encoder, names::UP, &|_, latest| if latest.status == Status::Ok { 1.0 } else { 0.0 })?;
+        gauge(encoder, names::LAST_DURATION, &|_, latest| latest.duration_seconds)?;
+        gauge(encoder, names::LAST_RUN, &|_, latest| latest.started_at.timestamp_millis() as f64 / 1000.0)?;
+        gauge(encoder, names::OCCURRENCES, &|_, latest| f64::from(latest.occurrences))?;
+        gauge(encoder, names::FLAPPING, &|_, latest| if latest.flapping { 1.0 } else { 0.0 })?;
+        gauge(encoder, names::SILENCED, &|key, _| if silenced.contains(key) { 1.0 } else { 0.0 })?;
 
         let (name, help) = names::PHASE;
         let mut family = encoder.encode_descriptor(name, help, None, MetricType::Gauge)?;
@@ -296,12 +320,15 @@ mod tests {
             text.contains("picket_check_phase_seconds{check=\"web\",subscription=\"default\",phase=\"ttfb\"} 0.012")
         );
         assert!(text.contains("which=\"leaf\"} 1900000000"), "{text}");
+        assert!(text.contains("picket_check_silenced{check=\"api\",subscription=\"default\"} 0"), "{text}");
+        series.mark_silenced(|check, _, _| check == "api");
+        assert!(render(&series).contains("picket_check_silenced{check=\"api\",subscription=\"default\"} 1"));
         series.retain_checks(&HashSet::from(["web".to_owned()]));
         assert!(!render(&series).contains("check=\"api\""));
         assert_eq!(series.len(), 1);
     }
 
-    /// The README's count: 6 series per (check, subscription), one more per
+    /// The README's count: 7 series per (check, subscription), one more per
     /// phase the check reports, two more (leaf, chain) when it sees a certificate.
     #[test]
     fn a_thousand_checks_in_three_subscriptions_make_the_documented_series_count() {
@@ -331,9 +358,9 @@ mod tests {
         }
         series.record(results.iter().map(|result| (result, &state)), Utc::now());
         let samples = render(&series).lines().filter(|line| !line.starts_with('#')).count();
-        let per_subscription = 400 * (6 + 5 + 2) + 400 * (6 + 4) + 200 * (6 + 1);
+        let per_subscription = 400 * (7 + 5 + 2) + 400 * (7 + 4) + 200 * (7 + 1);
         assert_eq!(samples, 3 * per_subscription);
-        assert_eq!(samples, 31_800);
+        assert_eq!(samples, 34_800);
     }
 
     #[test]

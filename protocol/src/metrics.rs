@@ -241,6 +241,8 @@ pub mod check_series {
     pub const OCCURRENCES: (&str, &str) =
         ("picket_check_occurrences", "Consecutive non-OK results, the latest included");
     pub const FLAPPING: (&str, &str) = ("picket_check_flapping", "1 while the check is flapping");
+    pub const SILENCED: (&str, &str) =
+        ("picket_check_silenced", "1 while a silence or an open maintenance window gates its notifications");
     pub const TLS_NOT_AFTER: (&str, &str) = (
         "picket_tls_not_after_timestamp_seconds",
         "Certificate expiry, Unix seconds: which=leaf, or which=chain for the chain's earliest",
