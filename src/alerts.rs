@@ -2,7 +2,7 @@
 //! periodic work (outbox sender, keepalive watch), shared by `picket handler`
 //! and `picket standalone`.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashSet};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
@@ -11,6 +11,7 @@ use anyhow::anyhow;
 use clap::Args;
 use handlers::alerting::{Alerting, AlertingConfig, EventHook, Reloading, SenderPolicy};
 use handlers::notify::Notifiers;
+use handlers::series::{CheckSeries, DEFAULT_STALE_AFTER, LabelName};
 use handlers::store::{Store, StoreConfig};
 use protocol::definition::MaintenanceWindow;
 use protocol::metrics::OutboxGauges;
@@ -41,6 +42,9 @@ pub struct StateArgs {
     /// How long the event log is kept (pruned hourly).
     #[arg(long, env = "PICKET_EVENT_RETENTION", default_value = "90d")]
     pub event_retention: HumanDuration,
+    /// Check labels copied onto the per-check series (`team,service`).
+    #[arg(long, env = "PICKET_METRIC_LABELS")]
+    pub metric_labels: Option<String>,
 }
 
 impl StateArgs {
@@ -67,6 +71,8 @@ impl StateArgs {
 pub struct AlertingDefinitions {
     notifiers: Notifiers,
     windows: Arc<[MaintenanceWindow]>,
+    /// The checks defined: one a reload removes leaves `/metrics` then.
+    checks: HashSet<String>,
 }
 
 impl AlertingDefinitions {
@@ -75,7 +81,8 @@ impl AlertingDefinitions {
     pub fn new(catalog: &Catalog) -> Result<Self, Failure> {
         let notifiers =
             Notifiers::build(&catalog.handlers, &named_handlers(catalog)).map_err(|e| Failure::Config(e.into()))?;
-        Ok(Self { notifiers, windows: catalog.windows.clone().into() })
+        let checks = catalog.checks.iter().map(|check| check.name().to_owned()).collect();
+        Ok(Self { notifiers, windows: catalog.windows.clone().into(), checks })
     }
 }
 
@@ -88,20 +95,29 @@ fn named_handlers(catalog: &Catalog) -> BTreeSet<String> {
 /// resolved, store URL valid.
 pub struct AlertingPlan {
     definitions: AlertingDefinitions,
+    series: CheckSeries,
     fleet_handlers: Vec<String>,
     store: StoreConfig,
     keep_events: Duration,
 }
 
 impl AlertingPlan {
+    /// The per-check series, to register on `/metrics` before alerting starts.
+    pub fn series(&self) -> &CheckSeries {
+        &self.series
+    }
+
     pub fn new(catalog: &Catalog, state: &StateArgs) -> Result<Self, Failure> {
         let definitions = AlertingDefinitions::new(catalog)?;
         let keep_events = state.event_retention.get();
         if keep_events < Duration::from_secs(3600) {
             return Err(Failure::Config(anyhow!("PICKET_EVENT_RETENTION must be at least 1h")));
         }
+        let labels = LabelName::parse_list(state.metric_labels.as_deref().unwrap_or_default())
+            .map_err(|e| Failure::Config(anyhow!("PICKET_METRIC_LABELS: {e}")))?;
         Ok(Self {
             definitions,
+            series: CheckSeries::new(labels, DEFAULT_STALE_AFTER),
             fleet_handlers: named_handlers(catalog).into_iter().collect(),
             store: state.store_config()?,
             keep_events,
@@ -123,6 +139,8 @@ pub struct Running {
 pub struct Live {
     notifiers: watch::Sender<Arc<Notifiers>>,
     windows: watch::Sender<Arc<[MaintenanceWindow]>>,
+    checks: std::sync::Mutex<HashSet<String>>,
+    series: CheckSeries,
 }
 
 impl Live {
@@ -132,13 +150,19 @@ impl Live {
         tracing::info!(windows = definitions.windows.len(), "alerting definitions reloaded");
         self.notifiers.send_replace(Arc::new(definitions.notifiers));
         self.windows.send_replace(definitions.windows);
+        let mut checks = self.checks.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let removed: HashSet<String> = checks.difference(&definitions.checks).cloned().collect();
+        if !removed.is_empty() {
+            tracing::info!(checks = removed.len(), "checks removed: their series leave /metrics");
+        }
+        self.series.reloaded(&removed, &definitions.checks);
+        *checks = definitions.checks;
     }
 }
 
 pub async fn start(
     plan: AlertingPlan,
     on_event: Option<EventHook>,
-    series: handlers::series::CheckSeries,
     outbox: OutboxGauges,
     stop: CancellationToken,
 ) -> Result<Running, Failure> {
@@ -149,7 +173,7 @@ pub async fn start(
     let config = AlertingConfig {
         fleet_handlers: plan.fleet_handlers,
         on_event,
-        series,
+        series: plan.series.clone(),
         windows: windows_rx,
         ..AlertingConfig::default()
     };
@@ -173,7 +197,9 @@ pub async fn start(
             }
         }
     }));
-    Ok(Running { alerting, store, live: Arc::new(Live { notifiers, windows }), tasks })
+    let checks = std::sync::Mutex::new(plan.definitions.checks);
+    let live = Live { notifiers, windows, checks, series: plan.series };
+    Ok(Running { alerting, store, live: Arc::new(live), tasks })
 }
 
 /// Keeps the outbox gauges current until `stop`.

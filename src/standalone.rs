@@ -52,8 +52,7 @@ impl Plan {
 
 pub async fn run(plan: Plan) -> Result<ExitCode, Failure> {
     let (mut registry, metrics) = Metrics::standalone();
-    let series = handlers::series::CheckSeries::default();
-    registry.register_collector(Box::new(series.clone()));
+    registry.register_collector(Box::new(plan.alerting.series().clone()));
     let outbox = protocol::metrics::OutboxGauges::register(&mut registry);
     let ready = Arc::new(AtomicBool::new(false));
     let stop_scheduling = CancellationToken::new();
@@ -86,8 +85,7 @@ pub async fn run(plan: Plan) -> Result<ExitCode, Failure> {
     let stop_handling = CancellationToken::new();
     let stop_alerting = CancellationToken::new();
     let alerts =
-        crate::alerts::start(plan.alerting, Some(crate::alerts::print_events()), series, outbox, stop_alerting.clone())
-            .await?;
+        crate::alerts::start(plan.alerting, Some(crate::alerts::print_events()), outbox, stop_alerting.clone()).await?;
     tokio::spawn(reload(
         plan.checks_dir.clone(),
         subscriptions,

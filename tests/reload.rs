@@ -214,3 +214,57 @@ fn a_window_loaded_by_reload_holds_a_problem_until_it_is_removed() {
     role.signal("-TERM");
     assert_eq!(role.wait_exit(Duration::from_secs(10)).and_then(|s| s.code()), Some(0));
 }
+
+#[test]
+fn a_check_removed_by_reload_leaves_metrics_and_asked_for_labels_are_copied() {
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let target = spawn_target(&runtime, Duration::ZERO);
+    let check = |name: &str| {
+        json!({"name": name, "type": "http", "url": format!("http://{}/", target.addr), "interval": "1s",
+               "timeout": "500ms", "labels": {"team": "payments", "tier": "1"}})
+        .to_string()
+    };
+    let dir = checks_dir(&[("kept.json", check("kept")), ("removed.json", check("removed"))]);
+    let role = Role::standalone(dir.path(), &[("PICKET_METRIC_LABELS", "team")]);
+    role.wait_ready(Duration::from_secs(10));
+    let series =
+        |check: &str| format!("picket_check_status{{check=\"{check}\",subscription=\"default\",team=\"payments\"}}");
+    assert!(
+        wait_until(Duration::from_secs(15), || {
+            let metrics = role.get("/metrics");
+            metrics.contains(&series("kept")) && metrics.contains(&series("removed"))
+        }),
+        "{}",
+        role.get("/metrics")
+    );
+    assert!(!role.get("/metrics").contains("tier="), "only the labels asked for are copied");
+
+    std::fs::remove_file(dir.path().join("removed.json")).unwrap();
+    assert!(
+        wait_until(Duration::from_secs(15), || !role.get("/metrics").contains(&series("removed"))),
+        "the removed check's series stayed: {}",
+        role.stderr_text()
+    );
+    let metrics = role.get("/metrics");
+    assert!(metrics.contains(&series("kept")), "{metrics}");
+    // The handler's series; the runner's cumulative counters and histograms keep their check label.
+    let runner = ["picket_check_duration_seconds", "picket_check_lateness_seconds"];
+    let per_check = metrics.lines().filter(|l| {
+        (l.starts_with("picket_check_") || l.starts_with("picket_tls_")) && !runner.iter().any(|r| l.starts_with(r))
+    });
+    assert!(per_check.clone().all(|l| !l.contains("check=\"removed\"")), "{metrics}");
+}
+
+#[test]
+fn metric_labels_that_are_not_label_names_are_refused_at_start() {
+    let dir = checks_dir(&[("c.json", failing_check("127.0.0.1:9".parse().unwrap(), "c", &[]))]);
+    let output = crate::support::picket()
+        .args(["standalone", "--checks", &path_str(dir.path())])
+        .env("PICKET_METRIC_LABELS", "team,9lives")
+        .env("PICKET_LISTEN", "127.0.0.1:0")
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(64), "{output:?}");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("PICKET_METRIC_LABELS") && stderr.contains("9lives"), "{stderr}");
+}

@@ -11,7 +11,7 @@
 //! A pair leaves the series when no result came for it for
 //! [`CheckSeries::stale_after`] (a check removed from the scheduler while this
 //! handler kept running, or a subscription nobody serves any more), and when
-//! [`CheckSeries::retain_checks`] drops its check at a reload.
+//! [`CheckSeries::reloaded`] says a reload removed its check.
 
 use std::collections::{BTreeMap, HashSet};
 use std::sync::{Arc, Mutex, PoisonError};
@@ -96,6 +96,9 @@ struct Snapshot {
     pairs: Arc<Pairs>,
     /// The pairs a silence or an open window gates, as last judged.
     silenced: Arc<HashSet<(String, String)>>,
+    /// Checks a reload removed: a result still in flight for one does not
+    /// bring its series back.
+    removed: HashSet<String>,
     swept_at: Option<DateTime<Utc>>,
 }
 
@@ -143,8 +146,9 @@ impl CheckSeries {
         if sweep {
             snapshot.swept_at = Some(now);
         }
-        let pairs = Arc::make_mut(&mut snapshot.pairs);
-        for (key, value) in latest {
+        let Snapshot { pairs, removed, .. } = &mut *snapshot;
+        let pairs = Arc::make_mut(pairs);
+        for (key, value) in latest.into_iter().filter(|((check, _), _)| !removed.contains(check)) {
             pairs.insert(key, Arc::new(value));
         }
         if sweep {
@@ -153,11 +157,14 @@ impl CheckSeries {
         }
     }
 
-    /// Drops the pairs of checks no longer defined (at reload).
-    pub fn retain_checks(&self, checks: &HashSet<String>) {
+    /// After a reload: drops the pairs of the checks it removed, and keeps
+    /// results of those still in flight out, until a reload defines them again.
+    pub fn reloaded(&self, removed: &HashSet<String>, defined: &HashSet<String>) {
         let mut snapshot = self.snapshot.lock().unwrap_or_else(PoisonError::into_inner);
-        if snapshot.pairs.keys().any(|(check, _)| !checks.contains(check)) {
-            Arc::make_mut(&mut snapshot.pairs).retain(|(check, _), _| checks.contains(check));
+        snapshot.removed.extend(removed.iter().cloned());
+        snapshot.removed.retain(|check| !defined.contains(check));
+        if snapshot.pairs.keys().any(|(check, _)| removed.contains(check)) {
+            Arc::make_mut(&mut snapshot.pairs).retain(|(check, _), _| !removed.contains(check));
         }
     }
 
@@ -323,9 +330,15 @@ mod tests {
         assert!(text.contains("picket_check_silenced{check=\"api\",subscription=\"default\"} 0"), "{text}");
         series.mark_silenced(|check, _, _| check == "api");
         assert!(render(&series).contains("picket_check_silenced{check=\"api\",subscription=\"default\"} 1"));
-        series.retain_checks(&HashSet::from(["web".to_owned()]));
+        series.reloaded(&HashSet::from(["api".to_owned()]), &HashSet::from(["web".to_owned()]));
         assert!(!render(&series).contains("check=\"api\""));
         assert_eq!(series.len(), 1);
+        // A result of the removed check still in flight stays out, until it is defined again.
+        series.record([(&bad, &state)], Utc::now());
+        assert_eq!(series.len(), 1);
+        series.reloaded(&HashSet::new(), &HashSet::from(["web".to_owned(), "api".to_owned()]));
+        series.record([(&bad, &state)], Utc::now());
+        assert_eq!(series.len(), 2);
     }
 
     /// The README's count: 7 series per (check, subscription), one more per

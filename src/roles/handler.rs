@@ -39,11 +39,10 @@ pub async fn run(args: HandlerRoleArgs) -> Result<ExitCode, Failure> {
     let catalog = crate::definitions::load(&args.checks)?;
     let plan = AlertingPlan::new(&catalog, &args.state)?;
     let (mut registry, metrics) = Metrics::standalone();
-    let series = handlers::series::CheckSeries::default();
-    registry.register_collector(Box::new(series.clone()));
+    registry.register_collector(Box::new(plan.series().clone()));
     let outbox = protocol::metrics::OutboxGauges::register(&mut registry);
     let stop_alerting = CancellationToken::new();
-    let alerts = crate::alerts::start(plan, None, series, outbox, stop_alerting.clone()).await?;
+    let alerts = crate::alerts::start(plan, None, outbox, stop_alerting.clone()).await?;
     let health = SinkHealth::default();
     let ready = |transport: &AmqpTransport| -> Readiness {
         let (transport, health) = (transport.clone(), health.clone());
