@@ -33,6 +33,15 @@ fn slack_handler() -> String {
     json!([{"name": "ops", "type": "slack", "webhook_url": {"env": "SLACK_WEBHOOK_OPS"}}]).to_string()
 }
 
+/// A recording Slack, its webhook URL (which the tests look for in the logs)
+/// and a loopback port nothing listens on, for checks that fail.
+fn slack_and_a_closed_port(runtime: &tokio::runtime::Runtime) -> (Receiver, String, std::net::SocketAddr) {
+    let slack = Receiver::start(runtime, 200);
+    let webhook = format!("http://{}/services/T0/B0/RELOAD", slack.addr);
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
+    (slack, webhook, closed)
+}
+
 fn standalone(dir: &std::path::Path, env: &[(&str, &str)]) -> Role {
     Role::start("unused", &["standalone", "--checks", &path_str(dir)], env)
 }
@@ -99,9 +108,7 @@ fn standalone_reloads_a_new_check_and_refuses_an_invalid_edit() {
 #[test]
 fn standalone_reloads_handlers_and_maintenance_windows() {
     let runtime = tokio::runtime::Runtime::new().unwrap();
-    let slack = Receiver::start(&runtime, 200);
-    let webhook = format!("http://{}/services/T0/B0/RELOAD", slack.addr);
-    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
+    let (slack, webhook, closed) = slack_and_a_closed_port(&runtime);
     let down = |name: &str, handlers: &[&str]| failing_check(closed, name, handlers);
     let dir = checks_dir(&[("down.json", down("down", &[]))]);
     let mut role = standalone(dir.path(), &[("SLACK_WEBHOOK_OPS", &webhook)]);
@@ -141,9 +148,7 @@ fn standalone_reloads_handlers_and_maintenance_windows() {
 #[test]
 fn the_handler_role_reloads_its_handlers_and_refuses_an_invalid_edit() {
     let runtime = tokio::runtime::Runtime::new().unwrap();
-    let slack = Receiver::start(&runtime, 200);
-    let webhook = format!("http://{}/services/T0/B0/RELOAD", slack.addr);
-    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
+    let (slack, webhook, closed) = slack_and_a_closed_port(&runtime);
     let down = |name: &str, handlers: &[&str]| failing_check(closed, name, handlers);
     let prefix = BrokerPrefix::new("reload", &["default"]);
     // The scheduler and the handler read their own checkouts, so the test
@@ -194,9 +199,7 @@ fn the_handler_role_reloads_its_handlers_and_refuses_an_invalid_edit() {
 #[test]
 fn a_window_loaded_by_reload_holds_a_problem_until_it_is_removed() {
     let runtime = tokio::runtime::Runtime::new().unwrap();
-    let slack = Receiver::start(&runtime, 200);
-    let webhook = format!("http://{}/services/T0/B0/RELOAD", slack.addr);
-    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
+    let (slack, webhook, closed) = slack_and_a_closed_port(&runtime);
     let window = json!({"kind": "maintenance", "name": "deploy", "match": {"check": "paged"},
                         "cron": "* * * * * *", "duration": "1h", "comment": "deploying"});
     let dir = checks_dir(&[("down.json", failing_check(closed, "down", &[]))]);
