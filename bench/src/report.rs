@@ -522,7 +522,7 @@ fn render(args: &RunArgs, r: &Results, picket: &Path, load_before: String, elaps
         let _ = writeln!(out, "| measure | value |\n|---|---|");
         let _ = writeln!(
             out,
-            "| render {} pairs (HTTPS-like: 13 series each), ms | {} |",
+            "| render {} pairs (HTTPS-like: 14 series each), ms | {} |",
             x.pairs,
             fmt_stats(&stats(x.render_ms.iter().copied()), 1)
         );
