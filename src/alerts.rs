@@ -133,6 +133,11 @@ impl Live {
         self.notifiers.send_replace(Arc::new(definitions.notifiers));
         self.windows.send_replace(definitions.windows);
     }
+
+    /// The windows in force, following reloads: what the operator API shows.
+    pub fn windows(&self) -> watch::Receiver<Arc<[MaintenanceWindow]>> {
+        self.windows.subscribe()
+    }
 }
 
 pub async fn start(

@@ -334,3 +334,44 @@ fn silence_then_expire(store_env: &[(&str, &str)], deploy: fn(&[(&str, String)],
     assert!(title.contains("OK") || title.contains("RESOLVED"), "{messages:?}");
     deployment.roles().for_each(assert_no_token_in_logs);
 }
+
+#[test]
+fn an_open_maintenance_window_shows_as_a_silence_and_cannot_be_expired_through_the_api() {
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
+    let check = json!({"name": "db", "type": "http", "url": format!("http://{closed}/"), "interval": "1s",
+                       "timeout": "500ms"});
+    let window = json!({"kind": "maintenance", "name": "upgrade", "match": {"check": "db"},
+                        "cron": "* * * * * *", "duration": "1h", "comment": "db upgrade"});
+    let (role, _dir, url) =
+        standalone(&[("checks.json", check.to_string()), ("windows.json", window.to_string())], &[]);
+    let row = || check_row(&role, "db").unwrap_or(Value::Null);
+    assert!(wait_until(Duration::from_secs(15), || row()["status"] == "CRITICAL"), "{}", role.stderr_text());
+    assert_eq!(row()["silenced_by"], json!(["maintenance:upgrade"]), "{}", row());
+    let (_, silenced) = role.api("/api/v1/checks?silenced=true", None);
+    assert_eq!(silenced.as_array().map(Vec::len), Some(1), "{silenced}");
+
+    let (_, active) = role.api("/api/v1/silences?state=active", None);
+    let listed = &active[0];
+    assert_eq!(active.as_array().map(Vec::len), Some(1), "{active}");
+    let fields = ["id", "created_by", "comment", "state", "match"].map(|f| listed[f].clone());
+    assert_eq!(
+        fields,
+        [json!("maintenance:upgrade"), json!("git"), json!("db upgrade"), json!("active"), json!({"check": "db"})],
+        "{active}"
+    );
+    let (starts, ends) =
+        (listed["starts_at"].as_str().unwrap_or_default(), listed["ends_at"].as_str().unwrap_or_default());
+    let span =
+        chrono::DateTime::parse_from_rfc3339(ends).unwrap() - chrono::DateTime::parse_from_rfc3339(starts).unwrap();
+    assert_eq!(span, chrono::TimeDelta::hours(1), "{active}");
+    let (_, expired) = role.api("/api/v1/silences?state=expired", None);
+    assert_eq!(expired, json!([]), "an open window is not expired");
+    assert_eq!(role.api("/api/v1/status", None).1["active_silences"], 1);
+    let listed = stdout(&cli(&url, None, &["silence", "list"]));
+    assert!(listed.lines().any(|l| l.starts_with("maintenance:upgrade") && l.contains("git")), "{listed}");
+
+    let out = cli(&url, Some(TOKEN), &["silence", "expire", "maintenance:upgrade"]);
+    assert_eq!(code(&out), Some(65), "{}", stderr(&out));
+    assert!(stderr(&out).contains("409") && stderr(&out).contains("lives in git"), "{}", stderr(&out));
+    assert_eq!(row()["silenced_by"], json!(["maintenance:upgrade"]), "still open: {}", row());
+}
