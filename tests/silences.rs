@@ -48,6 +48,9 @@ fn with_tokens(extra_env: &[(&str, &str)], start: impl FnOnce(&[(&str, &str)]) -
     start(&env)
 }
 
+/// Starts picket over the definition files, with extra environment.
+type Deploy = fn(&[(&str, String)], &[(&str, &str)]) -> Deployment;
+
 /// Where the headline runs: the role whose API the operator talks to, and
 /// everything that must live as long as it does.
 struct Deployment {
@@ -263,7 +266,7 @@ fn a_cli_silence_holds_the_problem_through_the_distributed_roles_until_it_is_exp
 /// check sends nothing but shows CRITICAL and silenced in the API; expired,
 /// the problem is told once, and the recovery after it once. `store_env`
 /// picks the state store, `deploy` how picket runs.
-fn silence_then_expire(store_env: &[(&str, &str)], deploy: fn(&[(&str, String)], &[(&str, &str)]) -> Deployment) {
+fn silence_then_expire(store_env: &[(&str, &str)], deploy: Deploy) {
     let rt = tokio::runtime::Runtime::new().unwrap();
     let (target, healthy) = spawn_switch_target(&rt);
     healthy.store(true, Ordering::SeqCst);
