@@ -166,3 +166,18 @@ fn is_silence_id(id: &str) -> bool {
         _ => word(id, &[]),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::is_silence_id;
+
+    #[test]
+    fn only_silence_ids_reach_the_path() {
+        for id in ["3f9a0c1d2e4b5a69", "maintenance:db.upgrade-2"] {
+            assert!(is_silence_id(id), "{id}");
+        }
+        for id in ["", "..", "a/b", "maintenance:", "maintenance:../x", "other:x", "a?b"] {
+            assert!(!is_silence_id(id), "{id}");
+        }
+    }
+}
