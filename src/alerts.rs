@@ -158,6 +158,11 @@ impl Live {
         self.series.reloaded(&removed, &definitions.checks);
         *checks = definitions.checks;
     }
+
+    /// The windows in force, following reloads: what the operator API shows.
+    pub fn windows(&self) -> watch::Receiver<Arc<[MaintenanceWindow]>> {
+        self.windows.subscribe()
+    }
 }
 
 pub async fn start(

@@ -7,7 +7,9 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 
-use crate::support::{Receiver, Role, Schema, checks_dir, picket, spawn_switch_target, stderr, stdout, wait_until};
+use crate::support::{
+    BrokerPrefix, Receiver, Role, Schema, checks_dir, path_str, picket, spawn_switch_target, stderr, stdout, wait_until,
+};
 
 const TOKEN: &str = "tok-alice-SECRET-5b2f9c";
 const READ_TOKEN: &str = "tok-reader-SECRET-77aa01";
@@ -33,12 +35,62 @@ fn code(out: &Output) -> Option<i32> {
 /// A standalone serving `checks` with alice's write token.
 fn standalone(checks: &[(&str, String)], extra_env: &[(&str, &str)]) -> (Role, tempfile::TempDir, String) {
     let dir = checks_dir(checks);
+    let role = with_tokens(extra_env, |env| Role::standalone(dir.path(), env));
+    let url = format!("http://{}", role.listen_addr());
+    (role, dir, url)
+}
+
+/// Starts a role with alice's write token beside `extra_env`.
+fn with_tokens(extra_env: &[(&str, &str)], start: impl FnOnce(&[(&str, &str)]) -> Role) -> Role {
     let tokens = format!("alice:{TOKEN}");
     let mut env = vec![("PICKET_API_TOKENS", tokens.as_str())];
     env.extend_from_slice(extra_env);
-    let role = Role::standalone(dir.path(), &env);
-    let url = format!("http://{}", role.listen_addr());
-    (role, dir, url)
+    start(&env)
+}
+
+/// Starts picket over the definition files, with extra environment.
+type Deploy = fn(&[(&str, String)], &[(&str, &str)]) -> Deployment;
+
+/// Where the headline runs: the role whose API the operator talks to, and
+/// everything that must live as long as it does.
+struct Deployment {
+    api: Role,
+    url: String,
+    others: Vec<Role>,
+    _dir: tempfile::TempDir,
+    _prefix: Option<BrokerPrefix>,
+}
+
+impl Deployment {
+    fn standalone(files: &[(&str, String)], env: &[(&str, &str)]) -> Self {
+        let (api, _dir, url) = standalone(files, env);
+        Self { api, url, others: Vec::new(), _dir, _prefix: None }
+    }
+
+    /// Scheduler, runner and handler over the broker under a prefix of the
+    /// test's own; the handler serves the API with alice's write token.
+    fn distributed(files: &[(&str, String)], env: &[(&str, &str)]) -> Self {
+        let prefix = BrokerPrefix::new("silences", &["default"]);
+        let dir = checks_dir(files);
+        let dir_path = path_str(dir.path());
+        let mut handler_env = vec![("PICKET_CHECKS", dir_path.as_str())];
+        handler_env.extend_from_slice(env);
+        let api = with_tokens(&handler_env, |env| Role::start(&prefix.prefix, &["handler"], env));
+        api.wait_ready(Duration::from_secs(15));
+        let runner = Role::start(&prefix.prefix, &["runner"], &[]);
+        runner.wait_ready(Duration::from_secs(15));
+        let scheduler = Role::start(&prefix.prefix, &["scheduler", "--checks", &dir_path], &[]);
+        let url = format!("http://{}", api.listen_addr());
+        Self { api, url, others: vec![runner, scheduler], _dir: dir, _prefix: Some(prefix) }
+    }
+
+    fn roles(&self) -> impl Iterator<Item = &Role> {
+        std::iter::once(&self.api).chain(&self.others)
+    }
+
+    fn logs(&self) -> String {
+        self.roles().map(Role::stderr_text).collect::<Vec<_>>().join("\n----\n")
+    }
 }
 
 /// The API's row for `check`, if it has one yet.
@@ -195,22 +247,26 @@ fn exit_codes_say_whose_fault_it_was() {
 
 #[test]
 fn a_cli_silence_holds_the_problem_until_it_is_expired_then_it_arrives_once_on_sqlite() {
-    silence_then_expire(&[]);
+    silence_then_expire(&[], Deployment::standalone);
 }
 
 #[test]
 fn a_cli_silence_holds_the_problem_until_it_is_expired_then_it_arrives_once_on_postgres() {
     let schema = Schema::new("silences");
-    silence_then_expire(&[
-        ("PICKET_STATE_URL", "postgres://postgres@127.0.0.1:5432/test"),
-        ("PICKET_STATE_SCHEMA", schema.0.as_str()),
-    ]);
+    silence_then_expire(&schema.env(), Deployment::standalone);
+}
+
+#[test]
+fn a_cli_silence_holds_the_problem_through_the_distributed_roles_until_it_is_expired_on_postgres() {
+    let schema = Schema::new("silences_fleet");
+    silence_then_expire(&schema.env(), Deployment::distributed);
 }
 
 /// The headline: silenced from the CLI during a deploy, the failing
 /// check sends nothing but shows CRITICAL and silenced in the API; expired,
-/// the problem is told once. `store_env` picks the state store.
-fn silence_then_expire(store_env: &[(&str, &str)]) {
+/// the problem is told once, and the recovery after it once. `store_env`
+/// picks the state store, `deploy` how picket runs.
+fn silence_then_expire(store_env: &[(&str, &str)], deploy: Deploy) {
     let rt = tokio::runtime::Runtime::new().unwrap();
     let (target, healthy) = spawn_switch_target(&rt);
     healthy.store(true, Ordering::SeqCst);
@@ -221,13 +277,13 @@ fn silence_then_expire(store_env: &[(&str, &str)]) {
     let handlers = json!([{"name": "ops", "type": "slack", "webhook_url": {"env": "SLACK_WEBHOOK_OPS"}}]);
     let mut env = vec![("SLACK_WEBHOOK_OPS", webhook.as_str())];
     env.extend_from_slice(store_env);
-    let (role, _dir, url) =
-        standalone(&[("check.json", check.to_string()), ("handlers.json", handlers.to_string())], &env);
-    let row = || check_row(&role, "api-payments").unwrap_or(Value::Null);
-    assert!(wait_until(Duration::from_secs(15), || row()["status"] == "OK"), "never OK: {}", role.stderr_text());
+    let deployment = deploy(&[("check.json", check.to_string()), ("handlers.json", handlers.to_string())], &env);
+    let (role, url) = (&deployment.api, deployment.url.as_str());
+    let row = || check_row(role, "api-payments").unwrap_or(Value::Null);
+    assert!(wait_until(Duration::from_secs(20), || row()["status"] == "OK"), "never OK: {}", deployment.logs());
 
     let add = ["silence", "add", "--check", "api-*", "--for", "1h", "--comment", "deploy 4.2"];
-    let out = cli(&url, Some(TOKEN), &add);
+    let out = cli(url, Some(TOKEN), &add);
     assert_eq!(code(&out), Some(0), "{}", stderr(&out));
     let id = stdout(&out).trim().to_owned();
     healthy.store(false, Ordering::SeqCst);
@@ -247,15 +303,15 @@ fn silence_then_expire(store_env: &[(&str, &str)]) {
     let (_, page) = role.api("/api/v1/events?check=api-payments&kind=problem", None);
     let held = &page["events"][0];
     assert_eq!((held["status"].clone(), held["silenced_by"].clone()), (json!("CRITICAL"), json!([id])), "{page}");
-    let status = stdout(&cli(&url, None, &["status"]));
+    let status = stdout(&cli(url, None, &["status"]));
     assert!(
         status.starts_with("CRITICAL  api-payments  default") && status.contains(&format!("silenced by {id}")),
         "{status}"
     );
 
-    let out = cli(&url, Some(TOKEN), &["silence", "expire", &id]);
+    let out = cli(url, Some(TOKEN), &["silence", "expire", &id]);
     assert_eq!(code(&out), Some(0), "{}", stderr(&out));
-    assert!(wait_until(Duration::from_secs(15), || !slack.received().is_empty()), "never told: {}", role.stderr_text());
+    assert!(wait_until(Duration::from_secs(15), || !slack.received().is_empty()), "never told: {}", deployment.logs());
     let told_at = row()["occurrences"].as_u64().unwrap_or_default();
     assert!(wait_until(Duration::from_secs(15), || row()["occurrences"].as_u64() >= Some(told_at + 3)), "{}", row());
     let messages = slack.received();
@@ -263,5 +319,62 @@ fn silence_then_expire(store_env: &[(&str, &str)]) {
     let title = messages[0]["attachments"][0]["title"].as_str().unwrap_or_default();
     assert!(title.starts_with("CRITICAL"), "{messages:?}");
     assert!(!silenced(&row()), "{}", row());
-    assert_no_token_in_logs(&role);
+
+    healthy.store(true, Ordering::SeqCst);
+    assert!(
+        wait_until(Duration::from_secs(15), || slack.received().len() >= 2),
+        "never resolved: {}",
+        deployment.logs()
+    );
+    assert!(wait_until(Duration::from_secs(15), || row()["status"] == "OK"), "{}", row());
+    for _ in 0..3 {
+        let seen = row()["last_result"]["time"].clone();
+        assert!(wait_until(Duration::from_secs(15), || row()["last_result"]["time"] != seen), "{}", row());
+    }
+    let messages = slack.received();
+    assert_eq!(messages.len(), 2, "{messages:?}");
+    let title = messages[1]["attachments"][0]["title"].as_str().unwrap_or_default();
+    assert!(title.contains("OK") || title.contains("RESOLVED"), "{messages:?}");
+    deployment.roles().for_each(assert_no_token_in_logs);
+}
+
+#[test]
+fn an_open_maintenance_window_shows_as_a_silence_and_cannot_be_expired_through_the_api() {
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
+    let check = json!({"name": "db", "type": "http", "url": format!("http://{closed}/"), "interval": "1s",
+                       "timeout": "500ms"});
+    let window = json!({"kind": "maintenance", "name": "upgrade", "match": {"check": "db"},
+                        "cron": "* * * * * *", "duration": "1h", "comment": "db upgrade"});
+    let (role, _dir, url) =
+        standalone(&[("checks.json", check.to_string()), ("windows.json", window.to_string())], &[]);
+    let row = || check_row(&role, "db").unwrap_or(Value::Null);
+    assert!(wait_until(Duration::from_secs(15), || row()["status"] == "CRITICAL"), "{}", role.stderr_text());
+    assert_eq!(row()["silenced_by"], json!(["maintenance:upgrade"]), "{}", row());
+    let (_, silenced) = role.api("/api/v1/checks?silenced=true", None);
+    assert_eq!(silenced.as_array().map(Vec::len), Some(1), "{silenced}");
+
+    let (_, active) = role.api("/api/v1/silences?state=active", None);
+    let listed = &active[0];
+    assert_eq!(active.as_array().map(Vec::len), Some(1), "{active}");
+    let fields = ["id", "created_by", "comment", "state", "match"].map(|f| listed[f].clone());
+    assert_eq!(
+        fields,
+        [json!("maintenance:upgrade"), json!("git"), json!("db upgrade"), json!("active"), json!({"check": "db"})],
+        "{active}"
+    );
+    let (starts, ends) =
+        (listed["starts_at"].as_str().unwrap_or_default(), listed["ends_at"].as_str().unwrap_or_default());
+    let span =
+        chrono::DateTime::parse_from_rfc3339(ends).unwrap() - chrono::DateTime::parse_from_rfc3339(starts).unwrap();
+    assert_eq!(span, chrono::TimeDelta::hours(1), "{active}");
+    let (_, expired) = role.api("/api/v1/silences?state=expired", None);
+    assert_eq!(expired, json!([]), "an open window is not expired");
+    assert_eq!(role.api("/api/v1/status", None).1["active_silences"], 1);
+    let listed = stdout(&cli(&url, None, &["silence", "list"]));
+    assert!(listed.lines().any(|l| l.starts_with("maintenance:upgrade") && l.contains("git")), "{listed}");
+
+    let out = cli(&url, Some(TOKEN), &["silence", "expire", "maintenance:upgrade"]);
+    assert_eq!(code(&out), Some(65), "{}", stderr(&out));
+    assert!(stderr(&out).contains("409") && stderr(&out).contains("lives in git"), "{}", stderr(&out));
+    assert_eq!(row()["silenced_by"], json!(["maintenance:upgrade"]), "still open: {}", row());
 }

@@ -429,6 +429,11 @@ impl Schema {
         Self(format!("picket_e2e_{test}_{}_{nanos}", std::process::id()))
     }
 
+    /// The environment that puts a role's state store in this schema.
+    pub fn env(&self) -> [(&'static str, &str); 2] {
+        [("PICKET_STATE_URL", "postgres://postgres@127.0.0.1:5432/test"), ("PICKET_STATE_SCHEMA", self.0.as_str())]
+    }
+
     /// One value from `sql`, where `{schema}` stands for this schema.
     pub fn query(&self, sql: &str) -> String {
         let output = psql(&sql.replace("{schema}", &self.0));

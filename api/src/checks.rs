@@ -15,7 +15,7 @@ use serde::Serialize;
 use crate::errors::ApiError;
 use crate::events::EventView;
 use crate::params::Params;
-use crate::silences::ActiveSilences;
+use crate::silences::{ActiveSilences, Windows};
 
 /// Events shown with one check; older ones page through `/api/v1/events`.
 const DETAIL_EVENTS: u32 = 50;
@@ -107,12 +107,16 @@ impl CheckRow {
     }
 }
 
-pub(crate) async fn list(State(store): State<Store>, params: Params) -> Result<Json<Vec<CheckRow>>, ApiError> {
+pub(crate) async fn list(
+    State(store): State<Store>,
+    State(windows): State<Windows>,
+    params: Params,
+) -> Result<Json<Vec<CheckRow>>, ApiError> {
     let status = params.status()?;
     let labels = params.labels()?;
     let silenced = params.flag("silenced")?;
     let query = StateQuery { check: None, subscription: params.one("subscription")? };
-    let silences = ActiveSilences::load(&store).await?;
+    let silences = ActiveSilences::load(&store, &windows).await?;
     let rows = store.states(query).await?.into_iter().map(|row| CheckRow::new(row, &silences));
     let rows = rows.filter(|row| {
         status.is_none_or(|s| row.status == Some(s.name()))
@@ -134,6 +138,7 @@ pub(crate) struct CheckDetail {
 
 pub(crate) async fn detail(
     State(store): State<Store>,
+    State(windows): State<Windows>,
     Path((check, subscription)): Path<(String, String)>,
 ) -> Result<Json<CheckDetail>, ApiError> {
     let query = StateQuery { check: Some(&check), subscription: Some(&subscription) };
@@ -143,7 +148,7 @@ pub(crate) async fn detail(
         .into_iter()
         .next()
         .ok_or_else(|| ApiError::Missing(format!("no check {check:?} has run on subscription {subscription:?}")))?;
-    let silences = ActiveSilences::load(&store).await?;
+    let silences = ActiveSilences::load(&store, &windows).await?;
     let results = store.recent_results(&check, &subscription, DETAIL_RESULTS).await?;
     let events = EventQuery {
         check: Some(&check),
@@ -162,8 +167,11 @@ pub(crate) async fn detail(
 #[cfg(test)]
 mod tests {
     use chrono::TimeDelta;
+    use std::sync::Arc;
+
     use handlers::state::{CheckState, Notified};
     use protocol::Status;
+    use protocol::definition::window::parse_window;
     use protocol::message::AlertPolicy;
 
     use super::*;
@@ -216,7 +224,7 @@ mod tests {
             created_at: at(0),
             expired: None,
         };
-        let silences = ActiveSilences::new(vec![web], at(10));
+        let silences = ActiveSilences::new(vec![web], Arc::from([]), at(10));
         let value = |row: StateRow| serde_json::to_value(CheckRow::new(row, &silences)).unwrap();
         let tls = value(row(&[("days_left", 40.0), ("chain_days_left", 12.5), ("total", 3.0)], Some(at(5))));
         assert_eq!(tls["tls_days_left"], 12.5);
@@ -231,5 +239,22 @@ mod tests {
         assert_eq!(https["tls_days_left"], 3.5);
         assert_eq!(https["incident"]["since"], "1970-01-01T00:00:10Z", "the log pruned: when it was notified");
         assert_eq!(value(row(&[("total", 3.0)], None))["tls_days_left"], serde_json::Value::Null);
+    }
+
+    #[test]
+    fn an_open_maintenance_window_shows_in_silenced_by_and_counts_as_active() {
+        let nightly = parse_window(serde_json::json!({"kind": "maintenance", "name": "nightly",
+            "match": {"check": "web"}, "cron": "0 0 * * *", "duration": "1h", "comment": "db upgrades"}))
+        .unwrap();
+        let windows: Arc<[_]> = Arc::from([nightly]);
+        let silenced_by = |silences: &ActiveSilences| {
+            serde_json::to_value(CheckRow::new(row(&[], None), silences)).unwrap()["silenced_by"].clone()
+        };
+        let open = ActiveSilences::new(Vec::new(), windows.clone(), at(10));
+        assert_eq!(silenced_by(&open), serde_json::json!(["maintenance:nightly"]));
+        assert_eq!(open.len(), 1);
+        let closed = ActiveSilences::new(Vec::new(), windows, at(3600));
+        assert_eq!(silenced_by(&closed), serde_json::json!([]));
+        assert_eq!(closed.len(), 0);
     }
 }

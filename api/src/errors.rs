@@ -17,6 +17,9 @@ pub enum ApiError {
     Unauthorized(String),
     /// A known token that may not do this, or writes not configured at all.
     Forbidden(String),
+    /// A request the resource's nature refuses (expiring a maintenance
+    /// window, which lives in git); the message says why.
+    Conflict(String),
     /// The store failed; details go to the log, not the answer.
     Store(handlers::store::StoreError),
 }
@@ -29,6 +32,7 @@ impl IntoResponse for ApiError {
             Self::Missing(message) => (StatusCode::NOT_FOUND, message),
             Self::Unauthorized(message) => (StatusCode::UNAUTHORIZED, message),
             Self::Forbidden(message) => (StatusCode::FORBIDDEN, message),
+            Self::Conflict(message) => (StatusCode::CONFLICT, message),
             Self::Store(e) => {
                 tracing::error!(error = %e, "API: state store query failed");
                 (StatusCode::SERVICE_UNAVAILABLE, "state store unavailable".to_owned())

@@ -25,17 +25,26 @@ use axum::routing::{get, post};
 use handlers::store::Store;
 
 pub use auth::{ApiAuth, Tokens, Writer};
+pub use silences::Windows;
 
-/// What every API handler may read: the store, and who may write.
+/// What every API handler may read: the store, who may write, and the
+/// maintenance windows in force (they live in git, not in the store).
 #[derive(Clone)]
 pub struct ApiState {
     pub store: Store,
     pub auth: Arc<ApiAuth>,
+    pub windows: Windows,
 }
 
 impl FromRef<ApiState> for Store {
     fn from_ref(state: &ApiState) -> Self {
         state.store.clone()
+    }
+}
+
+impl FromRef<ApiState> for Windows {
+    fn from_ref(state: &ApiState) -> Self {
+        state.windows.clone()
     }
 }
 
@@ -46,9 +55,10 @@ impl FromRef<ApiState> for Arc<ApiAuth> {
 }
 
 /// The API's routes, to merge beside a role's probes. Every route, the
-/// unknown ones included, is behind the read gate of `auth`.
-pub fn router(store: Store, auth: ApiAuth) -> Router {
-    let state = ApiState { store, auth: Arc::new(auth) };
+/// unknown ones included, is behind the read gate of `auth`. `windows`
+/// follows reloads, so an open window shows as a silence.
+pub fn router(store: Store, auth: ApiAuth, windows: Windows) -> Router {
+    let state = ApiState { store, auth: Arc::new(auth), windows };
     let v1 = Router::new()
         .route("/status", get(status::show))
         .route("/checks", get(checks::list))

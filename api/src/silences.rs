@@ -15,11 +15,14 @@ use axum::body::Bytes;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use chrono::{DateTime, Utc};
+use handlers::silence::{is_window, open_windows};
 use handlers::store::{StateQuery, Store, StoreError};
 use handlers::{Silence, SilenceState, Silencers};
 use protocol::Status;
+use protocol::definition::MaintenanceWindow;
 use protocol::silence::SilenceTarget;
 use serde::Serialize;
+use tokio::sync::watch;
 
 use crate::auth::Writer;
 use crate::errors::ApiError;
@@ -27,6 +30,11 @@ use request::SilenceRequest;
 
 /// The `reason` recorded when someone expires a silence through the API.
 const EXPIRED_BY_HAND: &str = "expired by hand";
+
+/// The maintenance windows in force, which a reload of the definitions
+/// replaces. An open one is listed, and applies, as the active silence
+/// `maintenance:<name>` made by `git`.
+pub type Windows = watch::Receiver<Arc<[MaintenanceWindow]>>;
 
 /// A silence with its state now, as every silence endpoint answers.
 #[derive(Serialize)]
@@ -42,8 +50,11 @@ impl SilenceView {
     }
 }
 
+/// The store's silences in `state` (all when not given), and the windows
+/// open now when active ones are asked for.
 pub(crate) async fn list(
     State(store): State<Store>,
+    State(windows): State<Windows>,
     Query(query): Query<HashMap<String, String>>,
 ) -> Result<Json<Vec<SilenceView>>, ApiError> {
     let state = query
@@ -51,7 +62,10 @@ pub(crate) async fn list(
         .map(|s| s.parse::<SilenceState>().map_err(|e| ApiError::BadRequest(format!("state: {e}"))))
         .transpose()?;
     let now = Utc::now();
-    let silences = store.silences(now, state).await?;
+    let mut silences = store.silences(now, state).await?;
+    if state.is_none_or(|s| s == SilenceState::Active) {
+        silences.extend(open_windows(&windows.borrow(), now));
+    }
     Ok(Json(silences.into_iter().map(|s| SilenceView::at(s, now)).collect()))
 }
 
@@ -79,8 +93,8 @@ pub(crate) async fn create(
 }
 
 /// What gates notifications now, to say which silences apply to a check:
-/// the gate's own judgement ([`Silencers`]). Maintenance windows live in the
-/// catalog, which the API does not hold yet, so they are not among them.
+/// the gate's own judgement ([`Silencers`]), over the store's active
+/// silences and the open maintenance windows.
 pub(crate) struct ActiveSilences {
     silencers: Silencers,
     count: usize,
@@ -88,14 +102,17 @@ pub(crate) struct ActiveSilences {
 }
 
 impl ActiveSilences {
-    pub(crate) async fn load(store: &Store) -> Result<Self, StoreError> {
+    pub(crate) async fn load(store: &Store, windows: &Windows) -> Result<Self, StoreError> {
         let now = Utc::now();
-        Ok(Self::new(store.silences(now, Some(SilenceState::Active)).await?, now))
+        let windows = windows.borrow().clone();
+        Ok(Self::new(store.silences(now, Some(SilenceState::Active)).await?, windows, now))
     }
 
-    /// `active`: the silences active at `now`.
-    pub(crate) fn new(active: Vec<Silence>, now: DateTime<Utc>) -> Self {
-        Self { count: active.len(), silencers: Silencers::new(active, Arc::from([])), now }
+    /// `active`: the silences active at `now`; `windows`: all of them, open
+    /// at `now` or not.
+    pub(crate) fn new(active: Vec<Silence>, windows: Arc<[MaintenanceWindow]>, now: DateTime<Utc>) -> Self {
+        let count = active.len() + open_windows(&windows, now).len();
+        Self { count, silencers: Silencers::new(active, windows), now }
     }
 
     pub(crate) fn len(&self) -> usize {
@@ -148,6 +165,11 @@ pub(crate) async fn expire(
     writer: Writer,
     Path(id): Path<String>,
 ) -> Result<Json<SilenceView>, ApiError> {
+    if is_window(&id) {
+        return Err(ApiError::Conflict(format!(
+            "{id} is a maintenance window: it lives in git with the checks; change or remove its definition there"
+        )));
+    }
     let now = Utc::now();
     let silence = store
         .expire_silence(&id, &writer.name, EXPIRED_BY_HAND, now)

@@ -12,6 +12,7 @@ use protocol::Status;
 use serde::Serialize;
 
 use crate::runners::Pool;
+use crate::silences::Windows;
 
 #[derive(Serialize)]
 pub(crate) struct StatusView {
@@ -57,7 +58,7 @@ struct Gathered {
     oldest_undelivered: Option<Undelivered>,
 }
 
-async fn gather(store: &Store, now: DateTime<Utc>) -> Result<Gathered, StoreError> {
+async fn gather(store: &Store, windows: &Windows, now: DateTime<Utc>) -> Result<Gathered, StoreError> {
     store.ping().await?;
     let mut checks =
         CheckCounts { total: 0, by_status: Status::ALL.into_iter().map(|s| (s.name(), 0)).collect(), flapping: 0 };
@@ -75,13 +76,14 @@ async fn gather(store: &Store, now: DateTime<Utc>) -> Result<Gathered, StoreErro
         .oldest_pending_notification()
         .await?
         .map(|queued_at| Undelivered { queued_at, age_secs: (now - queued_at).num_seconds().max(0) });
-    let active_silences = u32::try_from(crate::silences::ActiveSilences::load(store).await?.len()).unwrap_or(u32::MAX);
+    let active_silences =
+        u32::try_from(crate::silences::ActiveSilences::load(store, windows).await?.len()).unwrap_or(u32::MAX);
     Ok(Gathered { checks, pools, open_incidents, active_silences, oldest_undelivered })
 }
 
-pub(crate) async fn show(State(store): State<Store>) -> Json<StatusView> {
+pub(crate) async fn show(State(store): State<Store>, State(windows): State<Windows>) -> Json<StatusView> {
     let backend = store.backend().name();
-    let view = match gather(&store, Utc::now()).await {
+    let view = match gather(&store, &windows, Utc::now()).await {
         Ok(g) => StatusView {
             checks: Some(g.checks),
             pools: Some(g.pools),
@@ -112,16 +114,25 @@ mod tests {
     use super::*;
     use crate::incidents::tests::store_with;
 
+    /// No maintenance windows.
+    fn no_windows() -> State<Windows> {
+        State(tokio::sync::watch::channel(std::sync::Arc::from([])).1)
+    }
+
     #[tokio::test]
-    async fn status_counts_open_incidents_and_the_oldest_undelivered() {
+    async fn status_counts_open_incidents_the_oldest_undelivered_and_open_windows() {
         let dir = tempfile::tempdir().unwrap();
         let store = store_with(&dir, &[(EventKind::Problem, "web", "r1"), (EventKind::Missed, "", "")]).await;
-        let Json(view) = show(State(store.clone())).await;
+        let always = protocol::definition::window::parse_window(serde_json::json!({"kind": "maintenance",
+            "name": "always", "match": {"check": "web"}, "cron": "* * * * * *", "duration": "1h", "comment": "x"}))
+        .unwrap();
+        let (_keep, windows) = tokio::sync::watch::channel(std::sync::Arc::from([always]));
+        let Json(view) = show(State(store.clone()), State(windows)).await;
         let view = serde_json::to_value(view).unwrap();
         assert_eq!(view["open_incidents"], 2);
         assert_eq!(view["oldest_undelivered"]["queued_at"], "1970-01-01T00:00:00Z");
         assert_eq!(view["store"], serde_json::json!({"ok": true, "backend": "sqlite"}));
-        assert_eq!(view["active_silences"], 0);
+        assert_eq!(view["active_silences"], 1, "the open window");
         store.close().await;
     }
 
@@ -130,7 +141,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let store = store_with(&dir, &[]).await;
         store.close().await;
-        let Json(view) = show(State(store)).await;
+        let Json(view) = show(State(store), no_windows()).await;
         let view = serde_json::to_value(view).unwrap();
         assert_eq!(view["store"]["ok"], false);
         assert!(view["store"]["error"].as_str().is_some_and(|e| !e.is_empty()), "{view}");

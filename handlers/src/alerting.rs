@@ -52,7 +52,7 @@ use crate::consumer::{Accept, HandlerError};
 use crate::event::{Event, EventKind};
 use crate::notify::{Delivered, Notifiers, NotifyError};
 use crate::series::CheckSeries;
-use crate::silence::{EXPIRED_BY_PICKET, RESOLVED, Silence, SilenceState, Silencers, is_window};
+use crate::silence::{EXPIRED_BY_PICKET, RESOLVED, Silence, SilenceState, Silencers, WINDOW_CREATOR, is_window};
 use crate::state::{Admission, CheckState, event_id};
 use crate::store::{Batch, LostRunner, SeenRunner, Store, StoreError};
 
@@ -470,7 +470,7 @@ impl<D: Deliver> Alerting<D> {
         let mut names = Vec::new();
         for id in ids {
             if is_window(id) {
-                names.push(format!("silence {id} by git"));
+                names.push(format!("silence {id} by {WINDOW_CREATOR}"));
                 continue;
             }
             names.push(match self.store.silence(id).await.map_err(sink_error)? {

@@ -14,7 +14,7 @@ use std::str::FromStr;
 use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
-use protocol::definition::MaintenanceWindow;
+use protocol::definition::{MaintenanceWindow, WindowSpan};
 use protocol::silence::{SilenceMatch, SilenceTarget};
 use serde::{Deserialize, Serialize};
 
@@ -131,6 +131,33 @@ pub fn is_window(id: &str) -> bool {
     id.starts_with(WINDOW_PREFIX)
 }
 
+/// The `created_by` of a maintenance window's silence: its definition is
+/// kept in git beside the checks.
+pub const WINDOW_CREATOR: &str = "git";
+
+impl Silence {
+    /// The silence a maintenance window stands for while `span`, one of its
+    /// openings, lasts; so the API lists open windows beside silences.
+    pub fn of_window(window: &MaintenanceWindow, span: WindowSpan) -> Self {
+        Self {
+            id: window_silence_id(&window.name),
+            matcher: window.matcher.clone(),
+            starts_at: span.starts_at,
+            ends_at: span.ends_at,
+            ends_on_resolve: false,
+            comment: window.comment.clone(),
+            created_by: WINDOW_CREATOR.to_owned(),
+            created_at: span.starts_at,
+            expired: None,
+        }
+    }
+}
+
+/// The windows open at `now`, as silences.
+pub fn open_windows(windows: &[MaintenanceWindow], now: DateTime<Utc>) -> Vec<Silence> {
+    windows.iter().filter_map(|w| Some(Silence::of_window(w, w.open_at(now)?))).collect()
+}
+
 /// Everything that may silence: silences (typically those the store says are
 /// active or in force) and the maintenance windows. The one judgement the
 /// gate, and anything showing `silenced_by`, use.
@@ -237,6 +264,15 @@ mod tests {
         assert_eq!(silencers.silencing([fleet("default"), fleet("edge")], at(150)), Vec::<String>::new());
         assert_eq!(silencers.silencing([fleet("edge")], at(2800)), ["maintenance:edge-night"]);
         assert_eq!(silencers.silencing([fleet("edge")], at(4600)), Vec::<String>::new());
+        let windows = silencers.windows.clone();
+        assert_eq!(open_windows(&windows, at(4600)), Vec::<Silence>::new());
+        let open = open_windows(&windows, at(3000));
+        assert_eq!((open[0].id.as_str(), open[0].created_by.as_str()), ("maintenance:edge-night", "git"));
+        assert_eq!(
+            (open[0].starts_at, open[0].ends_at, open[0].comment.as_str()),
+            (at(2800), at(4600), "edge upgrades")
+        );
+        assert_eq!(open[0].state_at(at(3000)), SilenceState::Active);
         let at_window = Silence { starts_at: at(2000), ends_at: at(3000), ..by_subscription };
         let silencers = Silencers::new(vec![at_window.clone()], silencers.windows.clone());
         assert_eq!(

@@ -48,8 +48,8 @@ pub async fn run(args: HandlerRoleArgs) -> Result<ExitCode, Failure> {
         let (transport, health) = (transport.clone(), health.clone());
         std::sync::Arc::new(move || transport.is_connected() && health.is_healthy())
     };
-    let role =
-        super::Role::start(config, args.listen, registry, ready, api::router(alerts.store.clone(), auth)).await?;
+    let routes = api::router(alerts.store.clone(), auth, alerts.live.windows());
+    let role = super::Role::start(config, args.listen, registry, ready, routes).await?;
     let live = alerts.live.clone();
     let load = |dir: &std::path::Path| AlertingDefinitions::new(&crate::definitions::load(dir)?);
     tokio::spawn(crate::definitions::watch(args.checks.clone(), load, move |d| live.apply(d), role.stop.clone()));
