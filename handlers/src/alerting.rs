@@ -816,7 +816,9 @@ impl<D: Deliver> Batcher<D> {
                     let admission = loaded.state.admission(result);
                     if admission == Admission::Stale {
                         // Overtaken (redelivered after a newer one): it joins
-                        // the history but cannot rewind the state.
+                        // the recent results but cannot rewind the state, and
+                        // is not counted in the latency history (it may be a
+                        // redelivery of a result counted before).
                         batch.add_result(result, *at).await?;
                     }
                     if admission != Admission::New {
@@ -833,6 +835,7 @@ impl<D: Deliver> Batcher<D> {
                     loaded.changed = true;
                     latest.insert((&result.check, &result.subscription), result);
                     batch.add_result(result, *at).await?;
+                    batch.count_run(result);
                     for mut event in decided {
                         route(&*self.deliver, &mut event);
                         let silencers = load_silencers(&mut batch, &mut silencers, &self.windows, since).await?;

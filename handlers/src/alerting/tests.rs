@@ -114,6 +114,7 @@ on_both_backends!(
     the_outbox_resends_after_a_crash,
     a_running_sender_delivers_each_event_once,
     duplicate_and_stale_results_are_dropped,
+    the_history_counts_each_run_once_across_a_restart,
     events_go_to_the_handlers_that_take_them,
     failed_deliveries_are_retried_then_given_up,
     runners_are_lost_and_back_on_the_handler_clock,
@@ -201,6 +202,29 @@ async fn duplicate_and_stale_results_are_dropped(config: StoreConfig) {
         store.state("web", "default").await.unwrap().unwrap().admission(&result(10, Status::Ok)),
         crate::state::Admission::Duplicate
     );
+    store.close().await;
+}
+
+/// A redelivery and an overtaken result after a restart count in no step:
+/// only the results the state admits as new do.
+async fn the_history_counts_each_run_once_across_a_restart(config: StoreConfig) {
+    let recorder = Arc::new(Recorder::default());
+    let alerting = start(&config, &recorder).await;
+    alerting.accept(&result(40, Status::Critical)).await.unwrap();
+    alerting.accept(&result(60, Status::Ok)).await.unwrap();
+    alerting.close().await;
+    let alerting = start(&config, &recorder).await;
+    alerting.accept(&result(60, Status::Ok)).await.unwrap();
+    alerting.accept(&result(50, Status::Ok)).await.unwrap();
+    alerting.accept(&result(70, Status::Warning)).await.unwrap();
+    alerting.close().await;
+
+    let store = Store::open(&config).await.unwrap();
+    for size in crate::store::StepSize::ALL {
+        let steps = store.history("web", "default", size, at(-3600)).await.unwrap();
+        let counted: Vec<_> = steps.iter().map(|s| (s.runs, s.critical, s.warning)).collect();
+        assert_eq!(counted, [(3, 1, 1)], "{size:?}");
+    }
     store.close().await;
 }
 

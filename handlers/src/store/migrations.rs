@@ -22,12 +22,14 @@ const SQLITE: &[Step] = &[
     (2, "events by time", include_str!("../../migrations/sqlite/0002_events_by_time.sql")),
     (3, "runners, results by request", include_str!("../../migrations/sqlite/0003_runners.sql")),
     (4, "silences, notified, held", include_str!("../../migrations/sqlite/0004_silences.sql")),
+    (6, "latency steps", include_str!("../../migrations/sqlite/0006_latency_steps.sql")),
 ];
 const POSTGRES: &[Step] = &[
     (1, "state", include_str!("../../migrations/postgres/0001_state.sql")),
     (2, "events by time", include_str!("../../migrations/postgres/0002_events_by_time.sql")),
     (3, "runners, results by request", include_str!("../../migrations/postgres/0003_runners.sql")),
     (4, "silences, notified, held", include_str!("../../migrations/postgres/0004_silences.sql")),
+    (6, "latency steps", include_str!("../../migrations/postgres/0006_latency_steps.sql")),
 ];
 
 /// Applies pending migrations; on PostgreSQL creates `schema` first when it

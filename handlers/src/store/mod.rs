@@ -12,6 +12,9 @@
 //! results, events and outbox rows of many results, so a handler keeps up with
 //! thousands of results per second and a crash leaves all of a batch or none.
 
+mod history;
+#[cfg(test)]
+mod history_tests;
 mod migrations;
 mod notified;
 mod outbox;
@@ -35,6 +38,7 @@ use sqlx::{Any, AnyPool, Row, Transaction};
 use crate::event::{Event, EventKind};
 use crate::state::CheckState;
 
+pub use history::{Durations, PHASES, Step, StepSize};
 pub use outbox::{OutboxItem, Settlement};
 pub use read::{EventQuery, LoggedEvent, Notification, StateQuery, StateRow};
 pub use silences::KEEP_EXPIRED_SILENCES;
@@ -173,7 +177,12 @@ impl Store {
     /// Starts a write batch: nothing is visible until [`Batch::commit`], and a
     /// batch dropped uncommitted is rolled back.
     pub async fn begin(&self) -> Result<Batch, StoreError> {
-        Ok(Batch { tx: self.pool.begin().await?, touched: HashSet::new(), keep_results: self.keep_results })
+        Ok(Batch {
+            tx: self.pool.begin().await?,
+            touched: HashSet::new(),
+            keep_results: self.keep_results,
+            history: HashMap::new(),
+        })
     }
 
     /// The most recent results of a (check, subscription), newest first.
@@ -310,6 +319,8 @@ pub struct Batch {
     /// (check, subscription) pairs whose results need pruning at commit.
     touched: HashSet<(String, String)>,
     keep_results: i64,
+    /// Latency steps the batch's results add to, written at commit.
+    history: history::Pending,
 }
 
 impl Batch {
@@ -446,8 +457,10 @@ impl Batch {
         Ok(cleared.rows_affected() == 1)
     }
 
-    /// Prunes the result history of the checks this batch touched, then commits.
+    /// Writes the latency steps, prunes the result history of the checks
+    /// this batch touched, then commits.
     pub async fn commit(mut self) -> Result<(), StoreError> {
+        self.write_history().await?;
         for (check, subscription) in std::mem::take(&mut self.touched) {
             sqlx::query(
                 "DELETE FROM results WHERE check_name = $1 AND subscription = $2 AND seq <= \

@@ -1,0 +1,255 @@
+//! Latency history (migration 0006): per (check, subscription) and step,
+//! the runs, failures by status and the durations of the total and of each
+//! HTTP phase. Steps are one minute and one hour; a batch adds its results to
+//! both, in its own transaction, so a crash loses or double-counts nothing.
+//!
+//! Durations are kept as exact counts per whole millisecond ([`Durations`])
+//! rather than as percentiles: percentiles of two batches cannot be merged,
+//! counts can, and p50 / p95 / max are derived on read from the merged counts.
+
+use std::collections::BTreeMap;
+use std::collections::HashMap;
+
+use chrono::{DateTime, Utc};
+use protocol::{CheckResult, Status};
+use serde::{Deserialize, Serialize};
+use sqlx::Row;
+
+use super::{Batch, Store, StoreError, from_millis, millis, to_json};
+
+/// The HTTP phases whose timings (result metrics, in ms) the history keeps.
+pub const PHASES: [&str; 5] = ["dns", "connect", "tls", "ttfb", "transfer"];
+
+/// The sizes of stored steps.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum StepSize {
+    Minute,
+    Hour,
+}
+
+impl StepSize {
+    pub const ALL: [Self; 2] = [Self::Minute, Self::Hour];
+
+    pub fn millis(self) -> i64 {
+        match self {
+            Self::Minute => 60_000,
+            Self::Hour => 3_600_000,
+        }
+    }
+
+    /// The start of the step holding `time`.
+    fn start_of(self, time: DateTime<Utc>) -> i64 {
+        millis(time).div_euclid(self.millis()) * self.millis()
+    }
+}
+
+/// Exact durations: how many runs took each whole millisecond. Merging adds
+/// counts, so any number of steps merge into the exact distribution, and the
+/// size is bounded by the distinct durations seen, not by the runs.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct Durations(BTreeMap<u64, u64>);
+
+impl Durations {
+    pub fn add(&mut self, ms: u64) {
+        *self.0.entry(ms).or_default() += 1;
+    }
+
+    pub fn merge(&mut self, other: &Self) {
+        for (ms, count) in &other.0 {
+            *self.0.entry(*ms).or_default() += count;
+        }
+    }
+
+    pub fn count(&self) -> u64 {
+        self.0.values().sum()
+    }
+
+    /// The nearest-rank quantile `q` (0 < q ≤ 1): the least duration at or
+    /// below which at least `q` of the runs fall. `None` with no runs.
+    pub fn quantile(&self, q: f64) -> Option<u64> {
+        let count = self.count();
+        if count == 0 {
+            return None;
+        }
+        // Rank from 1 to count; the cast is exact for any realistic count.
+        let rank = ((q * count as f64).ceil() as u64).clamp(1, count);
+        let mut seen = 0;
+        self.0.iter().find_map(|(ms, n)| {
+            seen += n;
+            (seen >= rank).then_some(*ms)
+        })
+    }
+
+    pub fn max(&self) -> Option<u64> {
+        self.0.keys().next_back().copied()
+    }
+}
+
+/// One step of one (check, subscription).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Step {
+    pub start: DateTime<Utc>,
+    pub runs: u64,
+    pub warning: u64,
+    pub critical: u64,
+    pub unknown: u64,
+    pub total: Durations,
+    /// Per phase of [`PHASES`] the result carried.
+    pub phases: BTreeMap<String, Durations>,
+}
+
+impl Step {
+    pub fn empty(start: DateTime<Utc>) -> Self {
+        Self { start, ..Self::default() }
+    }
+
+    pub fn add(&mut self, result: &CheckResult) {
+        self.runs += 1;
+        match result.status {
+            Status::Ok => {}
+            Status::Warning => self.warning += 1,
+            Status::Critical => self.critical += 1,
+            Status::Unknown => self.unknown += 1,
+        }
+        self.total.add(result.duration_ms);
+        for phase in PHASES {
+            if let Some(ms) = result.metrics.get(phase).filter(|ms| ms.is_finite() && **ms >= 0.0) {
+                // Whole milliseconds: the precision the total has.
+                self.phases.entry(phase.to_owned()).or_default().add(ms.round() as u64);
+            }
+        }
+    }
+
+    /// Adds `other`'s runs; the start stays this step's.
+    pub fn merge(&mut self, other: &Self) {
+        self.runs += other.runs;
+        self.warning += other.warning;
+        self.critical += other.critical;
+        self.unknown += other.unknown;
+        self.total.merge(&other.total);
+        for (phase, durations) in &other.phases {
+            self.phases.entry(phase.clone()).or_default().merge(durations);
+        }
+    }
+
+    /// Runs that were OK.
+    pub fn ok(&self) -> u64 {
+        self.runs.saturating_sub(self.warning + self.critical + self.unknown)
+    }
+}
+
+/// (check, subscription, step size, step start in ms)
+pub(super) type StepKey = (String, String, StepSize, i64);
+
+/// The steps a batch adds to, merged into the stored rows at commit.
+pub(super) type Pending = HashMap<StepKey, Step>;
+
+impl Batch {
+    /// Counts an applied result in its minute and its hour. Only results the
+    /// state admitted as new may be counted: the watermark is what makes a
+    /// redelivered result a duplicate, and a stale one may be a redelivery
+    /// of a result counted before.
+    pub fn count_run(&mut self, result: &CheckResult) {
+        for size in StepSize::ALL {
+            let start = size.start_of(result.started_at);
+            let key = (result.check.clone(), result.subscription.clone(), size, start);
+            self.history.entry(key).or_insert_with(|| Step::empty(from_millis(start))).add(result);
+        }
+    }
+
+    /// Merges the pending steps into the stored ones (read, add, upsert).
+    pub(super) async fn write_history(&mut self) -> Result<(), StoreError> {
+        for ((check, subscription, size, start), mut step) in std::mem::take(&mut self.history) {
+            let stored = sqlx::query(
+                "SELECT runs, warning, critical, unknown, total, phases FROM latency_steps \
+                 WHERE check_name = $1 AND subscription = $2 AND step_ms = $3 AND start_ms = $4",
+            )
+            .bind(&check)
+            .bind(&subscription)
+            .bind(size.millis())
+            .bind(start)
+            .fetch_optional(&mut *self.tx)
+            .await?;
+            if let Some(row) = stored {
+                step.merge(&step_of(&row, start)?);
+            }
+            sqlx::query(
+                "INSERT INTO latency_steps \
+                 (check_name, subscription, step_ms, start_ms, runs, warning, critical, unknown, total, phases) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) \
+                 ON CONFLICT (check_name, subscription, step_ms, start_ms) DO UPDATE SET runs = excluded.runs, \
+                 warning = excluded.warning, critical = excluded.critical, unknown = excluded.unknown, \
+                 total = excluded.total, phases = excluded.phases",
+            )
+            .bind(&check)
+            .bind(&subscription)
+            .bind(size.millis())
+            .bind(start)
+            .bind(count(step.runs))
+            .bind(count(step.warning))
+            .bind(count(step.critical))
+            .bind(count(step.unknown))
+            .bind(to_json(&step.total)?)
+            .bind(to_json(&step.phases)?)
+            .execute(&mut *self.tx)
+            .await?;
+        }
+        Ok(())
+    }
+}
+
+impl Store {
+    /// The stored steps of `size` of a (check, subscription) starting at or
+    /// after `since`, oldest first.
+    pub async fn history(
+        &self,
+        check: &str,
+        subscription: &str,
+        size: StepSize,
+        since: DateTime<Utc>,
+    ) -> Result<Vec<Step>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT runs, warning, critical, unknown, total, phases, start_ms FROM latency_steps \
+             WHERE check_name = $1 AND subscription = $2 AND step_ms = $3 AND start_ms >= $4 ORDER BY start_ms",
+        )
+        .bind(check)
+        .bind(subscription)
+        .bind(size.millis())
+        .bind(millis(since))
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(|row| step_of(row, row.try_get(6)?)).collect()
+    }
+
+    /// Deletes steps of `size` that started before `before`; returns how many.
+    pub async fn prune_history(&self, size: StepSize, before: DateTime<Utc>) -> Result<u64, StoreError> {
+        let pruned = sqlx::query("DELETE FROM latency_steps WHERE step_ms = $1 AND start_ms < $2")
+            .bind(size.millis())
+            .bind(millis(before))
+            .execute(&self.pool)
+            .await?;
+        Ok(pruned.rows_affected())
+    }
+}
+
+/// The step in `row`, whose first columns are runs, warning, critical,
+/// unknown, total, phases.
+fn step_of(row: &sqlx::any::AnyRow, start: i64) -> Result<Step, StoreError> {
+    let number = |i: usize| -> Result<u64, StoreError> { Ok(u64::try_from(row.try_get::<i64, _>(i)?).unwrap_or(0)) };
+    let json = |i: usize| -> Result<String, StoreError> { Ok(row.try_get::<String, _>(i)?) };
+    let corrupt = |source| StoreError::Corrupt { what: "latency step", source };
+    Ok(Step {
+        start: from_millis(start),
+        runs: number(0)?,
+        warning: number(1)?,
+        critical: number(2)?,
+        unknown: number(3)?,
+        total: serde_json::from_str(&json(4)?).map_err(corrupt)?,
+        phases: serde_json::from_str(&json(5)?).map_err(corrupt)?,
+    })
+}
+
+fn count(n: u64) -> i64 {
+    i64::try_from(n).unwrap_or(i64::MAX)
+}

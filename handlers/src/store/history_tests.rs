@@ -1,0 +1,84 @@
+//! The latency history on both backends: steps merge across batches, the
+//! percentiles of a known series, pruning by step size and age.
+
+use protocol::{CheckResult, Status};
+
+use super::testing::{at, on_both_backends, result};
+use super::{Durations, StepSize, Store, StoreConfig};
+
+/// `at(40)` starts a minute, `at(-800)` the hour holding it.
+const MINUTE: i64 = 40;
+const HOUR: i64 = -800;
+
+fn timed(slot: i64, status: Status, duration_ms: u64, dns_ms: f64) -> CheckResult {
+    let metrics = [("dns".to_owned(), dns_ms), ("total".to_owned(), duration_ms as f64)].into();
+    CheckResult { duration_ms, metrics, ..result("web", slot, status) }
+}
+
+async fn commit_runs(store: &Store, results: &[CheckResult]) {
+    let mut batch = store.begin().await.unwrap();
+    for result in results {
+        batch.count_run(result);
+    }
+    batch.commit().await.unwrap();
+}
+
+#[test]
+fn percentiles_are_nearest_rank_of_the_merged_counts() {
+    let mut first = Durations::default();
+    for ms in [5, 1, 3, 2, 4] {
+        first.add(ms);
+    }
+    let mut second = Durations::default();
+    for ms in [10, 9, 8, 7, 6, 100, 12, 13, 11, 14, 15, 16, 17, 18, 19] {
+        second.add(ms);
+    }
+    first.merge(&second);
+    // 1..=19 and 100: twenty runs.
+    assert_eq!(first.count(), 20);
+    assert_eq!(first.quantile(0.5), Some(10));
+    assert_eq!(first.quantile(0.95), Some(19));
+    assert_eq!(first.max(), Some(100));
+    assert_eq!(Durations::default().quantile(0.5), None);
+    let mut one = Durations::default();
+    one.add(7);
+    assert_eq!((one.quantile(0.5), one.quantile(0.95), one.max()), (Some(7), Some(7), Some(7)));
+}
+
+on_both_backends!(runs_of_two_batches_land_in_one_step, steps_are_pruned_by_size_and_age);
+
+async fn runs_of_two_batches_land_in_one_step(config: StoreConfig) {
+    let store = Store::open(&config).await.unwrap();
+    commit_runs(&store, &[timed(MINUTE, Status::Ok, 10, 1.0), timed(MINUTE + 10, Status::Critical, 30, 2.4)]).await;
+    commit_runs(&store, &[timed(MINUTE + 20, Status::Warning, 20, 2.6), timed(MINUTE + 59, Status::Unknown, 40, 4.0)])
+        .await;
+    commit_runs(&store, &[timed(MINUTE + 60, Status::Ok, 50, 5.0)]).await;
+
+    let minutes = store.history("web", "default", StepSize::Minute, at(MINUTE)).await.unwrap();
+    let starts: Vec<_> = minutes.iter().map(|step| step.start).collect();
+    assert_eq!(starts, [at(MINUTE), at(MINUTE + 60)]);
+    let step = &minutes[0];
+    assert_eq!((step.runs, step.warning, step.critical, step.unknown, step.ok()), (4, 1, 1, 1, 1));
+    assert_eq!((step.total.quantile(0.5), step.total.quantile(0.95), step.total.max()), (Some(20), Some(40), Some(40)));
+    let dns = &step.phases["dns"];
+    assert_eq!((dns.count(), dns.quantile(0.5), dns.max()), (4, Some(2), Some(4)), "rounded to whole ms");
+    assert!(!step.phases.contains_key("tls"), "only phases the results carried");
+
+    let hours = store.history("web", "default", StepSize::Hour, at(HOUR)).await.unwrap();
+    assert_eq!(hours.len(), 1);
+    assert_eq!((hours[0].start, hours[0].runs, hours[0].total.max()), (at(HOUR), 5, Some(50)));
+    assert!(store.history("web", "other", StepSize::Minute, at(0)).await.unwrap().is_empty());
+    store.close().await;
+}
+
+async fn steps_are_pruned_by_size_and_age(config: StoreConfig) {
+    let store = Store::open(&config).await.unwrap();
+    commit_runs(&store, &[timed(MINUTE, Status::Ok, 10, 1.0), timed(MINUTE + 120, Status::Ok, 10, 1.0)]).await;
+    assert_eq!(store.prune_history(StepSize::Minute, at(MINUTE + 60)).await.unwrap(), 1);
+    let minutes = store.history("web", "default", StepSize::Minute, at(0)).await.unwrap();
+    assert_eq!(minutes.iter().map(|step| step.start).collect::<Vec<_>>(), [at(MINUTE + 120)]);
+    assert_eq!(store.history("web", "default", StepSize::Hour, at(HOUR)).await.unwrap()[0].runs, 2, "hours kept");
+    assert_eq!(store.prune_history(StepSize::Hour, at(HOUR + 3600)).await.unwrap(), 1);
+    assert!(store.history("web", "default", StepSize::Hour, at(HOUR)).await.unwrap().is_empty());
+    store.close().await;
+}
