@@ -12,7 +12,7 @@ use clap::Args;
 use handlers::alerting::{Alerting, AlertingConfig, EventHook, Reloading, SenderPolicy};
 use handlers::notify::Notifiers;
 use handlers::series::{CheckSeries, DEFAULT_STALE_AFTER, LabelName};
-use handlers::store::{Store, StoreConfig};
+use handlers::store::{HistoryRetention, Store, StoreConfig};
 use protocol::definition::MaintenanceWindow;
 use protocol::metrics::OutboxGauges;
 use protocol::{Catalog, HumanDuration};
@@ -42,6 +42,12 @@ pub struct StateArgs {
     /// How long the event log is kept (pruned hourly).
     #[arg(long, env = "PICKET_EVENT_RETENTION", default_value = "90d")]
     pub event_retention: HumanDuration,
+    /// How long one-minute latency steps are kept (pruned hourly).
+    #[arg(long, env = "PICKET_HISTORY_MINUTES_KEEP", default_value = "48h")]
+    pub history_minutes_keep: HumanDuration,
+    /// How long hourly latency steps are kept (pruned hourly).
+    #[arg(long, env = "PICKET_HISTORY_HOURS_KEEP", default_value = "90d")]
+    pub history_hours_keep: HumanDuration,
     /// Check labels copied onto the per-check series (`team,service`).
     #[arg(long, env = "PICKET_METRIC_LABELS")]
     pub metric_labels: Option<String>,
@@ -99,6 +105,7 @@ pub struct AlertingPlan {
     fleet_handlers: Vec<String>,
     store: StoreConfig,
     keep_events: Duration,
+    keep_history: HistoryRetention,
 }
 
 impl AlertingPlan {
@@ -113,6 +120,15 @@ impl AlertingPlan {
         if keep_events < Duration::from_secs(3600) {
             return Err(Failure::Config(anyhow!("PICKET_EVENT_RETENTION must be at least 1h")));
         }
+        let keep_history =
+            HistoryRetention { minutes: state.history_minutes_keep.get(), hours: state.history_hours_keep.get() };
+        for (setting, keep) in
+            [("PICKET_HISTORY_MINUTES_KEEP", keep_history.minutes), ("PICKET_HISTORY_HOURS_KEEP", keep_history.hours)]
+        {
+            if keep < Duration::from_secs(3600) {
+                return Err(Failure::Config(anyhow!("{setting} must be at least 1h")));
+            }
+        }
         let labels = LabelName::parse_list(state.metric_labels.as_deref().unwrap_or_default())
             .map_err(|e| Failure::Config(anyhow!("PICKET_METRIC_LABELS: {e}")))?;
         Ok(Self {
@@ -121,6 +137,7 @@ impl AlertingPlan {
             fleet_handlers: named_handlers(catalog).into_iter().collect(),
             store: state.store_config()?,
             keep_events,
+            keep_history,
         })
     }
 }
@@ -186,7 +203,11 @@ pub async fn start(
         .await
         .map_err(|e| Failure::Runtime(anyhow!("state store: {e}")))?;
     let alerting = Arc::new(alerting);
-    let sender = alerting.outbox_sender(SenderPolicy { keep_events: plan.keep_events, ..SenderPolicy::default() });
+    let sender = alerting.outbox_sender(SenderPolicy {
+        keep_events: plan.keep_events,
+        keep_history: plan.keep_history,
+        ..SenderPolicy::default()
+    });
     tasks.push(tokio::spawn(sender.run(stop.clone())));
     let ticking = alerting.clone();
     tasks.push(tokio::spawn(watch_outbox(store.clone(), outbox, stop.clone())));

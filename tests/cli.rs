@@ -101,6 +101,15 @@ fn bad_configuration_exits_64_naming_the_setting() {
         .unwrap();
     assert_eq!(out.status.code(), Some(64), "{}", stderr(&out));
     assert!(stderr(&out).contains("PICKET_EVENT_RETENTION must be at least 1h"), "{}", stderr(&out));
+
+    let out = crate::support::picket()
+        .args(["standalone", "--checks", &path_str(dir.path())])
+        .env("PICKET_STATE_DIR", state.path())
+        .env("PICKET_HISTORY_MINUTES_KEEP", "59m")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(64), "{}", stderr(&out));
+    assert!(stderr(&out).contains("PICKET_HISTORY_MINUTES_KEEP must be at least 1h"), "{}", stderr(&out));
 }
 
 #[test]

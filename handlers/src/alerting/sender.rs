@@ -17,7 +17,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::Deliver;
 use crate::notify::Delivered;
-use crate::store::{KEEP_EXPIRED_SILENCES, OutboxItem, Settlement, Store, StoreError};
+use crate::store::{HistoryRetention, KEEP_EXPIRED_SILENCES, OutboxItem, Settlement, StepSize, Store, StoreError};
 
 #[derive(Clone, Copy, Debug)]
 pub struct SenderPolicy {
@@ -38,6 +38,7 @@ pub struct SenderPolicy {
     /// How long the event log is kept: without a limit it grows for as long
     /// as the installation lives.
     pub keep_events: Duration,
+    pub keep_history: HistoryRetention,
 }
 
 impl Default for SenderPolicy {
@@ -51,6 +52,7 @@ impl Default for SenderPolicy {
             max_attempts: 50,
             keep_done: Duration::from_secs(7 * 24 * 3600),
             keep_events: Duration::from_secs(90 * 24 * 3600),
+            keep_history: HistoryRetention::default(),
         }
     }
 }
@@ -207,6 +209,13 @@ impl<D: Deliver> OutboxSender<D> {
             Ok(0) => {}
             Ok(pruned) => tracing::info!(pruned, "silences that ended before the retention pruned"),
             Err(error) => tracing::warn!(%error, "silences: cannot prune"),
+        }
+        for size in StepSize::ALL {
+            match self.store.prune_history(size, before(now, self.policy.keep_history.of(size))).await {
+                Ok(0) => {}
+                Ok(pruned) => tracing::info!(pruned, step = ?size, "latency steps older than the retention pruned"),
+                Err(error) => tracing::warn!(%error, "latency history: cannot prune"),
+            }
         }
     }
 }

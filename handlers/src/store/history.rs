@@ -9,6 +9,7 @@
 
 use std::collections::BTreeMap;
 use std::collections::HashMap;
+use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use protocol::{CheckResult, Status};
@@ -40,6 +41,30 @@ impl StepSize {
     /// The start of the step holding `time`.
     fn start_of(self, time: DateTime<Utc>) -> i64 {
         millis(time).div_euclid(self.millis()) * self.millis()
+    }
+}
+
+/// How long steps of each size are kept (the handler prunes them where it
+/// prunes events).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct HistoryRetention {
+    pub minutes: Duration,
+    pub hours: Duration,
+}
+
+impl Default for HistoryRetention {
+    /// Minutes for two days, hours for 90 days.
+    fn default() -> Self {
+        Self { minutes: Duration::from_secs(48 * 3600), hours: Duration::from_secs(90 * 24 * 3600) }
+    }
+}
+
+impl HistoryRetention {
+    pub fn of(&self, size: StepSize) -> Duration {
+        match size {
+            StepSize::Minute => self.minutes,
+            StepSize::Hour => self.hours,
+        }
     }
 }
 

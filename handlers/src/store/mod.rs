@@ -38,7 +38,7 @@ use sqlx::{Any, AnyPool, Row, Transaction};
 use crate::event::{Event, EventKind};
 use crate::state::CheckState;
 
-pub use history::{Durations, PHASES, Step, StepSize};
+pub use history::{Durations, HistoryRetention, PHASES, Step, StepSize};
 pub use outbox::{OutboxItem, Settlement};
 pub use read::{EventQuery, LoggedEvent, Notification, StateQuery, StateRow};
 pub use silences::KEEP_EXPIRED_SILENCES;
