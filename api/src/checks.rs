@@ -136,18 +136,23 @@ pub(crate) struct CheckDetail {
     events: Vec<EventView>,
 }
 
+/// The row of a (check, subscription); 404 when it never ran.
+pub(crate) async fn state_row(store: &Store, check: &str, subscription: &str) -> Result<StateRow, ApiError> {
+    let query = StateQuery { check: Some(check), subscription: Some(subscription) };
+    store
+        .states(query)
+        .await?
+        .into_iter()
+        .next()
+        .ok_or_else(|| ApiError::Missing(format!("no check {check:?} has run on subscription {subscription:?}")))
+}
+
 pub(crate) async fn detail(
     State(store): State<Store>,
     State(windows): State<Windows>,
     Path((check, subscription)): Path<(String, String)>,
 ) -> Result<Json<CheckDetail>, ApiError> {
-    let query = StateQuery { check: Some(&check), subscription: Some(&subscription) };
-    let row = store
-        .states(query)
-        .await?
-        .into_iter()
-        .next()
-        .ok_or_else(|| ApiError::Missing(format!("no check {check:?} has run on subscription {subscription:?}")))?;
+    let row = state_row(&store, &check, &subscription).await?;
     let silences = ActiveSilences::load(&store, &windows).await?;
     let results = store.recent_results(&check, &subscription, DETAIL_RESULTS).await?;
     let events = EventQuery {

@@ -11,6 +11,7 @@ pub mod auth;
 mod checks;
 pub mod errors;
 mod events;
+mod history;
 mod incidents;
 mod params;
 mod runners;
@@ -66,6 +67,7 @@ pub fn router(store: Store, auth: ApiAuth, windows: Windows) -> Router {
         .route("/silences/preview", post(silences::preview))
         .route("/silences/{id}/expire", post(silences::expire))
         .route("/checks/{check}/{subscription}", get(checks::detail))
+        .route("/checks/{check}/{subscription}/history", get(history::show))
         .route("/events", get(events::list))
         .route("/incidents", get(incidents::list))
         .route("/runners", get(runners::list))
