@@ -139,6 +139,59 @@ fn standalone_answers_checks_events_incidents_and_status_from_the_store() {
 }
 
 #[test]
+fn standalone_answers_the_latency_history_with_uptime() {
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let up = spawn_target(&rt, Duration::ZERO);
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
+    let check = |name: &str, addr: std::net::SocketAddr| json!({"name": name, "type": "http", "url": format!("http://{addr}/"), "interval": "1s", "timeout": "800ms"});
+    let checks = json!([check("up", up.addr), check("down", closed)]);
+    let dir = checks_dir(&[("checks.json", checks.to_string())]);
+    let mut role = Role::standalone(dir.path(), &[]);
+    let runs = |role: &Role, check: &str| {
+        role.api(&format!("/api/v1/checks/{check}/default/history"), None).1["runs"].as_u64()
+    };
+    let settled = wait_until(Duration::from_secs(15), || {
+        runs(&role, "up").is_some_and(|n| n >= 3) && runs(&role, "down").is_some_and(|n| n >= 3)
+    });
+    assert!(settled, "no history: {:?}\n{}", role.api("/api/v1/checks/up/default/history", None), role.stderr_text());
+
+    // One step per minute of the window, the current one included.
+    let (code, history) = role.api("/api/v1/checks/up/default/history?since=10m&step=1m", None);
+    assert_eq!(code, 200, "{history}");
+    let steps = history["steps"].as_array().unwrap();
+    assert_eq!((steps.len(), history["step_seconds"].clone()), (11, json!(60)), "{history}");
+    assert_eq!(history["uptime"], 1.0);
+    let runs_in_steps: u64 = steps.iter().map(|s| s["runs"].as_u64().unwrap()).sum();
+    assert_eq!(Some(runs_in_steps), history["runs"].as_u64());
+    let last = steps.iter().rev().find(|s| s["runs"].as_u64() > Some(0)).unwrap();
+    assert!(last["p50_ms"].is_u64() && last["p95_ms"].is_u64() && last["max_ms"].is_u64(), "{last}");
+    assert!(last["p50_ms"].as_u64() <= last["max_ms"].as_u64(), "{last}");
+    assert!(last["phases"]["connect"]["max_ms"].is_u64(), "http phases: {last}");
+    assert_eq!(last["failures"], json!({"warning": 0, "critical": 0, "unknown": 0}));
+    assert!(steps.first().unwrap()["p50_ms"].is_null(), "before the first run: {history}");
+
+    let (_, down) = role.api("/api/v1/checks/down/default/history?since=1h&step=1h", None);
+    assert_eq!(down["uptime"], 0.0, "{down}");
+    let critical: u64 =
+        down["steps"].as_array().unwrap().iter().map(|s| s["failures"]["critical"].as_u64().unwrap()).sum();
+    assert_eq!(Some(critical), down["runs"].as_u64(), "{down}");
+
+    for (path, field) in [
+        ("/api/v1/checks/up/default/history?since=soon", "since"),
+        ("/api/v1/checks/up/default/history?step=90s", "step"),
+        ("/api/v1/checks/up/default/history?since=30d&step=1m", "step"),
+    ] {
+        assert_bad_request(&role, path, field);
+    }
+    let (code, missing) = role.api("/api/v1/checks/up/elsewhere/history", None);
+    assert_eq!(code, 404);
+    assert!(missing["error"].as_str().unwrap().contains("\"elsewhere\""), "{missing}");
+
+    role.signal("-TERM");
+    assert_eq!(role.wait_exit(Duration::from_secs(6)).and_then(|s| s.code()), Some(0));
+}
+
+#[test]
 fn read_tokens_gate_the_api_and_no_token_reaches_the_logs() {
     let rt = tokio::runtime::Runtime::new().unwrap();
     let up = spawn_target(&rt, Duration::ZERO);
