@@ -15,7 +15,7 @@ use crate::consumer::{Accept, HandlerError};
 use crate::event::{Event, EventKind};
 use crate::notify::{Delivered, NotifyError};
 use crate::store::testing::{self, at, count, on_both_backends, outbox_rows};
-use crate::store::{Store, StoreConfig};
+use crate::store::{StepSize, Store, StoreConfig};
 
 /// A notifier that records deliveries. `pd` takes only CRITICAL; every other
 /// handler takes everything. Scripted failures are played per handler first.
@@ -115,6 +115,7 @@ on_both_backends!(
     a_running_sender_delivers_each_event_once,
     duplicate_and_stale_results_are_dropped,
     the_history_counts_each_run_once_across_a_restart,
+    a_running_sender_prunes_the_history_by_step_size,
     events_go_to_the_handlers_that_take_them,
     failed_deliveries_are_retried_then_given_up,
     runners_are_lost_and_back_on_the_handler_clock,
@@ -220,11 +221,43 @@ async fn the_history_counts_each_run_once_across_a_restart(config: StoreConfig) 
     alerting.close().await;
 
     let store = Store::open(&config).await.unwrap();
-    for size in crate::store::StepSize::ALL {
+    for size in StepSize::ALL {
         let steps = store.history("web", "default", size, at(-3600)).await.unwrap();
         let counted: Vec<_> = steps.iter().map(|s| (s.runs, s.critical, s.warning)).collect();
         assert_eq!(counted, [(3, 1, 1)], "{size:?}");
     }
+    store.close().await;
+}
+
+/// The sender prunes at start: a run three days old has left its minute
+/// (kept 48 h) but not its hour (kept 90 days).
+async fn a_running_sender_prunes_the_history_by_step_size(config: StoreConfig) {
+    let recorder = Arc::new(Recorder::default());
+    let alerting = start(&config, &recorder).await;
+    let old = Utc::now() - TimeDelta::hours(72);
+    alerting.accept(&CheckResult { scheduled_at: old, started_at: old, ..result(0, Status::Ok) }).await.unwrap();
+    let store = Store::open(&config).await.unwrap();
+    let stored = |size| {
+        let store = store.clone();
+        async move { store.history("web", "default", size, old - TimeDelta::hours(1)).await.unwrap().len() }
+    };
+    assert_eq!((stored(StepSize::Minute).await, stored(StepSize::Hour).await), (1, 1));
+
+    let shutdown = CancellationToken::new();
+    let sender = tokio::spawn(alerting.outbox_sender(SenderPolicy::default()).run(shutdown.clone()));
+    let mut pruned = false;
+    for _ in 0..200 {
+        if stored(StepSize::Minute).await == 0 {
+            pruned = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    shutdown.cancel();
+    sender.await.unwrap();
+    alerting.close().await;
+    assert!(pruned, "the minute step was never pruned");
+    assert_eq!(stored(StepSize::Hour).await, 1);
     store.close().await;
 }
 
