@@ -20,7 +20,7 @@ use crate::errors::ApiError;
 use crate::params::Params;
 
 /// The most steps one answer holds (a week of five-minute steps is 2016).
-pub const MAX_STEPS: i64 = 2016;
+const MAX_STEPS: i64 = 2016;
 
 /// The window when `since` is not given.
 const DEFAULT_WINDOW: TimeDelta = TimeDelta::hours(24);
@@ -177,7 +177,7 @@ impl History {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::params::tests::params;
+    use crate::params::tests::{field_of, params};
 
     fn now() -> DateTime<Utc> {
         DateTime::parse_from_rfc3339("2026-12-03T12:03:30Z").unwrap().with_timezone(&Utc)
@@ -185,11 +185,6 @@ mod tests {
 
     fn time(rfc3339: &str) -> DateTime<Utc> {
         DateTime::parse_from_rfc3339(rfc3339).unwrap().with_timezone(&Utc)
-    }
-
-    fn field_of(query: &str) -> String {
-        let Err(ApiError::BadRequest(message)) = Window::of(&params(query), now()) else { panic!("{query}") };
-        message.split(':').next().unwrap().to_owned()
     }
 
     #[test]
@@ -216,7 +211,7 @@ mod tests {
             ("since=30d&step=1m", "step"),
             ("step=5m&step=1h", "step"),
         ] {
-            assert_eq!(field_of(query), field, "{query}");
+            assert_eq!(field_of(Window::of(&params(query), now()).unwrap_err()), field, "{query}");
         }
     }
 

@@ -132,7 +132,8 @@ pub(crate) mod tests {
         Params::of(&format!("/?{query}").parse().unwrap()).unwrap()
     }
 
-    fn field_of(error: ApiError) -> String {
+    /// The field a 400's message names.
+    pub(crate) fn field_of(error: ApiError) -> String {
         let ApiError::BadRequest(message) = error else { panic!("{error:?}") };
         message.split(':').next().unwrap().to_owned()
     }
