@@ -392,20 +392,21 @@ impl<D: Deliver> Alerting<D> {
         drop(fleet);
         self.caught_up(now).await?;
         self.end_resolved_silences(now).await?;
-        self.release_held(now).await?;
-        self.mark_silenced(now).await
+        // One read of the silences in force serves both what follows.
+        let active = self.store.silences(now, Some(SilenceState::Active)).await.map_err(sink_error)?;
+        let silencers = Silencers::new(active, self.windows.borrow().clone());
+        self.release_held(&silencers, now).await?;
+        self.mark_silenced(&silencers, now);
+        Ok(())
     }
 
     /// Sets `picket_check_silenced` for every pair the series show: a
     /// silence starts and ends with no result to carry the news.
-    async fn mark_silenced(&self, now: DateTime<Utc>) -> Result<(), HandlerError> {
-        let active = self.store.silences(now, Some(SilenceState::Active)).await.map_err(sink_error)?;
-        let silencers = Silencers::new(active, self.windows.borrow().clone());
+    fn mark_silenced(&self, silencers: &Silencers, now: DateTime<Utc>) {
         self.series.mark_silenced(|check, subscription, labels| {
             let target = SilenceTarget { check: Some(check), subscription, labels };
             !silencers.silencing([target], now).is_empty()
         });
-        Ok(())
     }
 
     /// Expires each active `ends_on_resolve` silence once everything it
@@ -445,15 +446,10 @@ impl<D: Deliver> Alerting<D> {
 
     /// Tells the held problems whose silences have all ended at `now`, and
     /// that are still open, to the handlers not told of them yet.
-    async fn release_held(&self, now: DateTime<Utc>) -> Result<(), HandlerError> {
+    async fn release_held(&self, silencers: &Silencers, now: DateTime<Utc>) -> Result<(), HandlerError> {
         let held = self.store.held().await.map_err(sink_error)?;
-        if held.is_empty() {
-            return Ok(());
-        }
-        let active = self.store.silences(now, Some(SilenceState::Active)).await.map_err(sink_error)?;
-        let silencers = Silencers::new(active, self.windows.borrow().clone());
         for event in held {
-            if !gate::silenced_by(&silencers, &event, now).is_empty() {
+            if !gate::silenced_by(silencers, &event, now).is_empty() {
                 continue;
             }
             let ended = self.what_ended(&event.silenced_by).await?;
