@@ -94,7 +94,11 @@ pub async fn run(plan: Plan) -> Result<ExitCode, Failure> {
         stop_scheduling.clone(),
     ));
     let stop_serving = CancellationToken::new();
-    let routes = api::router(alerts.store.clone(), plan.api, alerts.live.windows());
+    let routes = api::router(alerts.store.clone(), plan.api.clone(), alerts.live.windows()).merge(web::router(
+        alerts.store.clone(),
+        plan.api,
+        alerts.live.windows(),
+    ));
     let server =
         crate::serve::bind(plan.listen, registry, crate::serve::flag(ready.clone()), routes, stop_serving.clone())
             .await?;

@@ -133,8 +133,10 @@ enum Bearer<'a> {
 }
 
 impl ApiAuth {
-    fn classify(&self, parts: &Parts) -> Bearer<'_> {
-        let Some(presented) = bearer(parts) else { return Bearer::Missing };
+    /// What `presented` is: a bearer header's token, or one the status page
+    /// took from a form or its cookie.
+    fn classify(&self, presented: Option<&[u8]>) -> Bearer<'_> {
+        let Some(presented) = presented.filter(|t| !t.is_empty()) else { return Bearer::Missing };
         if let Some(name) = self.write.find(presented) {
             return Bearer::Writer(name);
         }
@@ -149,7 +151,7 @@ impl ApiAuth {
 fn bearer(parts: &Parts) -> Option<&[u8]> {
     let value = parts.headers.get(AUTHORIZATION)?.as_bytes();
     let (scheme, token) = value.split_at_checked(7)?;
-    scheme.eq_ignore_ascii_case(b"bearer ").then_some(token.trim_ascii()).filter(|t| !t.is_empty())
+    scheme.eq_ignore_ascii_case(b"bearer ").then_some(token.trim_ascii())
 }
 
 /// A request made with a write token: extract it in every handler that
@@ -167,16 +169,33 @@ where
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
-        let auth = Arc::<ApiAuth>::from_ref(state);
-        if auth.write.is_empty() {
+        Arc::<ApiAuth>::from_ref(state).writer(bearer(parts), "Authorization: Bearer <token>")
+    }
+}
+
+impl ApiAuth {
+    /// Who writes with `presented`, or why not; `how` says how to give a
+    /// token, for the refusal of none.
+    pub fn writer(&self, presented: Option<&[u8]>, how: &str) -> Result<Writer, ApiError> {
+        if self.write.is_empty() {
             return Err(ApiError::Forbidden("writes are refused: PICKET_API_TOKENS is not set".into()));
         }
-        match auth.classify(parts) {
-            Bearer::Writer(name) => Ok(Self { name: name.to_owned() }),
+        match self.classify(presented) {
+            Bearer::Writer(name) => Ok(Writer { name: name.to_owned() }),
             Bearer::Reader => Err(ApiError::Forbidden("this token may read, not write".into())),
-            Bearer::Missing => Err(ApiError::Unauthorized("writing needs Authorization: Bearer <token>".into())),
-            Bearer::Unknown => Err(ApiError::Unauthorized("the bearer token is not a known token".into())),
+            Bearer::Missing => Err(ApiError::Unauthorized(format!("writing needs {how}"))),
+            Bearer::Unknown => Err(ApiError::Unauthorized("the token is not a known token".into())),
         }
+    }
+
+    /// Whether `presented` may read: anything when reads are open.
+    pub fn may_read(&self, presented: Option<&[u8]>) -> bool {
+        self.read.is_none() || matches!(self.classify(presented), Bearer::Writer(_) | Bearer::Reader)
+    }
+
+    /// Whether writes are possible at all (write tokens are configured).
+    pub fn writes_enabled(&self) -> bool {
+        !self.write.is_empty()
     }
 }
 
@@ -187,7 +206,7 @@ pub(crate) async fn require_reader(State(auth): State<Arc<ApiAuth>>, request: Re
         return next.run(request).await;
     }
     let (parts, body) = request.into_parts();
-    let refusal = match auth.classify(&parts) {
+    let refusal = match auth.classify(bearer(&parts)) {
         Bearer::Writer(_) | Bearer::Reader => None,
         Bearer::Missing => Some("reading needs Authorization: Bearer <token> (PICKET_API_READ_TOKENS is set)"),
         Bearer::Unknown => Some("the bearer token is not a known token"),

@@ -23,46 +23,46 @@ const DETAIL_EVENTS: u32 = 50;
 const DETAIL_RESULTS: u32 = handlers::store::DEFAULT_KEEP_RESULTS;
 
 #[derive(Serialize)]
-pub(crate) struct CheckRow {
-    check: String,
-    subscription: String,
-    status: Option<&'static str>,
+pub struct CheckRow {
+    pub check: String,
+    pub subscription: String,
+    pub status: Option<&'static str>,
     /// When the status last changed.
-    since: Option<DateTime<Utc>>,
-    occurrences: u32,
-    flapping: bool,
+    pub since: Option<DateTime<Utc>>,
+    pub occurrences: u32,
+    pub flapping: bool,
     /// The check's labels, as its newest result carried them.
-    labels: BTreeMap<String, String>,
-    last_result: Option<ResultView>,
+    pub labels: BTreeMap<String, String>,
+    pub last_result: Option<ResultView>,
     /// The least days a certificate of the newest result has left.
-    tls_days_left: Option<f64>,
+    pub tls_days_left: Option<f64>,
     /// Ids of the silences that apply now (maintenance windows are not listed yet).
-    silenced_by: Vec<String>,
-    incident: Option<Incident>,
+    pub silenced_by: Vec<String>,
+    pub incident: Option<Incident>,
 }
 
 /// The open incident: the problem handlers were told of and not yet told
 /// is resolved.
 #[derive(Serialize)]
-struct Incident {
+pub struct Incident {
     /// PagerDuty's dedup key; `/api/v1/incidents` lists it under this key.
-    key: String,
+    pub key: String,
     /// The status last notified.
-    status: &'static str,
+    pub status: &'static str,
     /// When the first problem of this incident was logged.
-    since: DateTime<Utc>,
+    pub since: DateTime<Utc>,
     /// When handlers were last told (the problem, a change or a reminder).
-    notified_at: DateTime<Utc>,
+    pub notified_at: DateTime<Utc>,
 }
 
 #[derive(Serialize)]
-pub(crate) struct ResultView {
-    time: DateTime<Utc>,
-    status: &'static str,
-    duration_ms: u64,
-    output: String,
-    runner: String,
-    metrics: BTreeMap<String, f64>,
+pub struct ResultView {
+    pub time: DateTime<Utc>,
+    pub status: &'static str,
+    pub duration_ms: u64,
+    pub output: String,
+    pub runner: String,
+    pub metrics: BTreeMap<String, f64>,
 }
 
 impl From<CheckResult> for ResultView {
@@ -79,7 +79,7 @@ impl From<CheckResult> for ResultView {
 }
 
 impl CheckRow {
-    fn new(row: StateRow, silences: &ActiveSilences) -> Self {
+    pub fn new(row: StateRow, silences: &ActiveSilences) -> Self {
         let labels = row.last_result.as_ref().map(|r| r.policy.labels.clone()).unwrap_or_default();
         let silenced_by = silences.matching(&row.check, &row.subscription, &labels);
         let tls_days_left = row.last_result.as_ref().and_then(|result| {
@@ -137,7 +137,7 @@ pub(crate) struct CheckDetail {
 }
 
 /// The row of a (check, subscription); 404 when it never ran.
-pub(crate) async fn state_row(store: &Store, check: &str, subscription: &str) -> Result<StateRow, ApiError> {
+pub async fn state_row(store: &Store, check: &str, subscription: &str) -> Result<StateRow, ApiError> {
     let query = StateQuery { check: Some(check), subscription: Some(subscription) };
     store
         .states(query)

@@ -6,12 +6,12 @@
 //! Steps are aligned to multiples of `step` since the Unix epoch, so the
 //! first one holds `since` and every stored step falls in exactly one.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 
 use axum::Json;
 use axum::extract::{Path, State};
 use chrono::{DateTime, TimeDelta, Utc};
-use handlers::store::{Durations, Step, StepSize, Store};
+use handlers::store::{Durations, Step, StepSize, Store, StoreError};
 use protocol::HumanDuration;
 use serde::Serialize;
 
@@ -89,9 +89,9 @@ impl From<&Step> for StepView {
 }
 
 /// The steps asked for: where the window starts, how long a step is, and
-/// which stored steps it merges.
+/// which stored steps it merges. The status page plots the same windows.
 #[derive(Debug, PartialEq)]
-struct Window {
+pub struct Window {
     first: DateTime<Utc>,
     step: TimeDelta,
     count: i64,
@@ -101,9 +101,6 @@ struct Window {
 impl Window {
     fn of(params: &Params, now: DateTime<Utc>) -> Result<Self, ApiError> {
         let since = params.since(now)?.unwrap_or(now - DEFAULT_WINDOW);
-        if since >= now {
-            return Err(ApiError::BadRequest(format!("since: {} is not in the past", since.to_rfc3339())));
-        }
         let step = match params.one("step")? {
             None => default_step(now - since),
             Some(value) => value
@@ -112,6 +109,15 @@ impl Window {
                 .and_then(|step| TimeDelta::from_std(step.get()).ok())
                 .ok_or_else(|| ApiError::BadRequest(format!("step: {value:?} is not a duration like 5m or 1h")))?,
         };
+        Self::new(since, step, now)
+    }
+
+    /// The window from `since` to `now` in steps of `step`; errors name
+    /// `since` or `step`.
+    pub fn new(since: DateTime<Utc>, step: TimeDelta, now: DateTime<Utc>) -> Result<Self, ApiError> {
+        if since >= now {
+            return Err(ApiError::BadRequest(format!("since: {} is not in the past", since.to_rfc3339())));
+        }
         let stored = if step < TimeDelta::hours(1) { StepSize::Minute } else { StepSize::Hour };
         let unit = stored.millis();
         let step_ms = step.num_milliseconds();
@@ -130,6 +136,35 @@ impl Window {
             )));
         }
         Ok(Self { first: DateTime::from_timestamp_millis(first).unwrap_or_default(), step, count, stored })
+    }
+
+    /// The start of the first step.
+    pub fn first(&self) -> DateTime<Utc> {
+        self.first
+    }
+
+    pub fn step(&self) -> TimeDelta {
+        self.step
+    }
+
+    /// Where the window ends: the end of its last step.
+    pub fn end(&self) -> DateTime<Utc> {
+        self.first + self.step * i32::try_from(self.count).unwrap_or(i32::MAX)
+    }
+
+    /// One step per step of the window, oldest first, read with one query.
+    pub async fn steps(&self, store: &Store, check: &str, subscription: &str) -> Result<Vec<Step>, StoreError> {
+        Ok(self.merge(&store.history(check, subscription, self.stored, self.first).await?))
+    }
+
+    /// [`Window::steps`] of several pairs, read with one query.
+    pub async fn steps_of(
+        &self,
+        store: &Store,
+        pairs: &[(String, String)],
+    ) -> Result<HashMap<(String, String), Vec<Step>>, StoreError> {
+        let mut stored = store.histories(pairs, self.stored, self.first).await?;
+        Ok(pairs.iter().map(|pair| (pair.clone(), self.merge(&stored.remove(pair).unwrap_or_default()))).collect())
     }
 
     /// Merges `stored` (oldest first, none before `first`) into one step per
@@ -154,21 +189,26 @@ pub(crate) async fn show(
 ) -> Result<Json<History>, ApiError> {
     let window = Window::of(&params, Utc::now())?;
     state_row(&store, &check, &subscription).await?;
-    let stored = store.history(&check, &subscription, window.stored, window.first).await?;
-    Ok(Json(History::new(check, subscription, &window, &window.merge(&stored))))
+    let steps = window.steps(&store, &check, &subscription).await?;
+    Ok(Json(History::new(check, subscription, &window, &steps)))
+}
+
+/// OK runs over runs in `steps`; `None` without runs.
+pub fn uptime(steps: &[Step]) -> Option<f64> {
+    let runs: u64 = steps.iter().map(|step| step.runs).sum();
+    let ok: u64 = steps.iter().map(Step::ok).sum();
+    (runs > 0).then(|| ok as f64 / runs as f64)
 }
 
 impl History {
     fn new(check: String, subscription: String, window: &Window, steps: &[Step]) -> Self {
-        let runs = steps.iter().map(|step| step.runs).sum();
-        let ok: u64 = steps.iter().map(Step::ok).sum();
         Self {
             check,
             subscription,
             since: window.first,
             step_seconds: window.step.num_seconds(),
-            runs,
-            uptime: (runs > 0).then(|| ok as f64 / runs as f64),
+            runs: steps.iter().map(|step| step.runs).sum(),
+            uptime: uptime(steps),
             steps: steps.iter().map(StepView::from).collect(),
         }
     }

@@ -8,13 +8,13 @@
 #![forbid(unsafe_code)]
 
 pub mod auth;
-mod checks;
+pub mod checks;
 pub mod errors;
 mod events;
-mod history;
+pub mod history;
 mod incidents;
 mod params;
-mod runners;
+pub mod runners;
 pub mod silences;
 mod status;
 

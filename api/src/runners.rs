@@ -14,7 +14,7 @@ use serde::Serialize;
 use crate::errors::ApiError;
 
 #[derive(Serialize)]
-pub(crate) struct Runners {
+pub struct Runners {
     /// By name.
     runners: Vec<RunnerView>,
     /// By subscription.
@@ -34,18 +34,18 @@ struct RunnerView {
 
 /// The runners serving one subscription.
 #[derive(Clone, Serialize)]
-pub(crate) struct Pool {
-    subscription: String,
+pub struct Pool {
+    pub subscription: String,
     /// Runners known, the lost ones included.
-    runners: u32,
-    lost: u32,
+    pub runners: u32,
+    pub lost: u32,
 }
 
 fn split(subscriptions: &str) -> Vec<String> {
     subscriptions.split(',').filter(|s| !s.is_empty()).map(str::to_owned).collect()
 }
 
-pub(crate) async fn load(store: &Store) -> Result<Runners, StoreError> {
+pub async fn load(store: &Store) -> Result<Runners, StoreError> {
     let mut runners: BTreeMap<String, RunnerView> = BTreeMap::new();
     for seen in store.runners().await? {
         runners.insert(
@@ -86,7 +86,7 @@ pub(crate) async fn load(store: &Store) -> Result<Runners, StoreError> {
 }
 
 impl Runners {
-    pub(crate) fn pools(&self) -> &[Pool] {
+    pub fn pools(&self) -> &[Pool] {
         &self.pools
     }
 }

@@ -75,7 +75,19 @@ pub(crate) async fn create(
     body: Bytes,
 ) -> Result<(StatusCode, Json<SilenceView>), ApiError> {
     let now = Utc::now();
-    let spec = SilenceRequest::parse(&body)?.validate(now)?;
+    let silence = add(&store, writer, SilenceRequest::parse(&body)?, now).await?;
+    Ok((StatusCode::CREATED, Json(SilenceView::at(silence, now))))
+}
+
+/// Validates `request` at `now` and stores it as `writer`'s silence: what
+/// the API's create and the status page's form both do.
+pub async fn add(
+    store: &Store,
+    writer: Writer,
+    request: SilenceRequest,
+    now: DateTime<Utc>,
+) -> Result<Silence, ApiError> {
+    let spec = request.validate(now)?;
     let silence = Silence {
         id: Silence::new_id(),
         matcher: spec.matcher,
@@ -88,21 +100,21 @@ pub(crate) async fn create(
         expired: None,
     };
     store.add_silence(&silence).await?;
-    tracing::info!(id = %silence.id, created_by = %silence.created_by, ends_at = %silence.ends_at, "API: silence added");
-    Ok((StatusCode::CREATED, Json(SilenceView::at(silence, now))))
+    tracing::info!(id = %silence.id, created_by = %silence.created_by, ends_at = %silence.ends_at, "silence added");
+    Ok(silence)
 }
 
 /// What gates notifications now, to say which silences apply to a check:
 /// the gate's own judgement ([`Silencers`]), over the store's active
 /// silences and the open maintenance windows.
-pub(crate) struct ActiveSilences {
+pub struct ActiveSilences {
     silencers: Silencers,
     count: usize,
     now: DateTime<Utc>,
 }
 
 impl ActiveSilences {
-    pub(crate) async fn load(store: &Store, windows: &Windows) -> Result<Self, StoreError> {
+    pub async fn load(store: &Store, windows: &Windows) -> Result<Self, StoreError> {
         let now = Utc::now();
         let windows = windows.borrow().clone();
         Ok(Self::new(store.silences(now, Some(SilenceState::Active)).await?, windows, now))
@@ -120,7 +132,7 @@ impl ActiveSilences {
     }
 
     /// Ids of the silences that apply to this check.
-    pub(crate) fn matching(&self, check: &str, subscription: &str, labels: &BTreeMap<String, String>) -> Vec<String> {
+    pub fn matching(&self, check: &str, subscription: &str, labels: &BTreeMap<String, String>) -> Vec<String> {
         self.silencers.silencing([SilenceTarget { check: Some(check), subscription, labels }], self.now)
     }
 }

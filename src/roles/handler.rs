@@ -48,7 +48,11 @@ pub async fn run(args: HandlerRoleArgs) -> Result<ExitCode, Failure> {
         let (transport, health) = (transport.clone(), health.clone());
         std::sync::Arc::new(move || transport.is_connected() && health.is_healthy())
     };
-    let routes = api::router(alerts.store.clone(), auth, alerts.live.windows());
+    let routes = api::router(alerts.store.clone(), auth.clone(), alerts.live.windows()).merge(web::router(
+        alerts.store.clone(),
+        auth,
+        alerts.live.windows(),
+    ));
     let role = super::Role::start(config, args.listen, registry, ready, routes).await?;
     let live = alerts.live.clone();
     let load = |dir: &std::path::Path| AlertingDefinitions::new(&crate::definitions::load(dir)?);
