@@ -9,6 +9,7 @@ mod compat;
 mod containers;
 mod fleet;
 mod outage;
+mod page;
 mod prometheus;
 mod reload;
 mod silences;

@@ -306,3 +306,81 @@ fn refusal(error: ApiError) -> (StatusCode, String) {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use axum::body::to_bytes;
+    use protocol::Status;
+
+    use super::*;
+    use crate::index::tests::{seed, web};
+
+    const WRITE: &str = "write-token-0123456789";
+
+    async fn text(response: Response) -> (StatusCode, String) {
+        let code = response.status();
+        let body = to_bytes(response.into_body(), usize::MAX).await.unwrap();
+        (code, String::from_utf8(body.to_vec()).unwrap())
+    }
+
+    async fn page(web: &Web, check: &str) -> (StatusCode, String) {
+        let path = Path((check.to_owned(), "eu".to_owned()));
+        text(show(State(web.clone()), Zone(chrono_tz::Tz::UTC), HeaderMap::new(), path, Query(Shown { silenced: None })).await)
+            .await
+    }
+
+    fn form(token: &str) -> Form<SilenceForm> {
+        Form(SilenceForm {
+            token: token.into(),
+            duration: "1h".into(),
+            comment: "deploy".into(),
+            every_subscription: None,
+        })
+    }
+
+    async fn post(web: &Web, token: &str) -> Response {
+        let path = Path(("db".to_owned(), "eu".to_owned()));
+        silence(State(web.clone()), Zone(chrono_tz::Tz::UTC), HeaderMap::new(), path, form(token)).await
+    }
+
+    #[tokio::test]
+    async fn the_check_page_plots_three_windows_and_says_what_the_form_needs() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut web = web(&dir).await;
+        seed(&web.store, "db", "eu", Status::Critical, "refused <b>", 3).await;
+        let (code, html) = page(&web, "db").await;
+        assert_eq!(code, StatusCode::OK);
+        assert_eq!(html.matches(r#"<svg class="plot""#).count(), 3);
+        assert!(html.contains("refused &lt;b&gt;") && !html.contains("refused <b>"));
+        assert!(html.contains("Writes are disabled: no write tokens are configured"), "{html}");
+        assert!(!html.contains("<form method=\"post\""), "no form without write tokens");
+        assert_eq!(page(&web, "nope").await.0, StatusCode::NOT_FOUND);
+
+        web.auth = Arc::new(api::ApiAuth { write: format!("alice:{WRITE}").parse().unwrap(), read: None });
+        let (_, html) = page(&web, "db").await;
+        assert!(html.contains("It needs a write token") && html.contains(r#"action="/checks/db/eu/silence""#), "{html}");
+        web.store.close().await;
+    }
+
+    #[tokio::test]
+    async fn the_form_makes_a_silence_only_with_a_write_token_and_never_shows_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut web = web(&dir).await;
+        web.auth = Arc::new(api::ApiAuth { write: format!("alice:{WRITE}").parse().unwrap(), read: None });
+        seed(&web.store, "db", "eu", Status::Critical, "down", 3).await;
+        let (code, html) = text(post(&web, "wrong-token-0123456789").await).await;
+        assert_eq!(code, StatusCode::UNAUTHORIZED);
+        assert!(html.contains("not a known token") && !html.contains("wrong-token"), "{html}");
+        let made = post(&web, WRITE).await;
+        assert_eq!(made.status(), StatusCode::SEE_OTHER);
+        let to = made.headers()[header::LOCATION].to_str().unwrap().to_owned();
+        assert!(to.starts_with("/checks/db/eu?silenced="), "{to}");
+        let silences = web.store.silences(Utc::now(), None).await.unwrap();
+        assert_eq!(silences.len(), 1);
+        assert_eq!((silences[0].created_by.as_str(), silences[0].comment.as_str()), ("alice", "deploy"));
+        assert_eq!(serde_json::to_value(&silences[0].matcher).unwrap(), serde_json::json!({"check": "db", "subscription": "eu"}));
+        web.store.close().await;
+    }
+}

@@ -93,11 +93,17 @@ impl Frame {
     /// The series as polylines, broken where a step had no runs.
     fn lines(&self, out: &mut String, class: &str, values: &[Option<u64>]) {
         let mut points = String::new();
+        // A lone point is a polyline too (so every step with runs counts),
+        // with a dot, as a one-point line draws nothing.
         let mut flush = |points: &mut String| {
-            if !points.is_empty() {
-                let _ = write!(out, r#"<polyline class="{class}" points="{}"/>"#, points.trim_end());
-                points.clear();
+            let trimmed = points.trim_end();
+            if !trimmed.is_empty() {
+                let _ = write!(out, r#"<polyline class="{class}" points="{trimmed}"/>"#);
+                if let Some((x, y)) = trimmed.split_once(',').filter(|_| !trimmed.contains(' ')) {
+                    let _ = write!(out, r#"<circle class="{class}" cx="{x}" cy="{y}" r="2.5"/>"#);
+                }
             }
+            points.clear();
         };
         for (index, value) in values.iter().enumerate() {
             match value {

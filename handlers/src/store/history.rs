@@ -260,17 +260,22 @@ impl Store {
         if pairs.is_empty() {
             return Ok(found);
         }
-        // Checks by name in the query, subscriptions sorted out here: a few
-        // rows too many beat row values, which not every backend binds alike.
-        let checks: Vec<&str> = pairs.iter().map(|(check, _)| check.as_str()).collect();
-        let placeholders: Vec<String> = (0..checks.len()).map(|i| format!("${}", i + 3)).collect();
+        // Checks and subscriptions each by IN, so the primary key serves the
+        // read; the few rows of other pairs that match are sorted out here
+        // (row values are not bound alike by every backend). Placeholders
+        // appear in their order, for SQLite.
+        let names: Vec<&str> =
+            pairs.iter().map(|(check, _)| check.as_str()).chain(pairs.iter().map(|(_, s)| s.as_str())).collect();
+        let list = |from: usize| (from..from + pairs.len()).map(|i| format!("${i}")).collect::<Vec<_>>().join(", ");
         let sql = format!(
             "SELECT runs, warning, critical, unknown, total, phases, start_ms, check_name, subscription \
-             FROM latency_steps WHERE step_ms = $1 AND start_ms >= $2 AND check_name IN ({}) ORDER BY start_ms",
-            placeholders.join(", ")
+             FROM latency_steps WHERE step_ms = $1 AND start_ms >= $2 AND check_name IN ({}) AND subscription IN ({}) \
+             ORDER BY start_ms",
+            list(3),
+            list(3 + pairs.len())
         );
         let query = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(size.millis()).bind(millis(since));
-        let rows = checks.iter().fold(query, |query, check| query.bind(*check)).fetch_all(&self.pool).await?;
+        let rows = names.iter().fold(query, |query, name| query.bind(*name)).fetch_all(&self.pool).await?;
         for row in &rows {
             let pair: (String, String) = (row.try_get(7)?, row.try_get(8)?);
             if pairs.contains(&pair) {

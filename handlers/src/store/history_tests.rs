@@ -45,7 +45,11 @@ fn percentiles_are_nearest_rank_of_the_merged_counts() {
     assert_eq!((one.quantile(0.5), one.quantile(0.95), one.max()), (Some(7), Some(7), Some(7)));
 }
 
-on_both_backends!(runs_of_two_batches_land_in_one_step, steps_are_pruned_by_size_and_age);
+on_both_backends!(
+    runs_of_two_batches_land_in_one_step,
+    steps_are_pruned_by_size_and_age,
+    histories_of_several_pairs_are_one_read
+);
 
 async fn runs_of_two_batches_land_in_one_step(config: StoreConfig) {
     let store = Store::open(&config).await.unwrap();
@@ -80,5 +84,27 @@ async fn steps_are_pruned_by_size_and_age(config: StoreConfig) {
     assert_eq!(store.history("web", "default", StepSize::Hour, at(HOUR)).await.unwrap()[0].runs, 2, "hours kept");
     assert_eq!(store.prune_history(StepSize::Hour, at(HOUR + 3600)).await.unwrap(), 1);
     assert!(store.history("web", "default", StepSize::Hour, at(HOUR)).await.unwrap().is_empty());
+    store.close().await;
+}
+
+async fn histories_of_several_pairs_are_one_read(config: StoreConfig) {
+    let store = Store::open(&config).await.unwrap();
+    let on = |check: &str, subscription: &str, ms: u64| CheckResult {
+        check: check.into(),
+        subscription: subscription.into(),
+        request_id: format!("{check}/{subscription}"),
+        ..timed(MINUTE, Status::Ok, ms, 1.0)
+    };
+    commit_runs(&store, &[on("web", "eu", 10), on("web", "us", 20), on("db", "eu", 30), on("db", "us", 40)]).await;
+    let pairs = [("web".to_owned(), "eu".to_owned()), ("db".to_owned(), "us".to_owned()), ("dns".to_owned(), "eu".to_owned())];
+    let found = store.histories(&pairs, StepSize::Minute, at(0)).await.unwrap();
+    let mut shape: Vec<_> = found.iter().map(|(pair, steps)| (pair.clone(), steps.len(), steps[0].total.max())).collect();
+    shape.sort();
+    assert_eq!(
+        shape,
+        [(("db".into(), "us".into()), 1, Some(40)), (("web".into(), "eu".into()), 1, Some(10))],
+        "web/us and db/eu are not asked for; dns/eu has no steps"
+    );
+    assert!(store.histories(&[], StepSize::Minute, at(0)).await.unwrap().is_empty());
     store.close().await;
 }
