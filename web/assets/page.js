@@ -33,7 +33,7 @@
 
   function refresh() {
     if (document.visibilityState === "hidden") { return; }
-    fetch(location.href, { credentials: "same-origin", headers: { "X-Picket-Refresh": "1" } })
+    fetch(location.href, { credentials: "same-origin" })
       .then(function (answer) { return answer.ok ? answer.text() : null; })
       .then(function (text) {
         if (!text) { return; }

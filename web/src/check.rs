@@ -327,8 +327,11 @@ mod tests {
 
     async fn page(web: &Web, check: &str) -> (StatusCode, String) {
         let path = Path((check.to_owned(), "eu".to_owned()));
-        text(show(State(web.clone()), Zone(chrono_tz::Tz::UTC), HeaderMap::new(), path, Query(Shown { silenced: None })).await)
-            .await
+        text(
+            show(State(web.clone()), Zone(chrono_tz::Tz::UTC), HeaderMap::new(), path, Query(Shown { silenced: None }))
+                .await,
+        )
+        .await
     }
 
     fn form(token: &str) -> Form<SilenceForm> {
@@ -360,7 +363,10 @@ mod tests {
 
         web.auth = Arc::new(api::ApiAuth { write: format!("alice:{WRITE}").parse().unwrap(), read: None });
         let (_, html) = page(&web, "db").await;
-        assert!(html.contains("It needs a write token") && html.contains(r#"action="/checks/db/eu/silence""#), "{html}");
+        assert!(
+            html.contains("It needs a write token") && html.contains(r#"action="/checks/db/eu/silence""#),
+            "{html}"
+        );
         web.store.close().await;
     }
 
@@ -380,7 +386,10 @@ mod tests {
         let silences = web.store.silences(Utc::now(), None).await.unwrap();
         assert_eq!(silences.len(), 1);
         assert_eq!((silences[0].created_by.as_str(), silences[0].comment.as_str()), ("alice", "deploy"));
-        assert_eq!(serde_json::to_value(&silences[0].matcher).unwrap(), serde_json::json!({"check": "db", "subscription": "eu"}));
+        assert_eq!(
+            serde_json::to_value(&silences[0].matcher).unwrap(),
+            serde_json::json!({"check": "db", "subscription": "eu"})
+        );
         web.store.close().await;
     }
 }

@@ -170,7 +170,7 @@ fn summary(out: &mut String, rows: &[CheckRow], problems: &[Problem<'_>]) {
     let state = if open == 0 { "ok" } else { "critical" };
     let _ = write!(
         out,
-        r#"<section class="summary {state}"><h1>{headline}</h1><p>{ok} of {} check runs OK · {} problems ({} silenced)</p></section>"#,
+        r#"<section class="summary {state}"><h1>{headline}</h1><p>{ok} of {} checks OK · {} with problems ({} silenced)</p></section>"#,
         rows.len(),
         problems.len(),
         problems.len() - open

@@ -284,10 +284,12 @@ mod tests {
         assert_eq!(of_class("failure"), 1);
         let p50: Vec<usize> = doc
             .descendants()
-            .filter(|n| n.attribute("class") == Some("p50"))
+            .filter(|n| n.has_tag_name("polyline") && n.attribute("class") == Some("p50"))
             .map(|n| n.attribute("points").unwrap().split(' ').count())
             .collect();
         assert_eq!(p50, [2, 1], "broken at the empty step");
+        let dots = doc.descendants().filter(|n| n.has_tag_name("circle") && n.attribute("class") == Some("p50"));
+        assert_eq!(dots.count(), 1, "the lone point is drawn as a dot");
         let labels: Vec<&str> = doc
             .descendants()
             .filter(|n| n.has_tag_name("text"))

@@ -96,9 +96,11 @@ async fn histories_of_several_pairs_are_one_read(config: StoreConfig) {
         ..timed(MINUTE, Status::Ok, ms, 1.0)
     };
     commit_runs(&store, &[on("web", "eu", 10), on("web", "us", 20), on("db", "eu", 30), on("db", "us", 40)]).await;
-    let pairs = [("web".to_owned(), "eu".to_owned()), ("db".to_owned(), "us".to_owned()), ("dns".to_owned(), "eu".to_owned())];
+    let pairs =
+        [("web".to_owned(), "eu".to_owned()), ("db".to_owned(), "us".to_owned()), ("dns".to_owned(), "eu".to_owned())];
     let found = store.histories(&pairs, StepSize::Minute, at(0)).await.unwrap();
-    let mut shape: Vec<_> = found.iter().map(|(pair, steps)| (pair.clone(), steps.len(), steps[0].total.max())).collect();
+    let mut shape: Vec<_> =
+        found.iter().map(|(pair, steps)| (pair.clone(), steps.len(), steps[0].total.max())).collect();
     shape.sort();
     assert_eq!(
         shape,
