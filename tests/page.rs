@@ -16,6 +16,8 @@ const WRITE_TOKEN: &str = "page-write-SECRET-0123456789";
 const READ_TOKEN: &str = "page-read-SECRET-0123456789";
 const CHROMIUM: &str = "/usr/bin/chromium";
 const CHROMEDRIVER: &str = "/usr/bin/chromedriver";
+/// The browser's time zone (UTC+2 in winter, so a missed conversion shows).
+const VIEWER_ZONE: &str = "Europe/Helsinki";
 /// W3C WebDriver's key for an element reference.
 const ELEMENT: &str = "element-6066-11e4-a52e-4f735466cecf";
 
@@ -46,8 +48,10 @@ impl Browser {
         }
         let _ = rustls::crypto::ring::default_provider().install_default();
         let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        // The browser's zone, so the page must convert from UTC.
         let driver = Command::new(CHROMEDRIVER)
             .arg(format!("--port={port}"))
+            .env("TZ", VIEWER_ZONE)
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
@@ -118,6 +122,16 @@ impl Browser {
     fn click(&self, css: &str) {
         let element = self.element(css);
         self.session("POST", &format!("/element/{element}/click"), json!({}));
+    }
+
+    /// Marks the live part of the page and waits until the script has
+    /// swapped it for a fresh one.
+    fn wait_for_refresh(&self) {
+        self.eval("document.getElementById('live').firstElementChild.dataset.old = '1'; return true");
+        let swapped = wait_until(Duration::from_secs(15), || {
+            self.eval("return document.querySelector('#live [data-old]') === null") == json!(true)
+        });
+        assert!(swapped, "the page never refreshed itself");
     }
 
     /// Saves a PNG of the viewport as `name` under the screenshots directory.
@@ -204,10 +218,17 @@ fn the_page_lists_the_failing_check_first_plots_it_and_silences_it_from_its_form
     let groups = browser.eval("return Array.from(document.querySelectorAll('details')).map(d => d.open)");
     assert_eq!(groups, json!([true]), "the one group holds the failure, so it is open");
     // The script has run: the viewer's zone is shown, times are rewritten.
-    assert!(wait_until(Duration::from_secs(5), || browser.eval("return document.getElementById('zone').textContent")
-        != "UTC"
-        || browser.eval("return Intl.DateTimeFormat().resolvedOptions().timeZone") == "UTC"));
+    let zone = "return document.getElementById('zone').textContent";
+    assert!(wait_until(Duration::from_secs(5), || browser.eval(zone) == VIEWER_ZONE), "{}", browser.eval(zone));
+    let times = browser.eval("return Array.from(document.querySelectorAll('time')).map(t => t.textContent)");
+    let converted =
+        times.as_array().is_some_and(|t| !t.is_empty() && t.iter().all(|t| !t.as_str().unwrap().contains("UTC")));
+    assert!(converted, "{times}");
     let index = browser.screenshot("index.png");
+    // A refresh swaps the live part but keeps a group the viewer closed.
+    browser.eval("document.querySelector('details').open = false; return true");
+    browser.wait_for_refresh();
+    assert_eq!(browser.eval("return document.querySelector('details').open"), false, "the closed group stays closed");
 
     browser.open(&format!("{base}/checks/failing/default"));
     let steps =
@@ -221,9 +242,17 @@ fn the_page_lists_the_failing_check_first_plots_it_and_silences_it_from_its_form
     assert!(drawn[0].as_u64().unwrap() >= 1, "failures marked: {drawn}");
     assert!(drawn[1].as_u64().unwrap() >= 1, "a point per step with runs: {drawn}");
     assert!(drawn[2].as_array().unwrap().iter().all(|t| t.as_str().unwrap().ends_with(" ms")), "{drawn}");
+    let legend = browser.eval("return document.querySelector('.legend').textContent");
+    assert!(
+        legend.as_str().unwrap().ends_with(&format!("times in {VIEWER_ZONE}")),
+        "axes in the zone's cookie: {legend}"
+    );
     let check = browser.screenshot("check.png");
 
     browser.type_into("form.silence input[name=comment]", "deploying the page test");
+    browser.wait_for_refresh();
+    let typed = browser.eval("return document.querySelector('form.silence input[name=comment]').value");
+    assert_eq!(typed, "deploying the page test", "a refresh keeps what is typed");
     browser.type_into("form.silence input[name=token]", WRITE_TOKEN);
     browser.click("form.silence button");
     assert!(

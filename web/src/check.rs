@@ -130,13 +130,13 @@ async fn live(
         let _ = write!(out, "<span>since {} ({})</span>", time(since), span(now - since));
     }
     if let Some(days) = row.tls_days_left {
-        let _ = write!(out, "<span>🔒 TLS {}</span>", days_left(days));
+        let _ = write!(out, "<span>TLS certificate: {}</span>", days_left(days));
     }
     for (name, value) in &row.labels {
         let _ = write!(out, r#"<span class="label">{}={}</span>"#, Esc(name), Esc(value));
     }
     if !row.silenced_by.is_empty() {
-        let _ = write!(out, r#"<span class="silenced">🔇 silenced by {}</span>"#, Esc(&row.silenced_by.join(", ")));
+        let _ = write!(out, r#"<span class="silenced">⊘ silenced by {}</span>"#, Esc(&row.silenced_by.join(", ")));
     }
     out.push_str("</p></section>");
 
@@ -169,7 +169,7 @@ async fn live(
             let held = if event.silenced_by.is_empty() {
                 String::new()
             } else {
-                format!(" · 🔇 held by {}", Esc(&event.silenced_by.join(", ")))
+                format!(" · ⊘ held by {}", Esc(&event.silenced_by.join(", ")))
             };
             let _ = write!(
                 out,

@@ -217,10 +217,10 @@ fn problem_list(
             .collect();
         let _ = write!(out, r#"<span>on {}</span>"#, subs.join(", "));
         if let Some(days) = row.tls_days_left {
-            let _ = write!(out, r#"<span>🔒 TLS {}</span>"#, days_left(days));
+            let _ = write!(out, r#"<span>TLS certificate: {}</span>"#, days_left(days));
         }
         if problem.silenced {
-            let _ = write!(out, r#"<span>🔇 silenced by {}</span>"#, Esc(&row.silenced_by.join(", ")));
+            let _ = write!(out, r#"<span>⊘ silenced by {}</span>"#, Esc(&row.silenced_by.join(", ")));
         }
         out.push_str("</div></article>");
     }
@@ -236,7 +236,7 @@ fn silence_list(out: &mut String, silences: &[Silence], now: DateTime<Utc>) {
         let what = matched(silence);
         let _ = write!(
             out,
-            r#"<tr><td>🔇 {}</td><td>{}</td><td>{}</td><td>{} (in {})</td></tr>"#,
+            r#"<tr><td>⊘ {}</td><td>{}</td><td>{}</td><td>{} (in {})</td></tr>"#,
             Esc(&what),
             Esc(&silence.created_by),
             Esc(&silence.comment),
@@ -271,7 +271,7 @@ fn certificates(out: &mut String, rows: &[CheckRow]) {
     for row in soon {
         let _ = write!(
             out,
-            r#"<tr><td>🔒 <a href="{}">{}</a></td><td>{}</td><td>{}</td></tr>"#,
+            r#"<tr><td><a href="{}">{}</a></td><td>{}</td><td>{}</td></tr>"#,
             check_href(&row.check, &row.subscription),
             Esc(&row.check),
             Esc(&row.subscription),
