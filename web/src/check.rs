@@ -298,7 +298,8 @@ fn refusal(error: ApiError) -> (StatusCode, String) {
         ApiError::BadRequest(text) => (StatusCode::BAD_REQUEST, text),
         ApiError::Unauthorized(text) => (StatusCode::UNAUTHORIZED, text),
         ApiError::Forbidden(text) => (StatusCode::FORBIDDEN, text),
-        ApiError::Missing(text) | ApiError::Conflict(text) => (StatusCode::NOT_FOUND, text),
+        ApiError::Missing(text) => (StatusCode::NOT_FOUND, text),
+        ApiError::Conflict(text) => (StatusCode::CONFLICT, text),
         ApiError::NotFound => (StatusCode::NOT_FOUND, "no such page".to_owned()),
         ApiError::Store(e) => {
             tracing::error!(error = %e, "status page: the state store failed");

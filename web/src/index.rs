@@ -9,7 +9,7 @@
 //! [`SPARKLINES`] problems, so the page costs the same two round trips for
 //! ten checks or ten thousand.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fmt::Write;
 
 use api::checks::CheckRow;
@@ -123,9 +123,13 @@ pub(crate) async fn show(State(web): State<Web>, Query(query): Query<IndexQuery>
     let problems = problems(&fleet.rows);
     let pairs: Vec<(String, String)> =
         problems.iter().take(SPARKLINES).map(|p| (p.worst.check.clone(), p.worst.subscription.clone())).collect();
+    // A page without sparklines beats no page: a failed read is logged.
     let sparks = match Window::new(now - TimeDelta::hours(1), TimeDelta::minutes(1), now) {
-        Ok(window) => window.steps_of(&web.store, &pairs).await.unwrap_or_default(),
-        Err(_) => Default::default(),
+        Ok(window) => window.steps_of(&web.store, &pairs).await.unwrap_or_else(|e| {
+            tracing::warn!(error = %e, "status page: the sparklines could not be read");
+            HashMap::new()
+        }),
+        Err(_) => HashMap::new(),
     };
     let mut live = String::with_capacity(4096 + fleet.rows.len() * 320);
     banners(&mut live, &fleet, now);
@@ -180,7 +184,7 @@ fn summary(out: &mut String, rows: &[CheckRow], problems: &[Problem<'_>]) {
 fn problem_list(
     out: &mut String,
     problems: &[Problem<'_>],
-    sparks: &std::collections::HashMap<(String, String), Vec<Step>>,
+    sparks: &HashMap<(String, String), Vec<Step>>,
     now: DateTime<Utc>,
 ) {
     if problems.is_empty() {
