@@ -453,4 +453,54 @@ pub(crate) mod tests {
         assert!(by_team.contains("<b>label team</b>"));
         web.store.close().await;
     }
+
+    #[tokio::test]
+    async fn banners_say_when_runners_are_lost_and_notifications_are_stuck() {
+        let dir = tempfile::tempdir().unwrap();
+        let web = web(&dir).await;
+        seed(&web.store, "web", "eu", Status::Ok, "200 OK", 5).await;
+        assert!(!page(&web, None).await.contains(r#"class="banner""#), "a healthy fleet has no banner");
+        let long_ago = Utc::now() - TimeDelta::hours(1);
+        let mut batch = web.store.begin().await.unwrap();
+        let seen = |runner: &str| handlers::store::SeenRunner {
+            runner: runner.into(),
+            subscriptions: "eu".into(),
+            interval_secs: 10,
+            last_seen: long_ago,
+        };
+        batch.runner_seen(&seen("r1")).await.unwrap();
+        batch.runner_seen(&seen("r2")).await.unwrap();
+        let lost = handlers::store::LostRunner {
+            runner: "r1".into(),
+            subscriptions: "eu".into(),
+            interval_secs: 10,
+            since: long_ago,
+        };
+        batch.mark_runner_lost(&lost).await.unwrap();
+        let event = handlers::Event {
+            id: "e1".into(),
+            kind: handlers::EventKind::RunnerLost,
+            check: String::new(),
+            subscription: "eu".into(),
+            runner: "r1".into(),
+            status: Status::Critical,
+            previous: None,
+            output: "runner r1 lost".into(),
+            metrics: BTreeMap::new(),
+            labels: BTreeMap::new(),
+            occurred_at: long_ago,
+            handlers: vec!["ops".into()],
+            silenced_by: Vec::new(),
+        };
+        batch.add_event(&event).await.unwrap();
+        batch.commit().await.unwrap();
+        let text = page(&web, None).await;
+        assert!(text.contains("✕ Runner pool <b>eu</b>: 1 of 2 runners lost."), "{text}");
+        assert!(
+            text.contains("✕ Notifications are stuck: the oldest undelivered one was queued 1 h 0 min ago"),
+            "{text}"
+        );
+        assert!(text.contains(r#"<div class="pool critical"><b>✕ eu</b> 2 runners, 1 lost</div>"#), "{text}");
+        web.store.close().await;
+    }
 }
