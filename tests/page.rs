@@ -284,7 +284,13 @@ fn the_page_lists_the_failing_check_first_plots_it_and_silences_it_from_its_form
     });
     assert!(listed, "the page does not show the silence: {}", browser.eval(shown));
     let silenced = browser.screenshot("silenced.png");
-    for path in [index, check, form_page, silenced] {
+    // Readable on a phone: nothing wider than the screen.
+    browser.session("POST", "/window/rect", json!({"width": 390, "height": 844}));
+    browser.open(&format!("{base}/checks/failing/default"));
+    let fits = browser.eval("return [document.documentElement.scrollWidth, window.innerWidth]");
+    assert!(fits[0].as_u64() <= fits[1].as_u64(), "wider than the phone: {fits}");
+    let phone = browser.screenshot("phone.png");
+    for path in [index, check, form_page, silenced, phone] {
         eprintln!("screenshot: {}", path.display());
     }
 }

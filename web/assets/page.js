@@ -31,6 +31,11 @@
     if (shown) { shown.textContent = zone; }
   }
 
+  // On a narrow screen a plot scrolls sideways: show its newest end.
+  function newestInView(root) {
+    root.querySelectorAll(".plotbox").forEach(function (box) { box.scrollLeft = box.scrollWidth; });
+  }
+
   function refresh() {
     if (document.visibilityState === "hidden") { return; }
     fetch(location.href, { credentials: "same-origin" })
@@ -48,6 +53,7 @@
         });
         localTimes(fresh);
         live.replaceChildren.apply(live, Array.prototype.slice.call(fresh.childNodes));
+        newestInView(live);
         window.scrollTo(x, y);
       })
       .catch(function () { /* the next refresh tries again */ });
@@ -55,6 +61,7 @@
 
   document.addEventListener("DOMContentLoaded", function () {
     localTimes(document);
+    newestInView(document);
     if (!zoneWasKnown && zone !== "UTC") { refresh(); }
     setInterval(refresh, REFRESH_MS);
   });

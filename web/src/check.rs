@@ -151,7 +151,7 @@ async fn live(
         };
         let _ = write!(
             out,
-            r#"<section class="card"><h2>{heading} <span class="up">{up}</span></h2>{}<p class="legend"><span class="k p50">p50</span> <span class="k p95">p95</span> <span class="k max">max</span> <span class="k fail">failed runs</span> · {step_text} · times in {zone}</p></section>"#,
+            r#"<section class="card"><h2>{heading} <span class="up">{up}</span></h2><div class="plotbox">{}</div><p class="legend"><span class="k p50">p50</span> <span class="k p95">p95</span> <span class="k max">max</span> <span class="k fail">failed runs</span> · {step_text} · times in {zone}</p></section>"#,
             crate::plot::plot(&steps, window.step(), zone, &format!("Latency, {heading}: p50, p95 and max in ms")),
         );
     }
