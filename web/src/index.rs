@@ -451,6 +451,14 @@ pub(crate) mod tests {
         let by_team = page(&web, Some("team")).await;
         assert!(by_team.contains(r#"<details id="group-web-team"><summary>"#), "green groups collapsed: {by_team}");
         assert!(by_team.contains("<b>label team</b>"));
+        // A name or label from the wire is text too, in links, ids and headings.
+        seed(&web.store, "<i>odd\"</i>", "eu", Status::Ok, "ok", 1).await;
+        for text in [page(&web, None).await, page(&web, Some("team")).await] {
+            assert!(!text.contains("<i>odd"), "{text}");
+            assert!(
+                text.contains("&lt;i&gt;odd&quot;&lt;/i&gt;") && text.contains("/checks/%3Ci%3Eodd%22%3C%2Fi%3E/eu")
+            );
+        }
         web.store.close().await;
     }
 
