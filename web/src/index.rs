@@ -451,6 +451,24 @@ pub(crate) mod tests {
         let by_team = page(&web, Some("team")).await;
         assert!(by_team.contains(r#"<details id="group-web-team"><summary>"#), "green groups collapsed: {by_team}");
         assert!(by_team.contains("<b>label team</b>"));
+        // Silenced, the longest CRITICAL goes after every unsilenced problem.
+        let silence = Silence {
+            id: "s1".into(),
+            matcher: serde_json::from_str(r#"{"check": "dns"}"#).unwrap(),
+            starts_at: Utc::now() - TimeDelta::minutes(1),
+            ends_at: Utc::now() + TimeDelta::hours(1),
+            ends_on_resolve: false,
+            comment: "resolver swap".into(),
+            created_by: "alice".into(),
+            created_at: Utc::now(),
+            expired: None,
+        };
+        web.store.add_silence(&silence).await.unwrap();
+        let text = page(&web, None).await;
+        let at = |needle: &str| text.find(needle).unwrap_or_else(|| panic!("{needle} not in {text}"));
+        assert!(at(r#"href="/checks/api/us">api</a>"#) < at(r#"href="/checks/dns/eu">dns</a>"#), "silenced last");
+        assert!(text.contains("<td>alice</td><td>resolver swap</td>"), "who and why: {text}");
+        assert!(text.contains("✕ 2 checks are failing"));
         // A name or label from the wire is text too, in links, ids and headings.
         seed(&web.store, "<i>odd\"</i>", "eu", Status::Ok, "ok", 1).await;
         for text in [page(&web, None).await, page(&web, Some("team")).await] {
