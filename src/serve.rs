@@ -59,7 +59,9 @@ pub async fn bind(
 
 /// `ready` or `not ready`, then the role's detail on the same line.
 async fn readyz(State(probe): State<Probe>) -> impl IntoResponse {
-    let line = |word: &str, detail: String| if detail.is_empty() { format!("{word}\n") } else { format!("{word}: {detail}\n") };
+    let line = |word: &str, detail: String| {
+        if detail.is_empty() { format!("{word}\n") } else { format!("{word}: {detail}\n") }
+    };
     match (probe.ready)() {
         Ok(detail) => (StatusCode::OK, line("ready", detail)),
         Err(missing) => (StatusCode::SERVICE_UNAVAILABLE, line("not ready", missing)),

@@ -26,7 +26,8 @@ impl BrokerNodes {
         let entries: Vec<&str> = list.split(',').map(str::trim).collect();
         let mut nodes = Vec::with_capacity(entries.len());
         for (i, url) in entries.iter().enumerate() {
-            let position = if entries.len() == 1 { String::new() } else { format!("entry {} of {}: ", i + 1, entries.len()) };
+            let position =
+                if entries.len() == 1 { String::new() } else { format!("entry {} of {}: ", i + 1, entries.len()) };
             if url.is_empty() {
                 return Err(format!("{position}empty (a list is comma-separated URLs)"));
             }
@@ -51,7 +52,7 @@ impl BrokerNodes {
         &self.0[n % self.0.len()]
     }
 
-    pub fn len(&self) -> usize {
+    pub(crate) fn len(&self) -> usize {
         self.0.len()
     }
 
@@ -71,8 +72,7 @@ mod tests {
 
     #[test]
     fn a_list_names_each_node_by_host_and_port_only() {
-        let nodes =
-            BrokerNodes::parse("amqp://u:pw1@10.0.0.1:5681/%2f, amqps://v:pw2@mq.example:5671/prod").unwrap();
+        let nodes = BrokerNodes::parse("amqp://u:pw1@10.0.0.1:5681/%2f, amqps://v:pw2@mq.example:5671/prod").unwrap();
         assert_eq!(nodes.len(), 2);
         assert_eq!(nodes.nth(0).name, "10.0.0.1:5681");
         assert_eq!(nodes.nth(1).name, "mq.example:5671");

@@ -77,7 +77,7 @@ pub(crate) async fn supervise(inner: Arc<Inner>, tx: watch::Sender<Option<Live>>
             Err(e) => {
                 failures += 1;
                 let next = &nodes.nth(attempt).name;
-                if failures % nodes.len() != 0 {
+                if !failures.is_multiple_of(nodes.len()) {
                     tracing::warn!(error = %e, node = %target.name, next = %next, "cannot reach the broker node; trying the next one");
                     continue;
                 }
@@ -189,4 +189,3 @@ async fn open_publisher(connection: &Connection, inner: &Inner) -> Result<Channe
     inner.topology.declare(connection, &publisher).await?;
     Ok(publisher)
 }
-

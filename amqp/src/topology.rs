@@ -191,7 +191,13 @@ async fn exists(connection: &Connection, queue: &str) -> Result<bool, TransportE
 
 async fn bind(channel: &Channel, queue: &str, exchange: &str, routing_key: &str) -> Result<(), TransportError> {
     channel
-        .queue_bind(queue.into(), exchange.into(), routing_key.into(), QueueBindOptions::default(), FieldTable::default())
+        .queue_bind(
+            queue.into(),
+            exchange.into(),
+            routing_key.into(),
+            QueueBindOptions::default(),
+            FieldTable::default(),
+        )
         .await
         .map_err(broker)
 }
