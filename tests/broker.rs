@@ -528,9 +528,10 @@ fn a_standby_scheduler_takes_over_within_10s_without_double_results() {
 
 #[test]
 fn bad_broker_configuration_exits_64_naming_the_variable() {
-    let cases: [(&[(&str, &str)], &str); 4] = [
+    let cases: [(&[(&str, &str)], &str); 5] = [
         (&[], "PICKET_AMQP_URL"),
         (&[("PICKET_AMQP_URL", "http://guest:secretpw@127.0.0.1/")], "PICKET_AMQP_URL"),
+        (&[("PICKET_AMQP_URL", "amqp://guest:secretpw@127.0.0.1:5681/%2f,http://guest:secretpw@h/")], "entry 2 of 2"),
         (&[("PICKET_AMQP_URL", crate::support::AMQP_URL), ("PICKET_CONCURRENCY", "0")], "PICKET_CONCURRENCY"),
         (&[("PICKET_AMQP_URL", crate::support::AMQP_URL), ("PICKET_PREFIX", "bad prefix!")], "PICKET_PREFIX"),
     ];

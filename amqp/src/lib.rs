@@ -98,7 +98,7 @@ impl AmqpTransport {
     /// [`AmqpTransport::wait_connected`] to wait for the first connection.
     pub fn start(config: AmqpConfig, shutdown: tokio_util::sync::CancellationToken) -> Self {
         let (tx, rx) = watch::channel(None);
-        let topology = Topology { names: Names::new(&config.prefix), placement: config.placement };
+        let topology = Topology::new(Names::new(&config.prefix), config.placement);
         let signer = config.signing_key.as_deref().map(|key| Signer::new(key, config.previous_signing_key.as_deref()));
         let nodes = config.nodes.clone().shuffled();
         let inner = Arc::new(Inner { config, nodes, topology, signer, live: rx });

@@ -1,5 +1,8 @@
 //! Exchange and queue names, and their declarations.
 
+use std::collections::HashSet;
+use std::sync::Mutex;
+
 use lapin::options::{ExchangeDeclareOptions, QueueBindOptions, QueueDeclareOptions};
 use lapin::types::{AMQPValue, FieldTable, ShortString};
 use lapin::{Channel, Connection, ExchangeKind};
@@ -103,13 +106,19 @@ impl Placement {
 }
 
 /// The queues and exchanges of one installation, and how they are placed.
-#[derive(Clone, Debug)]
+#[derive(Debug)]
 pub(crate) struct Topology {
     pub(crate) names: Names,
     pub(crate) placement: Placement,
+    /// Queues found with other arguments, used as they are.
+    kept: Mutex<HashSet<String>>,
 }
 
 impl Topology {
+    pub(crate) fn new(names: Names, placement: Placement) -> Self {
+        Self { names, placement, kept: Mutex::default() }
+    }
+
     /// Declares everything but the subscription queues (those are declared
     /// when first used, see [`Topology::declare_subscription`]).
     pub(crate) async fn declare(&self, connection: &Connection, channel: &Channel) -> Result<(), TransportError> {
@@ -136,7 +145,7 @@ impl Topology {
             (names.handler_dead(), names.dead(), String::new()),
         ] {
             let args = self.placement.quorum(&[("x-single-active-consumer", AMQPValue::Boolean(true))]);
-            self.declare_queue(connection, channel, &queue, args).await?;
+            self.declare_queue(connection, &queue, args).await?;
             bind(channel, &queue, &exchange, &routing_key).await?;
         }
         Ok(())
@@ -151,41 +160,41 @@ impl Topology {
     ) -> Result<(), TransportError> {
         let queue = self.names.subscription(subscription);
         let args = self.placement.quorum(&[("x-dead-letter-exchange", long(&self.names.dead()))]);
-        self.declare_queue(connection, channel, &queue, args).await?;
+        self.declare_queue(connection, &queue, args).await?;
         bind(channel, &queue, &self.names.requests(), subscription).await
     }
 
-    /// Creates `queue` with `args` unless it exists. An existing queue is
-    /// used as it is: one created by an earlier release has no placement
-    /// arguments, and declaring it with them would be refused
-    /// (PRECONDITION_FAILED) and close the channel.
+    /// Declares `queue` with `args` on a channel of its own. A queue that
+    /// exists with other arguments (created by an earlier release, or by a
+    /// role with another `PICKET_AMQP_REPLICAS`) is refused with
+    /// PRECONDITION_FAILED, which closes that channel only; such a queue is
+    /// used as it is, said once, and not declared again by this process.
     async fn declare_queue(
         &self,
         connection: &Connection,
-        channel: &Channel,
         queue: &str,
         args: FieldTable,
     ) -> Result<(), TransportError> {
-        if exists(connection, queue).await? {
+        if self.kept.lock().expect("kept lock").contains(queue) {
             return Ok(());
         }
-        channel.queue_declare(queue.into(), QueueDeclareOptions::durable(), args).await.map_err(broker)?;
-        Ok(())
-    }
-}
-
-/// Whether `queue` exists. The broker closes the channel of a passive
-/// declare that finds nothing, so each question gets a channel of its own.
-async fn exists(connection: &Connection, queue: &str) -> Result<bool, TransportError> {
-    let channel = connection.create_channel().await.map_err(broker)?;
-    let passive = QueueDeclareOptions { passive: true, ..QueueDeclareOptions::default() };
-    match channel.queue_declare(queue.into(), passive, FieldTable::default()).await {
-        Ok(_) => {
-            let _ = channel.close(200, "queue exists".into()).await;
-            Ok(true)
+        let channel = connection.create_channel().await.map_err(broker)?;
+        match channel.queue_declare(queue.into(), QueueDeclareOptions::durable(), args).await {
+            Ok(_) => {
+                let _ = channel.close(200, "declared".into()).await;
+                Ok(())
+            }
+            Err(e) if e.to_string().contains("PRECONDITION_FAILED") => {
+                tracing::warn!(
+                    queue,
+                    "the queue exists with other arguments (an earlier release, or another PICKET_AMQP_REPLICAS); \
+                     using it as it is, with its own replicas and leader placement"
+                );
+                self.kept.lock().expect("kept lock").insert(queue.to_owned());
+                Ok(())
+            }
+            Err(e) => Err(broker(e)),
         }
-        Err(e) if e.to_string().contains("NOT_FOUND") => Ok(false),
-        Err(e) => Err(broker(e)),
     }
 }
 
