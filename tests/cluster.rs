@@ -242,7 +242,6 @@ fn a_follower_node_killed_mid_run_costs_no_check() {
     cluster.kill(follower);
     let killed = Utc::now();
     wait_flowing(&run, killed);
-    std::thread::sleep(Duration::from_secs(3));
     cluster.restart(follower);
     wait_flowing(&run, Utc::now());
     run.account("follower killed", 50);
