@@ -1,6 +1,6 @@
 //! Broker settings shared by the distributed roles.
 
-use amqp::{AmqpConfig, check_url};
+use amqp::{AmqpConfig, BrokerNodes, Placement};
 use anyhow::anyhow;
 use clap::Args;
 use protocol::metrics::MessagesRefused;
@@ -9,12 +9,17 @@ use crate::Failure;
 
 #[derive(Args, Clone)]
 pub struct BrokerArgs {
-    /// RabbitMQ URL, `amqp://user:pass@host:5672/%2f` (or amqps://).
+    /// RabbitMQ URL, `amqp://user:pass@host:5672/%2f` (or amqps://), or a
+    /// comma-separated list of a cluster's nodes.
     #[arg(long, env = "PICKET_AMQP_URL", hide_env_values = true)]
     pub amqp_url: Option<String>,
     /// Prefix of every exchange and queue, so installations can share a broker.
     #[arg(long, env = "PICKET_PREFIX", default_value = "picket")]
     pub prefix: String,
+    /// Replicas of each quorum queue picket creates (the broker takes every
+    /// node when it has fewer). Existing queues keep theirs.
+    #[arg(long, env = "PICKET_AMQP_REPLICAS", default_value_t = 3, value_parser = clap::value_parser!(u16).range(1..=255))]
+    pub amqp_replicas: u16,
     /// HMAC key: every role signs what it publishes and refuses what is
     /// unsigned or badly signed.
     #[arg(long, env = "PICKET_SIGNING_KEY", hide_env_values = true)]
@@ -30,6 +35,7 @@ impl std::fmt::Debug for BrokerArgs {
         f.debug_struct("BrokerArgs")
             .field("amqp_url", &self.amqp_url.as_ref().map(|_| "<PICKET_AMQP_URL>"))
             .field("prefix", &self.prefix)
+            .field("amqp_replicas", &self.amqp_replicas)
             .field("signing_key", &self.signing_key.as_ref().map(|_| "<PICKET_SIGNING_KEY>"))
             .field("signing_key_previous", &self.signing_key_previous.as_ref().map(|_| "<PICKET_SIGNING_KEY_PREVIOUS>"))
             .finish()
@@ -44,7 +50,7 @@ impl BrokerArgs {
             .clone()
             .filter(|u| !u.is_empty())
             .ok_or_else(|| Failure::Config(anyhow!("PICKET_AMQP_URL (--amqp-url) is not set")))?;
-        check_url(&url).map_err(|e| Failure::Config(anyhow!("PICKET_AMQP_URL: {e}")))?;
+        let nodes = BrokerNodes::parse(&url).map_err(|e| Failure::Config(anyhow!("PICKET_AMQP_URL: {e}")))?;
         let prefix_ok = !self.prefix.is_empty()
             && self.prefix.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'));
         if !prefix_ok {
@@ -56,8 +62,9 @@ impl BrokerArgs {
             return Err(Failure::Config(anyhow!("PICKET_SIGNING_KEY_PREVIOUS is set without PICKET_SIGNING_KEY")));
         }
         Ok(AmqpConfig {
-            url,
+            nodes,
             prefix: self.prefix.clone(),
+            placement: Placement { replicas: self.amqp_replicas },
             connection_name,
             signing_key,
             previous_signing_key,
@@ -84,6 +91,7 @@ mod tests {
         BrokerArgs {
             amqp_url: Some("amqp://user:secretpw@127.0.0.1:5672/%2f".into()),
             prefix: "picket".into(),
+            amqp_replicas: 3,
             signing_key: key.map(Into::into),
             signing_key_previous: previous.map(Into::into),
         }

@@ -30,7 +30,10 @@ use crate::config::{LogFormat, RunnerArgs};
 #[command(name = "picket", version, about = "Sub-minute HTTP, DNS and TLS checks, with alerting.")]
 struct Cli {
     /// Log filter (tracing EnvFilter syntax), e.g. `info` or `picket=debug`.
-    #[arg(long, env = "PICKET_LOG", default_value = "info", global = true)]
+    /// lapin's own lines about channels the broker closes are off by
+    /// default: picket reports each close it acts on in its own words (a
+    /// standby finding the leader lock taken, a queue created on first use).
+    #[arg(long, env = "PICKET_LOG", default_value = "info,lapin::channel=off", global = true)]
     log: String,
     /// Log line format on stderr.
     #[arg(long, env = "PICKET_LOG_FORMAT", value_enum, default_value = "text", global = true)]

@@ -14,12 +14,13 @@ use tokio_util::sync::CancellationToken;
 
 use crate::exposition;
 
-/// Whether a role can do its work now (e.g. its broker connection is up).
-pub type Readiness = Arc<dyn Fn() -> bool + Send + Sync>;
+/// Whether a role can do its work now: `Ok` with what `/readyz` adds to
+/// `ready` (the broker node in use, say), `Err` with what is missing.
+pub type Readiness = Arc<dyn Fn() -> Result<String, String> + Send + Sync>;
 
 /// Readiness that follows a flag the role sets.
 pub fn flag(ready: Arc<AtomicBool>) -> Readiness {
-    Arc::new(move || ready.load(Ordering::Relaxed))
+    Arc::new(move || if ready.load(Ordering::Relaxed) { Ok(String::new()) } else { Err(String::new()) })
 }
 
 #[derive(Clone)]
@@ -56,8 +57,15 @@ pub async fn bind(
     })
 }
 
+/// `ready` or `not ready`, then the role's detail on the same line.
 async fn readyz(State(probe): State<Probe>) -> impl IntoResponse {
-    if (probe.ready)() { (StatusCode::OK, "ready\n") } else { (StatusCode::SERVICE_UNAVAILABLE, "not ready\n") }
+    let line = |word: &str, detail: String| {
+        if detail.is_empty() { format!("{word}\n") } else { format!("{word}: {detail}\n") }
+    };
+    match (probe.ready)() {
+        Ok(detail) => (StatusCode::OK, line("ready", detail)),
+        Err(missing) => (StatusCode::SERVICE_UNAVAILABLE, line("not ready", missing)),
+    }
 }
 
 async fn metrics(State(probe): State<Probe>, headers: HeaderMap) -> impl IntoResponse {

@@ -7,7 +7,10 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
-use crate::support::{BrokerPrefix, Role, checks_dir, handler_records, path_str, picket, spawn_target, wait_until};
+use crate::support::{
+    BrokerPrefix, Role, checks_dir, handler_records, path_str, picket, spawn_target, stop_scheduler, wait_accounted,
+    wait_until,
+};
 
 fn checks(defs: Value) -> tempfile::TempDir {
     checks_dir(&[("checks.json", defs.to_string())])
@@ -34,29 +37,6 @@ fn handler(prefix: &str) -> Role {
 
 fn scheduler(prefix: &str, dir: &tempfile::TempDir, extra: &[(&str, &str)]) -> Role {
     Role::start(prefix, &["scheduler", "--checks", &path_str(dir.path())], extra)
-}
-
-/// Stops the scheduler and returns how many requests it published.
-fn stop_scheduler(mut scheduler: Role) -> u64 {
-    scheduler.signal("-TERM");
-    let status = scheduler.wait_exit(Duration::from_secs(10)).expect("scheduler exits on SIGTERM");
-    assert_eq!(status.code(), Some(0), "{}", scheduler.stderr_text());
-    let text = scheduler.stderr_text();
-    let line = text.lines().find(|l| l.contains("scheduler stopped")).expect("stop report");
-    line.split("published=").nth(1).unwrap().split_whitespace().next().unwrap().parse().unwrap()
-}
-
-/// Waits until the handler has seen `n` results and dead letters in all.
-fn wait_accounted(handler: &Role, n: usize, limit: Duration) -> (Vec<Value>, Vec<Value>) {
-    let deadline = Instant::now() + limit;
-    loop {
-        let results = handler_records(handler, "check_result");
-        let dead = handler_records(handler, "dead_letter");
-        if results.len() + dead.len() >= n || Instant::now() > deadline {
-            return (results, dead);
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
 }
 
 #[test]
@@ -548,9 +528,10 @@ fn a_standby_scheduler_takes_over_within_10s_without_double_results() {
 
 #[test]
 fn bad_broker_configuration_exits_64_naming_the_variable() {
-    let cases: [(&[(&str, &str)], &str); 4] = [
+    let cases: [(&[(&str, &str)], &str); 5] = [
         (&[], "PICKET_AMQP_URL"),
         (&[("PICKET_AMQP_URL", "http://guest:secretpw@127.0.0.1/")], "PICKET_AMQP_URL"),
+        (&[("PICKET_AMQP_URL", "amqp://guest:secretpw@127.0.0.1:5681/%2f,http://guest:secretpw@h/")], "entry 2 of 2"),
         (&[("PICKET_AMQP_URL", crate::support::AMQP_URL), ("PICKET_CONCURRENCY", "0")], "PICKET_CONCURRENCY"),
         (&[("PICKET_AMQP_URL", crate::support::AMQP_URL), ("PICKET_PREFIX", "bad prefix!")], "PICKET_PREFIX"),
     ];

@@ -130,3 +130,53 @@ fn a_request_whose_check_this_runner_does_not_fully_know_is_dead_lettered_unsupp
     assert!(handler_records(&handler, "check_result").is_empty());
     assert_eq!(target.connections.load(Ordering::SeqCst), 0, "the weaker check ran");
 }
+
+/// Queues an earlier release created, without the placement arguments this
+/// one creates queues with, are used as they are: declaring them with other
+/// arguments would be refused, so the roles say so once and carry on.
+#[test]
+fn queues_created_by_an_earlier_release_are_used_as_they_are() {
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let target = crate::support::spawn_target(&rt, Duration::ZERO);
+    let prefix = BrokerPrefix::new("compat-queues", &["default"]);
+    let p = &prefix.prefix;
+    rt.block_on(async {
+        let channel = prefix.channel().await;
+        let quorum = |more: &[(&str, AMQPValue)]| {
+            let mut args = FieldTable::default();
+            args.insert("x-queue-type".into(), AMQPValue::LongString("quorum".into()));
+            for (k, v) in more {
+                args.insert((*k).into(), v.clone());
+            }
+            args
+        };
+        let single = ("x-single-active-consumer", AMQPValue::Boolean(true));
+        let dead = ("x-dead-letter-exchange", AMQPValue::LongString(format!("{p}.dead").into()));
+        for (queue, args) in [
+            (format!("{p}.results"), quorum(std::slice::from_ref(&single))),
+            (format!("{p}.handler.dead"), quorum(&[single])),
+            (format!("{p}.sub.default"), quorum(&[dead])),
+        ] {
+            let durable = lapin::options::QueueDeclareOptions { durable: true, ..Default::default() };
+            channel.queue_declare(queue.as_str().into(), durable, args).await.unwrap();
+        }
+    });
+    let checks = crate::support::checks_dir(&[(
+        "checks.json",
+        json!([{"name": "old-queues", "type": "http", "url": format!("http://{}/", target.addr), "interval": "1s"}])
+            .to_string(),
+    )]);
+    let dir = crate::support::path_str(checks.path());
+    let handler = Role::start(p, &["handler", "--checks", &dir], &[]);
+    let runner = Role::start(p, &["runner"], &[("PICKET_SUBSCRIPTIONS", "default")]);
+    let scheduler = Role::start(p, &["scheduler", "--checks", &dir], &[]);
+    assert!(
+        wait_until(Duration::from_secs(20), || handler_records(&handler, "check_result").len() >= 3),
+        "no results through the old queues: {}\n{}",
+        handler.stderr_text(),
+        scheduler.stderr_text()
+    );
+    for role in [&handler, &runner, &scheduler] {
+        assert!(role.stderr_text().contains("exists with other arguments"), "{}", role.stderr_text());
+    }
+}

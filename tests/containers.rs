@@ -65,6 +65,36 @@ fn deployment_files_run_as_containers_of_the_image() {
     eprintln!("container test took {:.0}s", started.elapsed().as_secs_f64());
 }
 
+/// The cluster override of compose.yaml: three RabbitMQ nodes, each with
+/// the cluster config, whose peer list names exactly their host names.
+#[test]
+fn the_cluster_compose_override_forms_one_cluster_of_its_three_nodes() {
+    let base = yaml_file("images/compose.yaml");
+    let cluster = yaml_file("images/compose.cluster.yaml");
+    let conf = std::fs::read_to_string(repo("images/rabbitmq/cluster.conf")).unwrap();
+    let mount = "./rabbitmq/cluster.conf:/etc/rabbitmq/conf.d/20-cluster.conf:ro";
+    let mut hosts = Vec::new();
+    for (name, service) in cluster["services"].as_mapping().expect("services") {
+        let name = text(name);
+        assert!(strings(&service["volumes"]).iter().any(|v| v == mount), "{name} lacks the cluster config");
+        let hostname = if service["hostname"].is_null() {
+            &base["services"][name.as_str()]["hostname"]
+        } else {
+            &service["hostname"]
+        };
+        hosts.push(text(hostname));
+    }
+    hosts.sort();
+    assert_eq!(hosts, ["rabbitmq", "rabbitmq-2", "rabbitmq-3"]);
+    let peers: Vec<&str> = conf
+        .lines()
+        .filter(|l| l.starts_with("cluster_formation.classic_config.nodes."))
+        .filter_map(|l| l.split("= rabbit@").nth(1))
+        .collect();
+    assert_eq!(peers, hosts, "the peer list of cluster.conf");
+    assert!(conf.contains("cluster_partition_handling = pause_minority"), "{conf}");
+}
+
 // ------------------------------------------------------------ the image ----
 
 fn nanos() -> u128 {

@@ -5,6 +5,7 @@ mod alerting;
 mod api;
 mod broker;
 mod cli;
+mod cluster;
 mod compat;
 mod containers;
 mod fleet;

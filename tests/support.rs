@@ -244,14 +244,22 @@ impl Drop for Role {
 pub struct BrokerPrefix {
     pub prefix: String,
     subscriptions: Vec<String>,
+    /// The broker it lives on (the machine's, or a node of the test cluster).
+    url: String,
 }
 
 impl BrokerPrefix {
     pub fn new(test: &str, subscriptions: &[&str]) -> Self {
+        Self::on(AMQP_URL, test, subscriptions)
+    }
+
+    /// A prefix on the broker at `url`.
+    pub fn on(url: &str, test: &str, subscriptions: &[&str]) -> Self {
         let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().subsec_nanos();
         Self {
             prefix: format!("t-{test}-{}-{nanos}", std::process::id()),
             subscriptions: subscriptions.iter().map(|s| (*s).to_owned()).collect(),
+            url: url.to_owned(),
         }
     }
 
@@ -268,14 +276,14 @@ impl Drop for BrokerPrefix {
     fn drop(&mut self) {
         let prefix = self.prefix.clone();
         let subscriptions = self.subscriptions.clone();
+        let url = self.url.clone();
         let cleanup = async move {
-            let Ok(connection) = lapin::Connection::connect(AMQP_URL, lapin::ConnectionProperties::default()).await
-            else {
+            let Ok(connection) = lapin::Connection::connect(&url, lapin::ConnectionProperties::default()).await else {
                 return;
             };
             let mut queues: Vec<String> = subscriptions.iter().map(|s| format!("{prefix}.sub.{s}")).collect();
             queues.extend(
-                ["results", "keepalives", "dead", "handler.keepalives", "handler.dead"]
+                ["results", "keepalives", "dead", "handler.keepalives", "handler.keepalives.quorum", "handler.dead"]
                     .iter()
                     .map(|q| format!("{prefix}.{q}")),
             );
@@ -308,6 +316,29 @@ pub fn handler_records(handler: &Role, kind: &str) -> Vec<serde_json::Value> {
         .filter(|v| v["kind"] == kind)
         .map(|v| v[kind.trim_start_matches("check_")].clone())
         .collect()
+}
+
+/// Stops the scheduler and returns how many requests it published.
+pub fn stop_scheduler(mut scheduler: Role) -> u64 {
+    scheduler.signal("-TERM");
+    let status = scheduler.wait_exit(Duration::from_secs(10)).expect("scheduler exits on SIGTERM");
+    assert_eq!(status.code(), Some(0), "{}", scheduler.stderr_text());
+    let text = scheduler.stderr_text();
+    let line = text.lines().find(|l| l.contains("scheduler stopped")).expect("stop report");
+    line.split("published=").nth(1).unwrap().split_whitespace().next().unwrap().parse().unwrap()
+}
+
+/// Waits until the handler has seen `n` results and dead letters in all.
+pub fn wait_accounted(handler: &Role, n: usize, limit: Duration) -> (Vec<serde_json::Value>, Vec<serde_json::Value>) {
+    let deadline = std::time::Instant::now() + limit;
+    loop {
+        let results = handler_records(handler, "check_result");
+        let dead = handler_records(handler, "dead_letter");
+        if results.len() + dead.len() >= n || std::time::Instant::now() > deadline {
+            return (results, dead);
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
 }
 
 /// A TCP proxy to the broker that the test can sever, cutting only the

@@ -11,7 +11,7 @@ use tokio::sync::mpsc;
 
 use crate::signing::SIGNATURE_HEADER;
 use crate::supervisor::{BACKOFF_START, Live};
-use crate::topology::{self, long};
+use crate::topology::long;
 use crate::{AmqpTransport, PUBLISH_WAIT, broker};
 
 /// Header carrying why a message was refused (expired, overlap, malformed…).
@@ -97,9 +97,10 @@ impl AmqpTransport {
         let channel = live.connection.create_channel().await.map_err(broker)?;
         // Declared on every (re)subscription: a queue someone deleted, which
         // is what cancels a consumer, is back before it is consumed again.
-        topology::declare(&channel, self.names()).await?;
+        let topology = &self.inner.topology;
+        topology.declare(&live.connection, &channel).await?;
         for subscription in subscriptions {
-            topology::declare_subscription(&channel, self.names(), subscription).await?;
+            topology.declare_subscription(&live.connection, &channel, subscription).await?;
         }
         channel.basic_qos(prefetch.max(1), BasicQosOptions::default()).await.map_err(broker)?;
         let (merged_tx, mut merged) = mpsc::channel(usize::from(prefetch.max(1)));

@@ -1,6 +1,7 @@
 //! The RabbitMQ transport (DESIGN.md §5), the only crate that imports lapin.
 //!
-//! [`supervisor`] keeps the connection and its publishing channel alive,
+//! [`nodes`] is the list of broker nodes to connect to, [`supervisor`]
+//! keeps the connection and its publishing channel alive,
 //! [`topology`] names and declares exchanges and queues, [`consume`] feeds
 //! queues into inboxes and settles deliveries, [`signing`] signs and
 //! verifies bodies, and [`lock`] is the scheduler's leader lock.
@@ -9,6 +10,7 @@
 
 mod consume;
 mod lock;
+mod nodes;
 mod signing;
 mod supervisor;
 mod topology;
@@ -26,23 +28,27 @@ use protocol::transport::{DeadLetter, Inbox, Transport, TransportError};
 use tokio::sync::watch;
 
 pub use lock::LeaderLock;
+pub use nodes::BrokerNodes;
 pub use signing::Unauthenticated;
-pub use topology::Names;
+pub use topology::{Names, Placement};
 
 use consume::{Consumer, DEAD_LETTER, decode_dead_letter, decode_keepalive, decode_request, decode_result};
 use signing::{SIGNATURE_HEADER, Signer};
 use supervisor::Live;
-use topology::{long, table};
+use topology::{Topology, long, table};
 
 /// How long a publisher waits for a connection before reporting failure.
 const PUBLISH_WAIT: Duration = Duration::from_secs(5);
 
 #[derive(Clone)]
 pub struct AmqpConfig {
-    /// `amqp://user:pass@host:5672/vhost` or `amqps://…`; never logged.
-    pub url: String,
+    /// `amqp://user:pass@host:5672/vhost` or `amqps://…`, or several of
+    /// them (a cluster's nodes); never logged.
+    pub nodes: BrokerNodes,
     /// Prefix of every exchange and queue name (`PICKET_PREFIX`).
     pub prefix: String,
+    /// Replicas and leaders of the quorum queues this role creates.
+    pub placement: Placement,
     /// Shown by the broker (`rabbitmqctl list_connections name`).
     pub connection_name: String,
     /// Signs every published message and refuses unsigned or badly signed
@@ -59,7 +65,9 @@ pub struct AmqpConfig {
 impl std::fmt::Debug for AmqpConfig {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("AmqpConfig")
+            .field("nodes", &self.nodes.len())
             .field("prefix", &self.prefix)
+            .field("placement", &self.placement)
             .field("connection_name", &self.connection_name)
             .field("signing_key", &self.signing_key.is_some())
             .field("previous_signing_key", &self.previous_signing_key.is_some())
@@ -67,17 +75,11 @@ impl std::fmt::Debug for AmqpConfig {
     }
 }
 
-/// Checks an AMQP URL without connecting; the error never repeats the URL
-/// (it may hold a password).
-pub fn check_url(url: &str) -> Result<(), String> {
-    url.parse::<lapin::uri::AMQPUri>()
-        .map(|_| ())
-        .map_err(|e| format!("not an amqp:// or amqps:// URL ({})", supervisor::redact(&e, url)))
-}
-
 struct Inner {
     config: AmqpConfig,
-    names: Names,
+    /// `config.nodes` in this process's order.
+    nodes: BrokerNodes,
+    topology: Topology,
     signer: Option<Signer>,
     live: watch::Receiver<Option<Live>>,
 }
@@ -96,19 +98,25 @@ impl AmqpTransport {
     /// [`AmqpTransport::wait_connected`] to wait for the first connection.
     pub fn start(config: AmqpConfig, shutdown: tokio_util::sync::CancellationToken) -> Self {
         let (tx, rx) = watch::channel(None);
-        let names = Names::new(&config.prefix);
+        let topology = Topology::new(Names::new(&config.prefix), config.placement);
         let signer = config.signing_key.as_deref().map(|key| Signer::new(key, config.previous_signing_key.as_deref()));
-        let inner = Arc::new(Inner { config, names, signer, live: rx });
+        let nodes = config.nodes.clone().shuffled();
+        let inner = Arc::new(Inner { config, nodes, topology, signer, live: rx });
         tokio::spawn(supervisor::supervise(inner.clone(), tx, shutdown));
         Self { inner }
     }
 
     pub fn names(&self) -> &Names {
-        &self.inner.names
+        &self.inner.topology.names
     }
 
     pub fn is_connected(&self) -> bool {
         self.inner.live.borrow().is_some()
+    }
+
+    /// The node in use (`host:port`, never the URL), while connected.
+    pub fn node(&self) -> Option<String> {
+        self.inner.live.borrow().as_ref().map(|live| live.node.to_string())
     }
 
     /// Waits until a connection is up, for at most `limit`.
@@ -136,7 +144,7 @@ impl AmqpTransport {
         if live.declared.lock().expect("declared lock").contains(subscription) {
             return Ok(());
         }
-        topology::declare_subscription(&live.publisher, &self.inner.names, subscription).await?;
+        self.inner.topology.declare_subscription(&live.connection, &live.publisher, subscription).await?;
         live.declared.lock().expect("declared lock").insert(subscription.to_owned());
         Ok(())
     }
@@ -191,7 +199,7 @@ impl AmqpTransport {
         let channel = live.connection.create_channel().await.map_err(broker)?;
         let queue = channel
             .queue_declare(
-                self.inner.names.subscription(subscription).as_str().into(),
+                self.names().subscription(subscription).as_str().into(),
                 QueueDeclareOptions { passive: true, ..QueueDeclareOptions::default() },
                 FieldTable::default(),
             )
@@ -210,19 +218,19 @@ impl Transport for AmqpTransport {
         // The broker drops (dead-letters) the request once its deadline passes.
         let ttl_ms = (request.deadline - Utc::now()).num_milliseconds().max(1);
         let properties = self.signed(&body).with_expiration(ttl_ms.to_string().as_str().into());
-        self.publish(&live, &self.inner.names.requests(), &request.subscription, &body, properties).await
+        self.publish(&live, &self.names().requests(), &request.subscription, &body, properties).await
     }
 
     async fn publish_result(&self, result: &CheckResult) -> Result<(), TransportError> {
         let live = self.live(PUBLISH_WAIT).await?;
-        let names = &self.inner.names;
+        let names = self.names();
         let body = encode(&Message::CheckResult(Box::new(result.clone())));
         self.publish(&live, &names.results(), &names.results(), &body, self.signed(&body)).await
     }
 
     async fn publish_keepalive(&self, keepalive: &Keepalive) -> Result<(), TransportError> {
         let live = self.live(PUBLISH_WAIT).await?;
-        let names = &self.inner.names;
+        let names = self.names();
         let body = encode(&Message::Keepalive(keepalive.clone()));
         let ttl_ms = keepalive.interval.saturating_mul(2000).max(1000);
         let properties = self.signed(&body).with_expiration(ttl_ms.to_string().as_str().into());
@@ -230,20 +238,20 @@ impl Transport for AmqpTransport {
     }
 
     async fn requests(&self, subscriptions: &[String], prefetch: u16) -> Result<Inbox<CheckRequest>, TransportError> {
-        let queues = subscriptions.iter().map(|s| self.inner.names.subscription(s)).collect();
+        let queues = subscriptions.iter().map(|s| self.names().subscription(s)).collect();
         let subscriptions = subscriptions.to_vec();
         Ok(self.consume(Consumer { kind: "request", queues, subscriptions, prefetch, decode: decode_request }))
     }
 
     async fn results(&self) -> Result<Inbox<CheckResult>, TransportError> {
-        Ok(self.consume(Consumer::of("result", self.inner.names.results(), 256, decode_result)))
+        Ok(self.consume(Consumer::of("result", self.names().results(), 256, decode_result)))
     }
 
     async fn keepalives(&self) -> Result<Inbox<Keepalive>, TransportError> {
-        Ok(self.consume(Consumer::of("keepalive", self.inner.names.handler_keepalives(), 64, decode_keepalive)))
+        Ok(self.consume(Consumer::of("keepalive", self.names().handler_keepalives(), 64, decode_keepalive)))
     }
 
     async fn dead_letters(&self) -> Result<Inbox<DeadLetter>, TransportError> {
-        Ok(self.consume(Consumer::of(DEAD_LETTER, self.inner.names.handler_dead(), 64, decode_dead_letter)))
+        Ok(self.consume(Consumer::of(DEAD_LETTER, self.names().handler_dead(), 64, decode_dead_letter)))
     }
 }

@@ -1,5 +1,7 @@
 //! The connection supervisor. One task keeps a connection alive: it connects
-//! with capped exponential backoff, declares the topology, publishes the live
+//! to the configured nodes in turn (see [`crate::nodes`]), with capped
+//! exponential backoff once every node has failed, declares the topology,
+//! publishes the live
 //! connection through a `watch` channel, reopens the publishing channel (and
 //! declares the topology again) when the broker closes it, and starts over
 //! when the connection drops. Publishers wait briefly for a live connection;
@@ -16,10 +18,14 @@ use protocol::transport::TransportError;
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
-use crate::{Inner, broker, topology};
+use crate::nodes::Node;
+use crate::{Inner, broker};
 
 pub(crate) const BACKOFF_START: Duration = Duration::from_millis(200);
 const BACKOFF_CAP: Duration = Duration::from_secs(10);
+/// A node that does not complete the handshake in this time is taken as
+/// down, so a black-holed node delays failover by this much at most.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 /// The largest frame asked of the broker unless the URL sets `frame_max`.
 /// lapin keeps a send and a receive buffer of 32 frames each per connection,
 /// so RabbitMQ's default of 128 KiB would cost 8 MiB of resident memory per
@@ -32,28 +38,50 @@ const FRAME_MAX: u32 = 16 * 1024;
 pub(crate) struct Live {
     pub(crate) connection: Arc<Connection>,
     pub(crate) publisher: Channel,
+    /// The node it is connected to, `host:port`.
+    pub(crate) node: Arc<str>,
     /// Subscription queues declared on this publishing channel.
     pub(crate) declared: Arc<Mutex<HashSet<String>>>,
 }
 
 pub(crate) async fn supervise(inner: Arc<Inner>, tx: watch::Sender<Option<Live>>, shutdown: CancellationToken) {
+    let nodes = &inner.nodes;
     let mut backoff = BACKOFF_START;
+    // Each attempt goes to the next node; the backoff applies once as many
+    // attempts in a row as there are nodes have failed.
+    let mut attempt = 0usize;
+    let mut failures = 0usize;
     loop {
-        let attempt = tokio::select! {
+        let target = nodes.nth(attempt);
+        let connected = tokio::select! {
             () = shutdown.cancelled() => break,
-            attempt = connect(&inner) => attempt,
+            connected = connect(&inner, target) => connected,
         };
-        match attempt {
+        attempt += 1;
+        match connected {
             Ok(connection) => {
                 backoff = BACKOFF_START;
-                tracing::info!(connection = %inner.config.connection_name, "connected to the broker");
-                if keep_publishing(&inner, &tx, &shutdown, connection).await == Ended::Shutdown {
+                failures = 0;
+                let node: Arc<str> = target.name.as_str().into();
+                tracing::info!(connection = %inner.config.connection_name, node = %node, "connected to the broker");
+                if keep_publishing(&inner, &tx, &shutdown, connection, &node).await == Ended::Shutdown {
                     break;
                 }
-                tracing::warn!(connection = %inner.config.connection_name, "lost the broker connection; reconnecting");
+                tracing::warn!(
+                    connection = %inner.config.connection_name,
+                    node = %node,
+                    next = %nodes.nth(attempt).name,
+                    "lost the broker connection; reconnecting"
+                );
             }
             Err(e) => {
-                tracing::warn!(error = %e, retry_in = ?backoff, "cannot reach the broker");
+                failures += 1;
+                let next = &nodes.nth(attempt).name;
+                if !failures.is_multiple_of(nodes.len()) {
+                    tracing::warn!(error = %e, node = %target.name, next = %next, "cannot reach the broker node; trying the next one");
+                    continue;
+                }
+                tracing::warn!(error = %e, node = %target.name, next = %next, retry_in = ?backoff, "cannot reach the broker");
                 tokio::select! {
                     () = shutdown.cancelled() => break,
                     () = tokio::time::sleep(backoff) => {}
@@ -80,6 +108,7 @@ async fn keep_publishing(
     tx: &watch::Sender<Option<Live>>,
     shutdown: &CancellationToken,
     connection: Connection,
+    node: &Arc<str>,
 ) -> Ended {
     let connection = Arc::new(connection);
     let mut backoff = BACKOFF_START;
@@ -102,7 +131,12 @@ async fn keep_publishing(
         };
         backoff = BACKOFF_START;
         let watched = publisher.clone();
-        tx.send_replace(Some(Live { connection: connection.clone(), publisher, declared: Arc::default() }));
+        tx.send_replace(Some(Live {
+            connection: connection.clone(),
+            publisher,
+            node: node.clone(),
+            declared: Arc::default(),
+        }));
         tokio::select! {
             () = shutdown.cancelled() => return close(tx, &connection).await,
             () = closed(&connection, &watched) => {}
@@ -135,27 +169,23 @@ async fn closed(connection: &Connection, publisher: &Channel) {
     }
 }
 
-/// Connects, with the URL's password kept out of every error.
-async fn connect(inner: &Inner) -> Result<Connection, TransportError> {
+/// Connects to one node, with every URL's password kept out of the error.
+async fn connect(inner: &Inner, node: &Node) -> Result<Connection, TransportError> {
     let properties = ConnectionProperties::default().with_connection_name(inner.config.connection_name.as_str().into());
-    // lapin's error text can include the URI; report only the kind of failure.
-    let failed = |e: &dyn std::fmt::Display| {
-        TransportError::Broker(format!("connect: {}", redact(&e.to_string(), &inner.config.url)))
-    };
-    let mut uri = inner.config.url.parse::<lapin::uri::AMQPUri>().map_err(|e| failed(&e))?;
+    let mut uri = node.uri.clone();
     uri.query.frame_max.get_or_insert(FRAME_MAX);
-    Connection::connect_uri(uri, properties).await.map_err(|e| failed(&e))
+    match tokio::time::timeout(CONNECT_TIMEOUT, Connection::connect_uri(uri, properties)).await {
+        Ok(Ok(connection)) => Ok(connection),
+        // lapin's error text can include the URI; report only the kind of failure.
+        Ok(Err(e)) => Err(TransportError::Broker(format!("connect: {}", inner.nodes.redact(&e.to_string())))),
+        Err(_) => Err(TransportError::Broker(format!("connect: no handshake within {CONNECT_TIMEOUT:?}"))),
+    }
 }
 
 /// A confirm-mode channel on which the topology has just been declared.
 async fn open_publisher(connection: &Connection, inner: &Inner) -> Result<Channel, TransportError> {
     let publisher = connection.create_channel().await.map_err(broker)?;
     publisher.confirm_select(ConfirmSelectOptions::default()).await.map_err(broker)?;
-    topology::declare(&publisher, &inner.names).await?;
+    inner.topology.declare(connection, &publisher).await?;
     Ok(publisher)
-}
-
-/// Removes the URL (and so its password) from an error text.
-pub(crate) fn redact(text: &str, url: &str) -> String {
-    text.replace(url, "<PICKET_AMQP_URL>")
 }

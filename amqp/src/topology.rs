@@ -1,8 +1,11 @@
 //! Exchange and queue names, and their declarations.
 
+use std::collections::HashSet;
+use std::sync::Mutex;
+
 use lapin::options::{ExchangeDeclareOptions, QueueBindOptions, QueueDeclareOptions};
 use lapin::types::{AMQPValue, FieldTable, ShortString};
-use lapin::{Channel, ExchangeKind};
+use lapin::{Channel, Connection, ExchangeKind};
 use protocol::transport::TransportError;
 
 use crate::broker;
@@ -38,12 +41,15 @@ impl Names {
         format!("{}.dead", self.prefix)
     }
 
-    /// The queue handlers read keepalives from: single active consumer, so
-    /// one handler sees every runner's keepalives (a queue of its own, not
-    /// `<prefix>.keepalives`: arguments of an existing queue cannot change,
-    /// and old and new handlers must run side by side during a deploy).
+    /// The queue handlers read keepalives from: a quorum queue with a
+    /// single active consumer, so one handler sees every runner's keepalives
+    /// and the queue survives the loss of a cluster node. It has a name of
+    /// its own because the arguments of an existing queue cannot change and
+    /// old and new handlers run side by side during a deploy: releases
+    /// before it read the classic `<prefix>.handler.keepalives`, which a
+    /// dead node takes down with it.
     pub fn handler_keepalives(&self) -> String {
-        format!("{}.handler.keepalives", self.prefix)
+        format!("{}.handler.keepalives.quorum", self.prefix)
     }
 
     /// The queue handlers read dead letters from, single active consumer.
@@ -68,82 +74,141 @@ pub(crate) fn long(s: &str) -> AMQPValue {
     AMQPValue::LongString(s.into())
 }
 
-/// Declares everything but the subscription queues (those are declared when
-/// first used, see [`declare_subscription`]).
-pub(crate) async fn declare(channel: &Channel, names: &Names) -> Result<(), TransportError> {
-    let durable = ExchangeDeclareOptions { durable: true, ..ExchangeDeclareOptions::default() };
-    for (exchange, kind) in [
-        (names.requests(), ExchangeKind::Direct),
-        (names.results(), ExchangeKind::Direct),
-        (names.keepalives(), ExchangeKind::Direct),
-        (names.dead(), ExchangeKind::Fanout),
-    ] {
-        channel
-            .exchange_declare(exchange.as_str().into(), kind, durable, FieldTable::default())
-            .await
-            .map_err(broker)?;
-    }
-    let quorum = long("quorum");
-    let single = AMQPValue::Boolean(true);
-    // (queue, its arguments, the exchange it reads, the routing key). Every
-    // queue a handler consumes has a single active consumer: several
-    // handlers then judge results, liveness and `missed` with the whole
-    // picture, and a standby takes over when the active one's channel dies.
-    for (queue, args, exchange, routing_key) in [
-        (
-            names.results(),
-            table(&[("x-queue-type", quorum.clone()), ("x-single-active-consumer", single.clone())]),
-            names.results(),
-            names.results(),
-        ),
-        (
-            names.handler_keepalives(),
-            table(&[("x-single-active-consumer", single.clone())]),
-            names.keepalives(),
-            names.keepalives(),
-        ),
-        (
-            names.handler_dead(),
-            table(&[("x-queue-type", quorum.clone()), ("x-single-active-consumer", single.clone())]),
-            names.dead(),
-            String::new(),
-        ),
-    ] {
-        channel.queue_declare(queue.as_str().into(), QueueDeclareOptions::durable(), args).await.map_err(broker)?;
-        channel
-            .queue_bind(
-                queue.as_str().into(),
-                exchange.as_str().into(),
-                routing_key.as_str().into(),
-                QueueBindOptions::default(),
-                FieldTable::default(),
-            )
-            .await
-            .map_err(broker)?;
-    }
-    Ok(())
+/// Where the quorum queues' replicas and leaders go, set when a queue is
+/// created (RabbitMQ cannot change either on an existing queue).
+#[derive(Clone, Copy, Debug)]
+pub struct Placement {
+    /// Replicas of each quorum queue (`x-quorum-initial-group-size`); the
+    /// broker takes every node when it has fewer.
+    pub replicas: u16,
 }
 
-/// Declares the quorum queue of `subscription`, dead-lettering to `<prefix>.dead`.
-pub(crate) async fn declare_subscription(
-    channel: &Channel,
-    names: &Names,
-    subscription: &str,
-) -> Result<(), TransportError> {
-    let queue = names.subscription(subscription);
-    let args = table(&[("x-queue-type", long("quorum")), ("x-dead-letter-exchange", long(&names.dead()))]);
-    channel.queue_declare(queue.as_str().into(), QueueDeclareOptions::durable(), args).await.map_err(broker)?;
+impl Default for Placement {
+    /// Three replicas: one node can be lost with a majority left, at the
+    /// cost of every message written three times.
+    fn default() -> Self {
+        Self { replicas: 3 }
+    }
+}
+
+impl Placement {
+    /// The arguments of a new quorum queue: its replicas, and its leader on
+    /// the node with the fewest leaders, so the cluster's nodes share the work.
+    fn quorum(self, more: &[(&str, AMQPValue)]) -> FieldTable {
+        let mut args = vec![
+            ("x-queue-type", long("quorum")),
+            ("x-quorum-initial-group-size", AMQPValue::LongInt(i32::from(self.replicas))),
+            ("x-queue-leader-locator", long("balanced")),
+        ];
+        args.extend(more.iter().cloned());
+        table(&args)
+    }
+}
+
+/// The queues and exchanges of one installation, and how they are placed.
+#[derive(Debug)]
+pub(crate) struct Topology {
+    pub(crate) names: Names,
+    pub(crate) placement: Placement,
+    /// Queues found with other arguments, used as they are.
+    kept: Mutex<HashSet<String>>,
+}
+
+impl Topology {
+    pub(crate) fn new(names: Names, placement: Placement) -> Self {
+        Self { names, placement, kept: Mutex::default() }
+    }
+
+    /// Declares everything but the subscription queues (those are declared
+    /// when first used, see [`Topology::declare_subscription`]).
+    pub(crate) async fn declare(&self, connection: &Connection, channel: &Channel) -> Result<(), TransportError> {
+        let names = &self.names;
+        let durable = ExchangeDeclareOptions { durable: true, ..ExchangeDeclareOptions::default() };
+        for (exchange, kind) in [
+            (names.requests(), ExchangeKind::Direct),
+            (names.results(), ExchangeKind::Direct),
+            (names.keepalives(), ExchangeKind::Direct),
+            (names.dead(), ExchangeKind::Fanout),
+        ] {
+            channel
+                .exchange_declare(exchange.as_str().into(), kind, durable, FieldTable::default())
+                .await
+                .map_err(broker)?;
+        }
+        // (queue, the exchange it reads, the routing key). Every queue a
+        // handler consumes has a single active consumer: several handlers
+        // then judge results, liveness and `missed` with the whole picture,
+        // and a standby takes over when the active one's channel dies.
+        for (queue, exchange, routing_key) in [
+            (names.results(), names.results(), names.results()),
+            (names.handler_keepalives(), names.keepalives(), names.keepalives()),
+            (names.handler_dead(), names.dead(), String::new()),
+        ] {
+            let args = self.placement.quorum(&[("x-single-active-consumer", AMQPValue::Boolean(true))]);
+            self.declare_queue(connection, &queue, args).await?;
+            bind(channel, &queue, &exchange, &routing_key).await?;
+        }
+        Ok(())
+    }
+
+    /// Declares the quorum queue of `subscription`, dead-lettering to `<prefix>.dead`.
+    pub(crate) async fn declare_subscription(
+        &self,
+        connection: &Connection,
+        channel: &Channel,
+        subscription: &str,
+    ) -> Result<(), TransportError> {
+        let queue = self.names.subscription(subscription);
+        let args = self.placement.quorum(&[("x-dead-letter-exchange", long(&self.names.dead()))]);
+        self.declare_queue(connection, &queue, args).await?;
+        bind(channel, &queue, &self.names.requests(), subscription).await
+    }
+
+    /// Declares `queue` with `args` on a channel of its own. A queue that
+    /// exists with other arguments (created by an earlier release, or by a
+    /// role with another `PICKET_AMQP_REPLICAS`) is refused with
+    /// PRECONDITION_FAILED, which closes that channel only; such a queue is
+    /// used as it is, said once, and not declared again by this process.
+    async fn declare_queue(
+        &self,
+        connection: &Connection,
+        queue: &str,
+        args: FieldTable,
+    ) -> Result<(), TransportError> {
+        if self.kept.lock().expect("kept lock").contains(queue) {
+            return Ok(());
+        }
+        let channel = connection.create_channel().await.map_err(broker)?;
+        match channel.queue_declare(queue.into(), QueueDeclareOptions::durable(), args).await {
+            Ok(_) => {
+                let _ = channel.close(200, "declared".into()).await;
+                Ok(())
+            }
+            Err(e) if e.to_string().contains("PRECONDITION_FAILED") => {
+                tracing::warn!(
+                    queue,
+                    "the queue exists with other arguments (an earlier release, or another PICKET_AMQP_REPLICAS); \
+                     using it as it is, with its own replicas and leader placement"
+                );
+                self.kept.lock().expect("kept lock").insert(queue.to_owned());
+                Ok(())
+            }
+            Err(e) => Err(broker(e)),
+        }
+    }
+}
+
+async fn bind(channel: &Channel, queue: &str, exchange: &str, routing_key: &str) -> Result<(), TransportError> {
     channel
         .queue_bind(
-            queue.as_str().into(),
-            names.requests().as_str().into(),
-            subscription.into(),
+            queue.into(),
+            exchange.into(),
+            routing_key.into(),
             QueueBindOptions::default(),
             FieldTable::default(),
         )
         .await
-        .map_err(broker)?;
-    Ok(())
+        .map_err(broker)
 }
 
 #[cfg(test)]

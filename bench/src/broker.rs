@@ -45,11 +45,19 @@ impl Broker {
 
     /// Deletes every queue and exchange a picket installation with `prefix` declares.
     pub async fn delete_prefix(&self, prefix: &str, subscriptions: &[&str]) -> anyhow::Result<()> {
-        let mut queues: Vec<String> =
-            ["results", "keepalives", "dead", "handler.keepalives", "handler.dead", "scheduler.lock", "ceiling"]
-                .iter()
-                .map(|q| format!("{prefix}.{q}"))
-                .collect();
+        let mut queues: Vec<String> = [
+            "results",
+            "keepalives",
+            "dead",
+            "handler.keepalives",
+            "handler.keepalives.quorum",
+            "handler.dead",
+            "scheduler.lock",
+            "ceiling",
+        ]
+        .iter()
+        .map(|q| format!("{prefix}.{q}"))
+        .collect();
         queues.extend(subscriptions.iter().map(|s| format!("{prefix}.sub.{s}")));
         for queue in queues {
             // A failed delete closes the channel: one channel per attempt.

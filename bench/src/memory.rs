@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use amqp::{AmqpConfig, AmqpTransport};
+use amqp::{AmqpConfig, AmqpTransport, BrokerNodes};
 use anyhow::{Context, bail};
 use chrono::Utc;
 use protocol::definition::parse_check;
@@ -147,8 +147,9 @@ async fn publish_slow(install: &Install, port: u16, count: usize) -> anyhow::Res
     let stop = CancellationToken::new();
     let transport = AmqpTransport::start(
         AmqpConfig {
-            url: install.amqp_url.clone(),
+            nodes: BrokerNodes::parse(&install.amqp_url).map_err(anyhow::Error::msg)?,
             prefix: install.prefix.clone(),
+            placement: Default::default(),
             connection_name: "picket-bench-publisher".to_owned(),
             signing_key: None,
             previous_signing_key: None,

@@ -46,7 +46,10 @@ pub async fn run(args: HandlerRoleArgs) -> Result<ExitCode, Failure> {
     let health = SinkHealth::default();
     let ready = |transport: &AmqpTransport| -> Readiness {
         let (transport, health) = (transport.clone(), health.clone());
-        std::sync::Arc::new(move || transport.is_connected() && health.is_healthy())
+        std::sync::Arc::new(move || {
+            let node = super::broker_node(&transport)?;
+            if health.is_healthy() { Ok(node) } else { Err(format!("{node}, the state store is failing")) }
+        })
     };
     let routes = api::router(alerts.store.clone(), auth.clone(), alerts.live.windows()).merge(web::router(
         alerts.store.clone(),

@@ -58,8 +58,16 @@ impl Role {
     }
 }
 
-/// Ready while the broker connection is up.
+/// Ready while the broker connection is up, naming the node in use.
 pub fn connected(transport: &AmqpTransport) -> Readiness {
     let transport = transport.clone();
-    Arc::new(move || transport.is_connected())
+    Arc::new(move || broker_node(&transport))
+}
+
+/// `broker host:port` while connected.
+pub fn broker_node(transport: &AmqpTransport) -> Result<String, String> {
+    match transport.node() {
+        Some(node) => Ok(format!("broker {node}")),
+        None => Err("no broker connection".to_owned()),
+    }
 }
