@@ -108,3 +108,62 @@ fn standalone_notifies_slack_of_a_problem_and_its_resolution() {
     assert!(stdout.contains("EVENT resolved"), "{stdout}");
     assert!(!stdout.contains(SLACK_TOKEN) && !stderr.contains(SLACK_TOKEN), "the webhook URL leaked");
 }
+
+/// The handler is down while `blip` fails and recovers and `down` fails and
+/// stays failing; the runner's results wait on RabbitMQ. With 1 s checks a
+/// result more than 2 s old is late (`PICKET_LATE_AFTER_PERIODS`, default
+/// 2), so the restarted handler drains the backlog without paging for
+/// `blip`, and pages once for `down`, from its fresh results.
+#[test]
+fn a_restarted_handler_does_not_page_for_a_failure_that_ended_in_its_backlog() {
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let (blip_target, blip_healthy) = spawn_switch_target(&rt);
+    let (down_target, _down_healthy) = spawn_switch_target(&rt);
+    let pagerduty = Receiver::start(&rt, 202);
+    let prefix = BrokerPrefix::new("backlog", &["default"]);
+    let schema = Schema::new("backlog");
+    let check = |name: &str, target| {
+        json!({"name": name, "type": "http", "url": format!("http://{target}/"), "interval": "1s",
+               "timeout": "500ms", "handlers": ["pd"]})
+        .to_string()
+    };
+    let pd = json!([{"name": "pd", "type": "pagerduty", "routing_key": {"env": "PD_ROUTING_KEY"},
+                     "api_url": format!("http://{}/v2/enqueue", pagerduty.addr)}]);
+    let dir = checks_dir(&[
+        ("blip.json", check("blip", blip_target)),
+        ("down.json", check("down", down_target)),
+        ("handlers.json", pd.to_string()),
+    ]);
+    let dir_path = path_str(dir.path());
+    let mut env = vec![("PICKET_CHECKS", dir_path.as_str()), ("PD_ROUTING_KEY", ROUTING_KEY)];
+    env.extend(schema.env());
+    // Started once so the store and the queues exist, then stopped.
+    let mut handler = Role::start(&prefix.prefix, &["handler"], &env);
+    handler.wait_ready(Duration::from_secs(15));
+    handler.signal("-TERM");
+    handler.wait_exit(Duration::from_secs(10)).expect("the handler stops");
+
+    let runner = Role::start(&prefix.prefix, &["runner"], &[]);
+    runner.wait_ready(Duration::from_secs(15));
+    let _scheduler = Role::start(&prefix.prefix, &["scheduler", "--checks", &dir_path], &[]);
+    let published = || runner.metric("picket_results_published_total");
+    assert!(wait_until(Duration::from_secs(20), || published() >= 6.0), "{}", runner.stderr_text());
+    blip_healthy.store(true, Ordering::SeqCst);
+    let recovered_at = published();
+    assert!(wait_until(Duration::from_secs(20), || published() >= recovered_at + 10.0), "{}", runner.stderr_text());
+
+    let handler = Role::start(&prefix.prefix, &["handler"], &env);
+    assert!(
+        wait_until(Duration::from_secs(20), || !pagerduty.received().is_empty()),
+        "down was never paged: {}",
+        handler.stderr_text()
+    );
+    // Whatever else the backlog raised would be sent by now.
+    std::thread::sleep(Duration::from_secs(3));
+    let received = pagerduty.received();
+    let paged: Vec<_> = received.iter().map(|b| (b["event_action"].as_str(), b["dedup_key"].as_str())).collect();
+    assert_eq!(paged, [(Some("trigger"), Some("picket/default/down"))], "{received:?}");
+    let blip_failures = schema.query("select count(*) from {schema}.results where check_name = 'blip' and status <> 0");
+    assert_ne!(blip_failures, "0", "blip's failures reached the store as state");
+    assert!(handler.wait_log("late results applied", Duration::from_secs(1)), "{}", handler.stderr_text());
+}

@@ -53,7 +53,7 @@ use crate::event::{Event, EventKind};
 use crate::notify::{Delivered, Notifiers, NotifyError};
 use crate::series::CheckSeries;
 use crate::silence::{EXPIRED_BY_PICKET, RESOLVED, Silence, SilenceState, Silencers, WINDOW_CREATOR, is_window};
-use crate::state::{Admission, CheckState, event_id};
+use crate::state::{Admission, Arrival, CheckState, event_id};
 use crate::store::{Batch, LostRunner, SeenRunner, Store, StoreError};
 
 pub use sender::{OutboxSender, SenderPolicy};
@@ -130,6 +130,46 @@ pub struct AlertingConfig {
     /// The maintenance windows, reloaded with the definitions: an open one
     /// silences what it matches like an active silence `maintenance:<name>`.
     pub windows: watch::Receiver<Arc<[MaintenanceWindow]>>,
+    /// When a result is too late to be news.
+    pub late_after: LateAfter,
+}
+
+/// How long after its slot a result may reach the handler and still be
+/// news: this many of its check's periods (`PICKET_LATE_AFTER_PERIODS`,
+/// default 2). A later one (a backlog drained after an outage of the
+/// handler, the broker or the store) changes the state but raises no
+/// problem, reminder or flap event; its resolve still goes out. Results
+/// without a period (from older runners) are always fresh.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct LateAfter(f64);
+
+impl LateAfter {
+    /// At least one period: a fresh result normally arrives within its
+    /// check's period (start deadline plus timeout).
+    pub fn periods(periods: f64) -> Result<Self, String> {
+        if periods.is_finite() && periods >= 1.0 {
+            Ok(Self(periods))
+        } else {
+            Err(format!("{periods} is not a number of periods of at least 1"))
+        }
+    }
+
+    /// How a result received at `at` arrived.
+    fn arrival(self, result: &CheckResult, at: DateTime<Utc>) -> Arrival {
+        match result.policy.period_ms {
+            // Millisecond counts as floats: exact far beyond any real delay.
+            Some(period) if (at - result.scheduled_at).num_milliseconds() as f64 > self.0 * period as f64 => {
+                Arrival::Late
+            }
+            _ => Arrival::Fresh,
+        }
+    }
+}
+
+impl Default for LateAfter {
+    fn default() -> Self {
+        Self(2.0)
+    }
 }
 
 impl Default for AlertingConfig {
@@ -141,6 +181,7 @@ impl Default for AlertingConfig {
             on_event: None,
             series: CheckSeries::default(),
             windows: watch::channel(Arc::from([])).1,
+            late_after: LateAfter::default(),
         }
     }
 }
@@ -215,6 +256,7 @@ impl<D: Deliver> Alerting<D> {
             max_batch,
             series: config.series.clone(),
             windows: config.windows.clone(),
+            late_after: config.late_after,
         };
         Ok(Self {
             jobs,
@@ -763,6 +805,7 @@ struct Batcher<D> {
     max_batch: usize,
     series: CheckSeries,
     windows: watch::Receiver<Arc<[MaintenanceWindow]>>,
+    late_after: LateAfter,
 }
 
 impl<D: Deliver> Batcher<D> {
@@ -799,6 +842,7 @@ impl<D: Deliver> Batcher<D> {
         // Loaded at the first event: most batches raise none.
         let mut silencers = None;
         let since = jobs.iter().filter_map(|job| job.work.at()).min().unwrap_or(now);
+        let mut late = 0_usize;
         for job in jobs {
             match &job.work {
                 Work::Result(result, at) => {
@@ -827,7 +871,11 @@ impl<D: Deliver> Batcher<D> {
                         );
                         continue;
                     }
-                    let decided = loaded.state.apply(result, *at);
+                    let arrival = self.late_after.arrival(result, *at);
+                    if arrival == Arrival::Late {
+                        late += 1;
+                    }
+                    let decided = loaded.state.apply(result, *at, arrival);
                     loaded.changed = true;
                     latest.insert((&result.check, &result.subscription), result);
                     batch.add_result(result, *at).await?;
@@ -872,6 +920,9 @@ impl<D: Deliver> Batcher<D> {
             }
         }
         batch.commit().await?;
+        if late > 0 {
+            tracing::info!(late, "late results applied: state only, no problem, reminder or flap event");
+        }
         let committed = states.iter().filter_map(|((check, subscription), loaded)| {
             latest.get(&(check.as_str(), subscription.as_str())).map(|result| (*result, &loaded.state))
         });

@@ -159,6 +159,12 @@ pub struct AlertPolicy {
     pub high_flap_threshold: Option<f64>,
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub labels: BTreeMap<String, String>,
+    /// The check's period (its interval, or the shortest cron gap) in
+    /// milliseconds: how the handler tells a result from a backlog (late,
+    /// so not news) from a fresh one. Absent from older runners' results,
+    /// which are then all taken as fresh.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub period_ms: Option<u64>,
 }
 
 impl AlertPolicy {
@@ -170,6 +176,7 @@ impl AlertPolicy {
             low_flap_threshold: check.common.low_flap_threshold,
             high_flap_threshold: check.common.high_flap_threshold,
             labels: check.common.labels.clone(),
+            period_ms: Some(u64::try_from(check.period().as_millis()).unwrap_or(u64::MAX)),
         }
     }
 }
