@@ -28,14 +28,17 @@
 //!   writes, so `runner_lost` and `runner_back` are logged once.
 
 mod gate;
+mod quorum;
+#[cfg(test)]
+mod quorum_tests;
 mod sender;
 #[cfg(test)]
 mod silence_tests;
 #[cfg(test)]
 mod tests;
 
-use std::collections::HashMap;
 use std::collections::hash_map::Entry;
+use std::collections::{HashMap, HashSet};
 use std::future::Future;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -49,7 +52,7 @@ use tokio::sync::{Notify, mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
 
 use crate::consumer::{Accept, HandlerError};
-use crate::event::{Event, EventKind};
+use crate::event::{ACROSS, Event, EventKind};
 use crate::notify::{Delivered, Notifiers, NotifyError};
 use crate::series::CheckSeries;
 use crate::silence::{EXPIRED_BY_PICKET, RESOLVED, Silence, SilenceState, Silencers, WINDOW_CREATOR, is_window};
@@ -207,6 +210,41 @@ pub struct Alerting<D> {
     expiring: Mutex<HashMap<String, DateTime<Utc>>>,
     /// When `ends_on_resolve` silences were last judged.
     resolve_judged: Mutex<Option<DateTime<Utc>>>,
+    /// Subscriptions that cannot see (see [`Blind`]).
+    blind: Blind,
+}
+
+/// The subscriptions that cannot see now: every runner serving them is
+/// lost, or their requests expire (`missed` open). They leave quorum votes.
+/// Kept by [`Alerting::tick`] and the dead letters, read by the batcher.
+#[derive(Clone, Default)]
+struct Blind(Arc<Mutex<HashSet<String>>>);
+
+impl Blind {
+    fn set(&self, blind: HashSet<String>) {
+        *self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = blind;
+    }
+
+    fn add(&self, subscription: &str) {
+        self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner).insert(subscription.to_owned());
+    }
+
+    fn now(&self) -> HashSet<String> {
+        self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner).clone()
+    }
+}
+
+impl Fleet {
+    /// The subscriptions whose every known runner is lost.
+    fn lost_subscriptions(&self) -> HashSet<String> {
+        let mut seeing = HashSet::new();
+        let mut lost = HashSet::new();
+        for seen in self.runners.values() {
+            let served = seen.subscriptions.split(',').filter(|s| !s.is_empty()).map(str::to_owned);
+            if seen.lost_since.is_some() { lost.extend(served) } else { seeing.extend(served) }
+        }
+        &lost - &seeing
+    }
 }
 
 /// The runners this handler judges, and when it last heard any keepalive.
@@ -247,6 +285,7 @@ impl<D: Deliver> Alerting<D> {
         let open_missed = store.open_missed().await?;
         let max_batch = config.max_batch.max(1);
         let (jobs, queue) = mpsc::channel(max_batch * 2);
+        let blind = Blind::default();
         let outbox = Arc::new(Notify::new());
         let batcher = Batcher {
             store: store.clone(),
@@ -257,6 +296,7 @@ impl<D: Deliver> Alerting<D> {
             series: config.series.clone(),
             windows: config.windows.clone(),
             late_after: config.late_after,
+            blind: blind.clone(),
         };
         Ok(Self {
             jobs,
@@ -272,6 +312,7 @@ impl<D: Deliver> Alerting<D> {
             missed: Mutex::new(open_missed.iter().cloned().collect()),
             expiring: Mutex::new(open_missed.into_iter().collect()),
             resolve_judged: Mutex::new(None),
+            blind,
         })
     }
 
@@ -431,8 +472,12 @@ impl<D: Deliver> Alerting<D> {
         for runner in forgotten {
             fleet.runners.remove(&runner);
         }
+        let lost = fleet.lost_subscriptions();
         drop(fleet);
         self.caught_up(now).await?;
+        let expiring: HashSet<String> =
+            self.expiring.lock().map_err(|_| poisoned("expiring"))?.keys().cloned().collect();
+        self.blind.set(&lost | &expiring);
         self.end_resolved_silences(now).await?;
         // One read of the silences in force serves both what follows.
         let active = self.store.silences(now, Some(SilenceState::Active)).await.map_err(sink_error)?;
@@ -560,6 +605,7 @@ impl<D: Deliver> Alerting<D> {
     }
 
     fn note_expiry(&self, subscription: &str, now: DateTime<Utc>) -> Result<(), HandlerError> {
+        self.blind.add(subscription);
         let mut expiring = self.expiring.lock().map_err(|_| poisoned("expiring"))?;
         let last = expiring.entry(subscription.to_owned()).or_insert(now);
         *last = (*last).max(now);
@@ -806,6 +852,7 @@ struct Batcher<D> {
     series: CheckSeries,
     windows: watch::Receiver<Arc<[MaintenanceWindow]>>,
     late_after: LateAfter,
+    blind: Blind,
 }
 
 impl<D: Deliver> Batcher<D> {
@@ -846,13 +893,7 @@ impl<D: Deliver> Batcher<D> {
         for job in jobs {
             match &job.work {
                 Work::Result(result, at) => {
-                    let loaded = match states.entry((result.check.clone(), result.subscription.clone())) {
-                        Entry::Occupied(entry) => entry.into_mut(),
-                        Entry::Vacant(entry) => {
-                            let state = batch.state(&result.check, &result.subscription).await?.unwrap_or_default();
-                            entry.insert(Loaded { state, changed: false })
-                        }
-                    };
+                    let loaded = load(&mut batch, &mut states, &result.check, &result.subscription).await?;
                     let admission = loaded.state.admission(result);
                     if admission == Admission::Stale {
                         // Overtaken (redelivered after a newer one): it joins
@@ -880,6 +921,17 @@ impl<D: Deliver> Batcher<D> {
                     latest.insert((&result.check, &result.subscription), result);
                     batch.add_result(result, *at).await?;
                     batch.count_run(result);
+                    let mut decided = decided;
+                    if let Some(quorum) = result.policy.quorum {
+                        // The vote pages; each subscription's own events are logged for nobody.
+                        decided.iter_mut().for_each(|event| event.handlers.clear());
+                        let vote = self.vote(&mut batch, &mut states, result).await?;
+                        let across = load(&mut batch, &mut states, &result.check, ACROSS).await?;
+                        if let Some(event) = quorum::decide(&mut across.state, &vote, quorum, result, *at, arrival) {
+                            across.changed = true;
+                            decided.push(event);
+                        }
+                    }
                     for mut event in decided {
                         route(&*self.deliver, &mut event);
                         let silencers = load_silencers(&mut batch, &mut silencers, &self.windows, since).await?;
@@ -929,6 +981,48 @@ impl<D: Deliver> Batcher<D> {
         self.series.record(committed, now);
         Ok(events)
     }
+}
+
+impl<D> Batcher<D> {
+    /// Counts the quorum vote of `result`'s check over its subscriptions,
+    /// from their states as this batch has them.
+    async fn vote(
+        &self,
+        batch: &mut Batch,
+        states: &mut HashMap<(String, String), Loaded>,
+        result: &CheckResult,
+    ) -> Result<quorum::Vote, StoreError> {
+        let blind = self.blind.now();
+        let mut vote = quorum::Vote { live: 0, failing: Vec::new(), blind: Vec::new() };
+        for subscription in &result.policy.subscriptions {
+            if blind.contains(subscription) {
+                vote.blind.push(subscription.clone());
+                continue;
+            }
+            vote.live += 1;
+            if let Some(raised) = &load(batch, states, &result.check, subscription).await?.state.notified {
+                vote.failing.push((subscription.clone(), raised.status));
+            }
+        }
+        Ok(vote)
+    }
+}
+
+/// The state of (check, subscription) as this batch has it, read from the
+/// store the first time.
+async fn load<'s>(
+    batch: &mut Batch,
+    states: &'s mut HashMap<(String, String), Loaded>,
+    check: &str,
+    subscription: &str,
+) -> Result<&'s mut Loaded, StoreError> {
+    Ok(match states.entry((check.to_owned(), subscription.to_owned())) {
+        Entry::Occupied(entry) => entry.into_mut(),
+        Entry::Vacant(entry) => {
+            let state = batch.state(check, subscription).await?.unwrap_or_default();
+            entry.insert(Loaded { state, changed: false })
+        }
+    })
 }
 
 /// The batch's silences, read once at the first event that needs them: every

@@ -28,7 +28,7 @@ use chrono::{DateTime, TimeDelta, Utc};
 use protocol::{CheckResult, Status};
 use serde::{Deserialize, Serialize};
 
-use crate::event::{Event, EventKind};
+use crate::event::{ACROSS, Event, EventKind};
 
 /// Statuses kept per (check, subscription): Sensu's flap-detection window.
 pub const HISTORY_LEN: usize = 21;
@@ -125,7 +125,7 @@ impl CheckState {
         self.last_applied =
             Some(AppliedResult { request_id: result.request_id.clone(), scheduled_at: result.scheduled_at });
 
-        let raise = Raise { result, now };
+        let raise = Raise::new(result, now);
         if arrival == Arrival::Late {
             return if self.flapping { Vec::new() } else { self.resolve(&raise).into_iter().collect() };
         }
@@ -199,7 +199,7 @@ impl CheckState {
 
 /// A refresh of 0 means no reminders (not one per result), and one too large
 /// to represent never comes due.
-fn reminder_due(notified: &Notified, refresh_secs: u64, now: DateTime<Utc>) -> bool {
+pub(crate) fn reminder_due(notified: &Notified, refresh_secs: u64, now: DateTime<Utc>) -> bool {
     match i64::try_from(refresh_secs).ok().and_then(TimeDelta::try_seconds) {
         Some(refresh) => refresh_secs > 0 && now - notified.at >= refresh,
         None => false,
@@ -259,20 +259,30 @@ fn flap_line(percent: f64, result: &CheckResult) -> String {
     format!("{percent:.0}% state change over the last {HISTORY_LEN} results; now: {}", result.output)
 }
 
-/// Builds the events of one result.
-struct Raise<'a> {
+/// Builds the events of one result: for its (check, subscription), or for
+/// the check across its subscriptions ([`ACROSS`]).
+pub(crate) struct Raise<'a> {
     result: &'a CheckResult,
     now: DateTime<Utc>,
+    subscription: &'a str,
 }
 
-impl Raise<'_> {
-    fn event(&self, kind: EventKind, previous: Option<Status>, output: String) -> Event {
+impl<'a> Raise<'a> {
+    fn new(result: &'a CheckResult, now: DateTime<Utc>) -> Self {
+        Self { result, now, subscription: &result.subscription }
+    }
+
+    pub(crate) fn across(result: &'a CheckResult, now: DateTime<Utc>) -> Self {
+        Self { result, now, subscription: ACROSS }
+    }
+
+    pub(crate) fn event(&self, kind: EventKind, previous: Option<Status>, output: String) -> Event {
         let result = self.result;
         let mut event = Event {
             id: String::new(),
             kind,
             check: result.check.clone(),
-            subscription: result.subscription.clone(),
+            subscription: self.subscription.to_owned(),
             runner: result.runner.clone(),
             status: result.status,
             previous,

@@ -13,7 +13,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Deserializer, Serialize, Serializer, de};
 use serde_json::Value;
 
-use crate::definition::CheckDefinition;
+use crate::definition::{CheckDefinition, Quorum};
 
 /// The envelope version this build writes and reads.
 pub const WIRE_VERSION: u64 = 1;
@@ -165,6 +165,15 @@ pub struct AlertPolicy {
     /// which are then all taken as fresh.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub period_ms: Option<u64>,
+    /// The check's `quorum`: its problems are one incident across
+    /// `subscriptions`, raised when enough of them fail. An older handler
+    /// ignores it and pages per subscription, as before.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub quorum: Option<Quorum>,
+    /// Every subscription of a check with a quorum (the vote's electorate);
+    /// empty without one.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub subscriptions: Vec<String>,
 }
 
 impl AlertPolicy {
@@ -177,6 +186,11 @@ impl AlertPolicy {
             high_flap_threshold: check.common.high_flap_threshold,
             labels: check.common.labels.clone(),
             period_ms: Some(u64::try_from(check.period().as_millis()).unwrap_or(u64::MAX)),
+            quorum: check.common.quorum,
+            subscriptions: match check.common.quorum {
+                Some(_) => check.subscriptions().into_iter().map(str::to_owned).collect(),
+                None => Vec::new(),
+            },
         }
     }
 }

@@ -101,6 +101,8 @@ fn messages() -> Vec<(&'static str, Message)> {
             high_flap_threshold: Some(40.0),
             labels: BTreeMap::from([("team".to_owned(), "payments".to_owned())]),
             period_ms: Some(30_000),
+            quorum: None,
+            subscriptions: Vec::new(),
         },
     }));
     vec![

@@ -20,8 +20,8 @@ use crate::store::{StepSize, Store, StoreConfig};
 /// A notifier that records deliveries. `pd` takes only CRITICAL; every other
 /// handler takes everything. Scripted failures are played per handler first.
 #[derive(Default)]
-struct Recorder {
-    delivered: Mutex<Vec<(String, Event)>>,
+pub(super) struct Recorder {
+    pub(super) delivered: Mutex<Vec<(String, Event)>>,
     script: Mutex<HashMap<String, VecDeque<Result<Delivered, String>>>>,
 }
 
@@ -72,12 +72,12 @@ fn fleet() -> AlertingConfig {
     AlertingConfig { fleet_handlers: vec!["slack".into()], ..AlertingConfig::default() }
 }
 
-async fn start(config: &StoreConfig, recorder: &Arc<Recorder>) -> Alerting<Recorder> {
+pub(super) async fn start(config: &StoreConfig, recorder: &Arc<Recorder>) -> Alerting<Recorder> {
     Alerting::start(Store::open(config).await.unwrap(), recorder.clone(), fleet()).await.unwrap()
 }
 
 /// Events in the order they were logged.
-async fn events_in_order(config: &StoreConfig) -> Vec<Event> {
+pub(super) async fn events_in_order(config: &StoreConfig) -> Vec<Event> {
     let store = Store::open(config).await.unwrap();
     let events = store.recent_events(1000).await.unwrap();
     store.close().await;
@@ -90,7 +90,7 @@ async fn logged(config: &StoreConfig) -> Vec<EventKind> {
 }
 
 /// Runs sender rounds until nothing is due; returns the delivery attempts.
-async fn send_all(config: &StoreConfig, recorder: &Arc<Recorder>) -> usize {
+pub(super) async fn send_all(config: &StoreConfig, recorder: &Arc<Recorder>) -> usize {
     let store = Store::open(config).await.unwrap();
     let sender = OutboxSender::new(store.clone(), recorder.clone(), SenderPolicy::default());
     let mut attempts = 0;

@@ -329,6 +329,20 @@ mod tests {
     }
 
     #[test]
+    fn a_quorum_larger_than_the_subscriptions_points_at_the_quorum() {
+        let text = format!("{HTTP},\n  \"subscriptions\": [\"eu\", \"us\"],\n  \"quorum\": 3\n}}");
+        assert_eq!(
+            one("api.json", &text),
+            "api.json:7:13: quorum: quorum 3 is more than the check's 2 subscription(s)"
+        );
+        let text = format!("{HTTP},\n  \"quorum\": \"0%\"\n}}");
+        assert!(one("api.json", &text).starts_with("api.json:6:13: quorum: \"0%\" is not a quorum"));
+        let text = format!("{HTTP},\n  \"subscriptions\": [\"eu\", \"us\", \"ap\"],\n  \"quorum\": \"50%\"\n}}");
+        let check = super::super::parse_check(serde_json::from_str(&text).unwrap()).unwrap();
+        assert_eq!(check.common.quorum, Some(super::super::Quorum::Percent(50)));
+    }
+
+    #[test]
     fn a_timeout_not_below_the_interval_points_at_the_timeout() {
         let text = format!("{HTTP},\n  \"timeout\": \"10s\"\n}}");
         assert_eq!(one("api.json", &text), "api.json:6:14: timeout: timeout 10s must be below the interval 10s");
