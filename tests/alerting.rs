@@ -167,3 +167,59 @@ fn a_restarted_handler_does_not_page_for_a_failure_that_ended_in_its_backlog() {
     assert_ne!(blip_failures, "0", "blip's failures reached the store as state");
     assert!(handler.wait_log("late results applied", Duration::from_secs(1)), "{}", handler.stderr_text());
 }
+
+/// A check with `"quorum": 2` over eu and us, each served by its own runner;
+/// the eu runner's deny list refuses loopback, so eu always fails. eu alone
+/// is 1 of 2 and pages nobody (its own problem is logged); when us fails
+/// too, PagerDuty gets one incident `picket/web` naming both, resolved when
+/// us recovers.
+#[test]
+fn a_quorum_check_pages_once_when_enough_subscriptions_fail() {
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let (target, healthy) = spawn_switch_target(&rt);
+    healthy.store(true, Ordering::SeqCst);
+    let pagerduty = Receiver::start(&rt, 202);
+    let prefix = BrokerPrefix::new("quorum", &["eu", "us"]);
+    let schema = Schema::new("quorum");
+    let check = json!({"name": "web", "type": "http", "url": format!("http://{target}/"), "interval": "1s",
+                       "timeout": "500ms", "handlers": ["pd"], "subscriptions": ["eu", "us"], "quorum": 2});
+    let pd = json!([{"name": "pd", "type": "pagerduty", "routing_key": {"env": "PD_ROUTING_KEY"},
+                     "api_url": format!("http://{}/v2/enqueue", pagerduty.addr)}]);
+    let dir = checks_dir(&[("web.json", check.to_string()), ("handlers.json", pd.to_string())]);
+    let dir_path = path_str(dir.path());
+    let mut env = vec![("PICKET_CHECKS", dir_path.as_str()), ("PD_ROUTING_KEY", ROUTING_KEY)];
+    env.extend(schema.env());
+    let handler = Role::start(&prefix.prefix, &["handler"], &env);
+    handler.wait_ready(Duration::from_secs(15));
+    let blind_eu = [("PICKET_SUBSCRIPTIONS", "eu"), ("PICKET_DENY_CIDRS", "127.0.0.0/8")];
+    let eu = Role::start(&prefix.prefix, &["runner"], &blind_eu);
+    let us = Role::start(&prefix.prefix, &["runner"], &[("PICKET_SUBSCRIPTIONS", "us")]);
+    eu.wait_ready(Duration::from_secs(15));
+    us.wait_ready(Duration::from_secs(15));
+    let _scheduler = Role::start(&prefix.prefix, &["scheduler", "--checks", &dir_path], &[]);
+
+    let count = |sql: &str| schema.query(sql).parse::<u64>().unwrap_or(0);
+    let eu_problem = "select count(*) from {schema}.events where kind = 'problem' and subscription = 'eu'";
+    let us_ok = "select count(*) from {schema}.results where subscription = 'us' and status = 0";
+    assert!(
+        wait_until(Duration::from_secs(20), || count(eu_problem) == 1 && count(us_ok) >= 2),
+        "eu never failed alone: {}",
+        handler.stderr_text()
+    );
+    assert!(pagerduty.received().is_empty(), "1 of 2 paged: {:?}", pagerduty.received());
+
+    healthy.store(false, Ordering::SeqCst);
+    assert!(wait_until(Duration::from_secs(15), || actions(&pagerduty) == ["trigger"]), "{:?}", pagerduty.received());
+    healthy.store(true, Ordering::SeqCst);
+    assert!(
+        wait_until(Duration::from_secs(15), || actions(&pagerduty) == ["trigger", "resolve"]),
+        "{:?}",
+        pagerduty.received()
+    );
+    let received = pagerduty.received();
+    for body in &received {
+        assert_eq!(body["dedup_key"], "picket/web", "{received:?}");
+    }
+    let summary = received[0]["payload"]["summary"].as_str().unwrap_or_default();
+    assert!(summary.contains("2 of 2 subscriptions failing (eu, us)"), "{summary}");
+}
