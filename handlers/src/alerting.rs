@@ -27,6 +27,8 @@
 //!   it starts hearing keepalives; lost and back marks are conditional
 //!   writes, so `runner_lost` and `runner_back` are logged once.
 
+#[cfg(test)]
+mod dependency_tests;
 mod gate;
 mod quorum;
 #[cfg(test)]
@@ -55,6 +57,8 @@ use crate::consumer::{Accept, HandlerError};
 use crate::event::{ACROSS, Event, EventKind};
 use crate::notify::{Delivered, Notifiers, NotifyError};
 use crate::series::CheckSeries;
+use gate::Hold;
+
 use crate::silence::{EXPIRED_BY_PICKET, RESOLVED, Silence, SilenceState, Silencers, WINDOW_CREATOR, is_window};
 use crate::state::{Admission, Arrival, CheckState, event_id};
 use crate::store::{Batch, LostRunner, SeenRunner, Store, StoreError};
@@ -536,7 +540,7 @@ impl<D: Deliver> Alerting<D> {
     async fn release_held(&self, silencers: &Silencers, now: DateTime<Utc>) -> Result<(), HandlerError> {
         let held = self.store.held().await.map_err(sink_error)?;
         for event in held {
-            if !gate::silenced_by(silencers, &event, now).is_empty() {
+            if !gate::silenced_by(silencers, &event, now).is_empty() || self.still_held(&event).await? {
                 continue;
             }
             let ended = self.what_ended(&event.silenced_by).await?;
@@ -548,20 +552,48 @@ impl<D: Deliver> Alerting<D> {
         Ok(())
     }
 
-    /// "silence 3f… by alice ended", naming every silence that held it.
+    /// Whether a dependency of a held problem still fails in its
+    /// subscription, or the subscription still cannot see.
+    async fn still_held(&self, held: &Event) -> Result<bool, HandlerError> {
+        for mark in &held.silenced_by {
+            match Hold::of(mark) {
+                Hold::Silence => {}
+                Hold::Blind(subscription) => {
+                    if self.blind.now().contains(subscription) {
+                        return Ok(true);
+                    }
+                }
+                Hold::Dependency(check) => {
+                    let state = self.store.state(check, &held.subscription).await.map_err(sink_error)?;
+                    if state.is_some_and(|state| state.notified.is_some()) {
+                        return Ok(true);
+                    }
+                }
+            }
+        }
+        Ok(false)
+    }
+
+    /// "silence 3f… by alice ended", naming every silence that held it
+    /// ("canary recovered" for a dependency).
     async fn what_ended(&self, ids: &[String]) -> Result<String, HandlerError> {
         let mut names = Vec::new();
+        let mut others = Vec::new();
         for id in ids {
-            if is_window(id) {
-                names.push(format!("silence {id} by {WINDOW_CREATOR}"));
-                continue;
+            match Hold::of(id) {
+                Hold::Dependency(check) => others.push(format!("{check} recovered")),
+                Hold::Blind(subscription) => others.push(format!("subscription {subscription} sees again")),
+                Hold::Silence if is_window(id) => names.push(format!("silence {id} by {WINDOW_CREATOR}")),
+                Hold::Silence => names.push(match self.store.silence(id).await.map_err(sink_error)? {
+                    Some(silence) => format!("silence {id} by {}", silence.created_by),
+                    None => format!("silence {id}"),
+                }),
             }
-            names.push(match self.store.silence(id).await.map_err(sink_error)? {
-                Some(silence) => format!("silence {id} by {}", silence.created_by),
-                None => format!("silence {id}"),
-            });
         }
-        Ok(format!("{} ended", names.join(" and ")))
+        if !names.is_empty() {
+            others.insert(0, format!("{} ended", names.join(" and ")));
+        }
+        Ok(others.join(" and "))
     }
 
     /// The newest output of a held check problem when its status is still
@@ -921,21 +953,28 @@ impl<D: Deliver> Batcher<D> {
                     latest.insert((&result.check, &result.subscription), result);
                     batch.add_result(result, *at).await?;
                     batch.count_run(result);
-                    let mut decided = decided;
+                    // Read only for results that raise something: most raise nothing.
+                    let holds = if decided.is_empty() {
+                        Vec::new()
+                    } else {
+                        self.holds(&mut batch, &mut states, result).await?
+                    };
+                    let mut decided: Vec<(Event, Vec<String>)> =
+                        decided.into_iter().map(|event| (event, holds.clone())).collect();
                     if let Some(quorum) = result.policy.quorum {
                         // The vote pages; each subscription's own events are logged for nobody.
-                        decided.iter_mut().for_each(|event| event.handlers.clear());
+                        decided.iter_mut().for_each(|(event, _)| event.handlers.clear());
                         let vote = self.vote(&mut batch, &mut states, result).await?;
                         let across = load(&mut batch, &mut states, &result.check, ACROSS).await?;
                         if let Some(event) = quorum::decide(&mut across.state, &vote, quorum, result, *at, arrival) {
                             across.changed = true;
-                            decided.push(event);
+                            decided.push((event, Vec::new()));
                         }
                     }
-                    for mut event in decided {
+                    for (mut event, holds) in decided {
                         route(&*self.deliver, &mut event);
                         let silencers = load_silencers(&mut batch, &mut silencers, &self.windows, since).await?;
-                        if gate::add(&mut batch, silencers, &mut event).await? {
+                        if gate::add(&mut batch, silencers, &mut event, &holds).await? {
                             events.push(event);
                         }
                     }
@@ -955,7 +994,7 @@ impl<D: Deliver> Batcher<D> {
                     }
                     let mut event = notice.event.clone();
                     let silencers = load_silencers(&mut batch, &mut silencers, &self.windows, since).await?;
-                    if gate::add(&mut batch, silencers, &mut event).await? {
+                    if gate::add(&mut batch, silencers, &mut event, &[]).await? {
                         events.push(event);
                     }
                 }
@@ -1005,6 +1044,27 @@ impl<D> Batcher<D> {
             }
         }
         Ok(vote)
+    }
+
+    /// What holds the problems of `result`'s (check, subscription) besides
+    /// silences: each dependency whose own problem is raised there, and the
+    /// subscription itself when it cannot see.
+    async fn holds(
+        &self,
+        batch: &mut Batch,
+        states: &mut HashMap<(String, String), Loaded>,
+        result: &CheckResult,
+    ) -> Result<Vec<String>, StoreError> {
+        let mut holds = Vec::new();
+        for dependency in &result.policy.depends_on {
+            if load(batch, states, dependency, &result.subscription).await?.state.notified.is_some() {
+                holds.push(Hold::dependency(dependency));
+            }
+        }
+        if self.blind.now().contains(&result.subscription) {
+            holds.push(Hold::blind(&result.subscription));
+        }
+        Ok(holds)
     }
 }
 

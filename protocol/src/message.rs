@@ -174,6 +174,11 @@ pub struct AlertPolicy {
     /// empty without one.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub subscriptions: Vec<String>,
+    /// The check's `depends_on`: while one of them fails in the result's
+    /// subscription, this check's problems there are held. An older handler
+    /// ignores it and notifies them.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub depends_on: Vec<String>,
 }
 
 impl AlertPolicy {
@@ -191,6 +196,7 @@ impl AlertPolicy {
                 Some(_) => check.subscriptions().into_iter().map(str::to_owned).collect(),
                 None => Vec::new(),
             },
+            depends_on: check.common.depends_on.clone(),
         }
     }
 }

@@ -103,6 +103,7 @@ fn messages() -> Vec<(&'static str, Message)> {
             period_ms: Some(30_000),
             quorum: None,
             subscriptions: Vec::new(),
+            depends_on: Vec::new(),
         },
     }));
     vec![

@@ -88,6 +88,12 @@ pub struct CheckCommon {
     /// `"50%"` of those that can see): one incident across them.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub quorum: Option<Quorum>,
+    /// Checks this one relies on (an internet canary, a resolver): while one
+    /// of them fails in a subscription, this check's problems there are held,
+    /// not notified. One hop: their own dependencies are not followed.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(inner(regex(pattern = NAME_PATTERN)))]
+    pub depends_on: Vec<String>,
 }
 
 /// Names of checks, handlers and subscriptions (enforced by `validate_name`).
@@ -108,6 +114,7 @@ pub const COMMON_FIELDS: &[&str] = &[
     "high_flap_threshold",
     "labels",
     "quorum",
+    "depends_on",
 ];
 
 /// What a check probes, by `type`.
@@ -448,6 +455,13 @@ fn validate_common(common: &CheckCommon) -> Result<(), FieldError> {
     }
     for (i, sub) in common.subscriptions.iter().enumerate() {
         validate_name(&format!("subscriptions[{i}]"), sub)?;
+    }
+    for (i, dependency) in common.depends_on.iter().enumerate() {
+        let path = format!("depends_on[{i}]");
+        validate_name(&path, dependency)?;
+        if *dependency == common.name {
+            return Err(FieldError::new(path, "a check cannot depend on itself"));
+        }
     }
     let subscriptions = common.subscriptions.len().max(1);
     if let Some(Quorum::Count(count)) = common.quorum
