@@ -221,5 +221,79 @@ fn a_quorum_check_pages_once_when_enough_subscriptions_fail() {
         assert_eq!(body["dedup_key"], "picket/web", "{received:?}");
     }
     let summary = received[0]["payload"]["summary"].as_str().unwrap_or_default();
-    assert!(summary.contains("2 of 2 subscriptions failing (eu, us)"), "{summary}");
+    assert!(
+        summary.starts_with("CRITICAL: web across its subscriptions: 2 of 2 subscriptions failing (eu, us)"),
+        "{summary}"
+    );
+}
+
+/// `api` depends on `canary`, over RabbitMQ on PostgreSQL. The canary fails
+/// (paged), then api fails: held, logged with `depends_on:canary`, not
+/// paged. The canary recovers while api still fails: its resolve, then api's
+/// problem, told then; api's resolve follows.
+#[test]
+fn a_dependent_problem_is_held_while_its_canary_fails() {
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let (canary_target, canary_healthy) = spawn_switch_target(&rt);
+    let (api_target, api_healthy) = spawn_switch_target(&rt);
+    canary_healthy.store(true, Ordering::SeqCst);
+    api_healthy.store(true, Ordering::SeqCst);
+    let pagerduty = Receiver::start(&rt, 202);
+    let prefix = BrokerPrefix::new("depends", &["default"]);
+    let schema = Schema::new("depends");
+    let check = |name: &str, target, extra: Value| {
+        let mut check = json!({"name": name, "type": "http", "url": format!("http://{target}/"), "interval": "1s",
+                               "timeout": "500ms", "handlers": ["pd"]});
+        check.as_object_mut().unwrap().extend(extra.as_object().unwrap().clone());
+        check.to_string()
+    };
+    let pd = json!([{"name": "pd", "type": "pagerduty", "routing_key": {"env": "PD_ROUTING_KEY"},
+                     "api_url": format!("http://{}/v2/enqueue", pagerduty.addr)}]);
+    let dir = checks_dir(&[
+        ("canary.json", check("canary", canary_target, json!({}))),
+        ("api.json", check("api", api_target, json!({"depends_on": ["canary"]}))),
+        ("handlers.json", pd.to_string()),
+    ]);
+    let dir_path = path_str(dir.path());
+    let mut env = vec![("PICKET_CHECKS", dir_path.as_str()), ("PD_ROUTING_KEY", ROUTING_KEY)];
+    env.extend(schema.env());
+    let handler = Role::start(&prefix.prefix, &["handler"], &env);
+    handler.wait_ready(Duration::from_secs(15));
+    let runner = Role::start(&prefix.prefix, &["runner"], &[]);
+    runner.wait_ready(Duration::from_secs(15));
+    let _scheduler = Role::start(&prefix.prefix, &["scheduler", "--checks", &dir_path], &[]);
+    let paged = || -> Vec<(String, String)> {
+        pagerduty
+            .received()
+            .iter()
+            .map(|b| {
+                (
+                    b["dedup_key"].as_str().unwrap_or("?").to_owned(),
+                    b["event_action"].as_str().unwrap_or("?").to_owned(),
+                )
+            })
+            .collect()
+    };
+    let pair = |key: &str, action: &str| (format!("picket/default/{key}"), action.to_owned());
+
+    canary_healthy.store(false, Ordering::SeqCst);
+    assert!(wait_until(Duration::from_secs(15), || paged() == [pair("canary", "trigger")]), "{:?}", paged());
+    api_healthy.store(false, Ordering::SeqCst);
+    let held = "select count(*) from {schema}.events where check_name = 'api' and kind = 'problem' \
+                and body like '%depends_on:canary%'";
+    assert!(
+        wait_until(Duration::from_secs(15), || schema.query(held) == "1"),
+        "api's problem was never held: {}",
+        handler.stderr_text()
+    );
+    assert_eq!(paged(), [pair("canary", "trigger")], "api was paged while the canary failed");
+
+    canary_healthy.store(true, Ordering::SeqCst);
+    let told = [pair("canary", "trigger"), pair("canary", "resolve"), pair("api", "trigger")];
+    assert!(wait_until(Duration::from_secs(15), || paged() == told), "{:?}", paged());
+    api_healthy.store(true, Ordering::SeqCst);
+    assert!(wait_until(Duration::from_secs(15), || paged().len() == 4), "{:?}", paged());
+    assert_eq!(paged()[3], pair("api", "resolve"));
+    let summary = pagerduty.received()[2]["payload"]["summary"].as_str().unwrap_or_default().to_owned();
+    assert!(summary.contains("canary recovered; still CRITICAL"), "{summary}");
 }
