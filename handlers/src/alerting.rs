@@ -957,7 +957,7 @@ impl<D: Deliver> Batcher<D> {
                     let holds = if decided.is_empty() {
                         Vec::new()
                     } else {
-                        self.holds(&mut batch, &mut states, result).await?
+                        self.holds(&mut batch, &mut states, result, &result.subscription).await?
                     };
                     let mut decided: Vec<(Event, Vec<String>)> =
                         decided.into_iter().map(|event| (event, holds.clone())).collect();
@@ -1031,10 +1031,9 @@ impl<D> Batcher<D> {
         states: &mut HashMap<(String, String), Loaded>,
         result: &CheckResult,
     ) -> Result<quorum::Vote, StoreError> {
-        let blind = self.blind.now();
         let mut vote = quorum::Vote { live: 0, failing: Vec::new(), blind: Vec::new() };
         for subscription in &result.policy.subscriptions {
-            if blind.contains(subscription) {
+            if !self.holds(batch, states, result, subscription).await?.is_empty() {
                 vote.blind.push(subscription.clone());
                 continue;
             }
@@ -1046,23 +1045,25 @@ impl<D> Batcher<D> {
         Ok(vote)
     }
 
-    /// What holds the problems of `result`'s (check, subscription) besides
+    /// What holds the problems of `result`'s check in `subscription` besides
     /// silences: each dependency whose own problem is raised there, and the
-    /// subscription itself when it cannot see.
+    /// subscription itself when it cannot see. With a quorum, the same
+    /// takes the subscription out of the vote.
     async fn holds(
         &self,
         batch: &mut Batch,
         states: &mut HashMap<(String, String), Loaded>,
         result: &CheckResult,
+        subscription: &str,
     ) -> Result<Vec<String>, StoreError> {
         let mut holds = Vec::new();
         for dependency in &result.policy.depends_on {
-            if load(batch, states, dependency, &result.subscription).await?.state.notified.is_some() {
+            if load(batch, states, dependency, subscription).await?.state.notified.is_some() {
                 holds.push(Hold::dependency(dependency));
             }
         }
-        if self.blind.now().contains(&result.subscription) {
-            holds.push(Hold::blind(&result.subscription));
+        if self.blind.now().contains(subscription) {
+            holds.push(Hold::blind(subscription));
         }
         Ok(holds)
     }

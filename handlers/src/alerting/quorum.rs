@@ -4,7 +4,8 @@
 //! Each subscription keeps its own state and events (logged, paged to
 //! nobody); a subscription votes "failing" while its own state holds a
 //! raised problem (its `occurrences` reached). Subscriptions that cannot see
-//! (every runner lost, or requests expiring: `missed`) leave the vote. The
+//! (every runner lost, or requests expiring: `missed`), or where a
+//! `depends_on` check fails, leave the vote. The
 //! vote is counted again at every result of the check, so a change of who
 //! can see counts from the check's next result.
 
@@ -20,7 +21,8 @@ use crate::state::{Arrival, CheckState, Notified, Raise, reminder_due};
 pub(super) struct Vote {
     pub live: usize,
     pub failing: Vec<(String, Status)>,
-    /// Subscriptions left out: their runners are lost or their requests expire.
+    /// Subscriptions left out: their runners are lost, their requests
+    /// expire, or a dependency fails there.
     pub blind: Vec<String>,
 }
 

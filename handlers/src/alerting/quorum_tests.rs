@@ -16,6 +16,7 @@ on_both_backends!(
     one_incident_opens_at_the_quorum_and_resolves_below_it,
     a_subscription_whose_runners_are_lost_leaves_the_vote,
     a_subscription_whose_requests_expire_leaves_the_vote,
+    a_subscription_whose_dependency_fails_leaves_the_vote,
 );
 
 const SUBSCRIPTIONS: [&str; 3] = ["eu", "us", "ap"];
@@ -159,4 +160,37 @@ async fn a_subscription_whose_requests_expire_leaves_the_vote(config: StoreConfi
         .map(|e| (e.kind, e.occurred_at))
         .collect();
     assert_eq!(kinds, [(EventKind::Problem, at(20))]);
+}
+
+/// With `depends_on`, a subscription where the canary fails leaves the vote
+/// too: eu failing behind its failed canary is not a vote, so eu and us
+/// failing are 1 of 2 live ones; ap failing as well makes 2 of 2.
+async fn a_subscription_whose_dependency_fails_leaves_the_vote(config: StoreConfig) {
+    let recorder = Arc::new(Recorder::default());
+    let alerting = start(&config, &recorder).await;
+    let quorum = Quorum::Count(2);
+    let mut canary = check_result("canary", 0, Status::Critical);
+    canary.subscription = "eu".into();
+    alerting.result_at(&canary, at(0)).await.unwrap();
+    let dependent = |subscription: &str, slot: i64, status: Status| {
+        let mut result = voting(quorum, subscription, slot, status);
+        result.policy.depends_on = vec!["canary".into()];
+        result
+    };
+    for subscription in ["eu", "us"] {
+        alerting.result_at(&dependent(subscription, 10, Status::Critical), at(10)).await.unwrap();
+    }
+    alerting.result_at(&dependent("ap", 20, Status::Critical), at(20)).await.unwrap();
+    alerting.close().await;
+
+    let across: Vec<_> = events_in_order(&config).await.into_iter().filter(|e| e.subscription == ACROSS).collect();
+    let told: Vec<_> = across.iter().map(|e| (e.kind, e.occurred_at, e.output.as_str())).collect();
+    assert_eq!(
+        told,
+        [(
+            EventKind::Problem,
+            at(20),
+            "2 of 2 subscriptions failing (us, ap), eu cannot see, quorum 2; ap: CRITICAL at 20"
+        )]
+    );
 }
