@@ -17,6 +17,7 @@ on_both_backends!(
     a_subscription_whose_runners_are_lost_leaves_the_vote,
     a_subscription_whose_requests_expire_leaves_the_vote,
     a_subscription_whose_dependency_fails_leaves_the_vote,
+    a_late_vote_raises_no_problem_but_still_resolves,
 );
 
 const SUBSCRIPTIONS: [&str; 3] = ["eu", "us", "ap"];
@@ -193,4 +194,37 @@ async fn a_subscription_whose_dependency_fails_leaves_the_vote(config: StoreConf
             "2 of 2 subscriptions failing (us, ap), eu cannot see, quorum 2; ap: CRITICAL at 20"
         )]
     );
+}
+
+/// Lateness applies to the vote as to a subscription: a quorum reached in a
+/// drained backlog pages only from the next fresh result, and a backlog
+/// that ends the incident resolves it.
+async fn a_late_vote_raises_no_problem_but_still_resolves(config: StoreConfig) {
+    let recorder = Arc::new(Recorder::default());
+    let alerting = start(&config, &recorder).await;
+    let quorum = Quorum::Count(2);
+    let every_10s = |subscription: &str, slot: i64, status: Status| {
+        let mut result = voting(quorum, subscription, slot, status);
+        result.policy.period_ms = Some(10_000);
+        result
+    };
+    let drained = at(300);
+    for subscription in ["eu", "us"] {
+        alerting.result_at(&every_10s(subscription, 0, Status::Critical), drained).await.unwrap();
+    }
+    let late: Vec<_> = events_in_order(&config).await.into_iter().filter(|e| e.subscription == ACROSS).collect();
+    assert!(late.is_empty(), "{late:?}");
+    alerting.result_at(&every_10s("eu", 290, Status::Critical), drained).await.unwrap();
+    alerting.result_at(&every_10s("us", 10, Status::Ok), drained).await.unwrap();
+    alerting.result_at(&every_10s("us", 290, Status::Critical), drained).await.unwrap();
+    alerting.result_at(&every_10s("us", 300, Status::Ok), at(600)).await.unwrap();
+    alerting.close().await;
+
+    let across: Vec<_> = events_in_order(&config)
+        .await
+        .into_iter()
+        .filter(|e| e.subscription == ACROSS)
+        .map(|e| (e.kind, e.occurred_at))
+        .collect();
+    assert_eq!(across, [(EventKind::Problem, drained), (EventKind::Resolved, at(600))], "fresh problem, late resolve");
 }
