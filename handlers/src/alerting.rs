@@ -241,14 +241,20 @@ impl Blind {
 impl Fleet {
     /// The subscriptions whose every known runner is lost.
     fn lost_subscriptions(&self) -> HashSet<String> {
-        let mut seeing = HashSet::new();
-        let mut lost = HashSet::new();
-        for seen in self.runners.values() {
-            let served = seen.subscriptions.split(',').filter(|s| !s.is_empty()).map(str::to_owned);
-            if seen.lost_since.is_some() { lost.extend(served) } else { seeing.extend(served) }
-        }
-        &lost - &seeing
+        lost_subscriptions(self.runners.values().map(|seen| (seen.subscriptions.as_str(), seen.lost_since.is_some())))
     }
+}
+
+/// The subscriptions served only by lost runners, from (comma-separated
+/// subscriptions, lost) per runner.
+fn lost_subscriptions<'r>(runners: impl Iterator<Item = (&'r str, bool)>) -> HashSet<String> {
+    let mut seeing = HashSet::new();
+    let mut lost = HashSet::new();
+    for (subscriptions, is_lost) in runners {
+        let served = subscriptions.split(',').filter(|s| !s.is_empty()).map(str::to_owned);
+        if is_lost { lost.extend(served) } else { seeing.extend(served) }
+    }
+    &lost - &seeing
 }
 
 /// The runners this handler judges, and when it last heard any keepalive.
@@ -559,7 +565,7 @@ impl<D: Deliver> Alerting<D> {
             match Hold::of(mark) {
                 Hold::Silence => {}
                 Hold::Blind(subscription) => {
-                    if self.blind.now().contains(subscription) {
+                    if self.stored_blind().await?.contains(subscription) {
                         return Ok(true);
                     }
                 }
@@ -572,6 +578,21 @@ impl<D: Deliver> Alerting<D> {
             }
         }
         Ok(false)
+    }
+
+    /// The subscriptions that cannot see as the store records them (lost
+    /// runners, open `missed`), so every handler sharing it, hearing
+    /// keepalives or not, releases a blind-held problem at the same time.
+    async fn stored_blind(&self) -> Result<HashSet<String>, HandlerError> {
+        let runners = self.store.runners().await.map_err(sink_error)?;
+        let lost = self.store.lost_runners().await.map_err(sink_error)?;
+        let lost_names: HashSet<&str> = lost.iter().map(|l| l.runner.as_str()).collect();
+        let known = runners.iter().map(|r| (r.subscriptions.as_str(), lost_names.contains(r.runner.as_str())));
+        let mut blind = lost_subscriptions(known.chain(lost.iter().map(|l| (l.subscriptions.as_str(), true))));
+        blind.extend(
+            self.store.open_missed().await.map_err(sink_error)?.into_iter().map(|(subscription, _)| subscription),
+        );
+        Ok(blind)
     }
 
     /// "silence 3f… by alice ended", naming every silence that held it

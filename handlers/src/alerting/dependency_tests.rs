@@ -91,8 +91,9 @@ async fn a_held_problem_that_recovers_is_never_told(config: StoreConfig) {
     assert_eq!(api, [EventKind::Problem, EventKind::Resolved], "both logged");
 }
 
-/// The only runner of `default` is lost: a problem there is held, and told
-/// once the runner is back while it still fails.
+/// The only runner of `default` is lost: a problem there is held, by every
+/// handler sharing the store, and told once the runner is back while it
+/// still fails.
 async fn a_subscription_whose_runners_are_lost_holds_its_problems(config: StoreConfig) {
     let recorder = Arc::new(Recorder::default());
     let alerting = start(&config, &recorder).await;
@@ -112,6 +113,12 @@ async fn a_subscription_whose_runners_are_lost_holds_its_problems(config: StoreC
         }
     };
     assert_eq!(web(&config).await, [(EventKind::Problem, 0, vec!["cannot_see:default".to_owned()])]);
+    // A second handler on the store, hearing no keepalives, reads the lost
+    // runner from the store and releases nothing either.
+    let standby = start(&config, &recorder).await;
+    standby.tick(at(45)).await.unwrap();
+    standby.close().await;
+    assert_eq!(web(&config).await.len(), 1, "released by a handler that cannot know");
     alerting.keepalive_at(&keepalive("r1"), at(50)).await.unwrap();
     alerting.tick(at(51)).await.unwrap();
     alerting.close().await;
