@@ -3,6 +3,7 @@
 
 use std::sync::Arc;
 
+use chrono::{DateTime, Utc};
 use protocol::definition::Quorum;
 use protocol::transport::{DeadLetter, DeadReason};
 use protocol::{CheckResult, Keepalive, Status};
@@ -44,6 +45,12 @@ async fn slot(alerting: &super::Alerting<Recorder>, quorum: Quorum, slot: i64, r
 /// (kind, subscription, handlers) of every event logged, in order.
 async fn logged(config: &StoreConfig) -> Vec<(EventKind, String, Vec<String>)> {
     events_in_order(config).await.into_iter().map(|e| (e.kind, e.subscription, e.handlers)).collect()
+}
+
+/// The check-wide events logged, in order: (kind, when, output).
+async fn across(config: &StoreConfig) -> Vec<(EventKind, DateTime<Utc>, String)> {
+    let events = events_in_order(config).await.into_iter().filter(|e| e.subscription == ACROSS);
+    events.map(|e| (e.kind, e.occurred_at, e.output)).collect()
 }
 
 /// What the recorder delivered: (handler, kind, dedup key, output).
@@ -125,14 +132,12 @@ async fn a_subscription_whose_runners_are_lost_leaves_the_vote(config: StoreConf
     slot(&alerting, quorum, 50, &["eu", "us"], &["eu", "us"]).await;
     alerting.close().await;
 
-    let across: Vec<_> = events_in_order(&config).await.into_iter().filter(|e| e.subscription == ACROSS).collect();
-    let told: Vec<_> = across.iter().map(|e| (e.kind, e.occurred_at, e.output.as_str())).collect();
     assert_eq!(
-        told,
+        across(&config).await,
         [(
             EventKind::Problem,
             at(50),
-            "2 of 2 subscriptions failing (eu, us), ap cannot see, quorum 2; us: CRITICAL at 50"
+            "2 of 2 subscriptions failing (eu, us), ap cannot see, quorum 2; us: CRITICAL at 50".to_owned()
         )]
     );
 }
@@ -154,13 +159,8 @@ async fn a_subscription_whose_requests_expire_leaves_the_vote(config: StoreConfi
     slot(&alerting, quorum, 20, &["eu", "us"], &["eu", "us"]).await;
     alerting.close().await;
 
-    let kinds: Vec<_> = events_in_order(&config)
-        .await
-        .into_iter()
-        .filter(|e| e.subscription == ACROSS)
-        .map(|e| (e.kind, e.occurred_at))
-        .collect();
-    assert_eq!(kinds, [(EventKind::Problem, at(20))]);
+    let told: Vec<_> = across(&config).await.into_iter().map(|(kind, at, _)| (kind, at)).collect();
+    assert_eq!(told, [(EventKind::Problem, at(20))]);
 }
 
 /// With `depends_on`, a subscription where the canary fails leaves the vote
@@ -184,14 +184,12 @@ async fn a_subscription_whose_dependency_fails_leaves_the_vote(config: StoreConf
     alerting.result_at(&dependent("ap", 20, Status::Critical), at(20)).await.unwrap();
     alerting.close().await;
 
-    let across: Vec<_> = events_in_order(&config).await.into_iter().filter(|e| e.subscription == ACROSS).collect();
-    let told: Vec<_> = across.iter().map(|e| (e.kind, e.occurred_at, e.output.as_str())).collect();
     assert_eq!(
-        told,
+        across(&config).await,
         [(
             EventKind::Problem,
             at(20),
-            "2 of 2 subscriptions failing (us, ap), eu cannot see, quorum 2; ap: CRITICAL at 20"
+            "2 of 2 subscriptions failing (us, ap), eu cannot see, quorum 2; ap: CRITICAL at 20".to_owned()
         )]
     );
 }
@@ -212,19 +210,13 @@ async fn a_late_vote_raises_no_problem_but_still_resolves(config: StoreConfig) {
     for subscription in ["eu", "us"] {
         alerting.result_at(&every_10s(subscription, 0, Status::Critical), drained).await.unwrap();
     }
-    let late: Vec<_> = events_in_order(&config).await.into_iter().filter(|e| e.subscription == ACROSS).collect();
-    assert!(late.is_empty(), "{late:?}");
+    assert_eq!(across(&config).await, [], "a late vote");
     alerting.result_at(&every_10s("eu", 290, Status::Critical), drained).await.unwrap();
     alerting.result_at(&every_10s("us", 10, Status::Ok), drained).await.unwrap();
     alerting.result_at(&every_10s("us", 290, Status::Critical), drained).await.unwrap();
     alerting.result_at(&every_10s("us", 300, Status::Ok), at(600)).await.unwrap();
     alerting.close().await;
 
-    let across: Vec<_> = events_in_order(&config)
-        .await
-        .into_iter()
-        .filter(|e| e.subscription == ACROSS)
-        .map(|e| (e.kind, e.occurred_at))
-        .collect();
-    assert_eq!(across, [(EventKind::Problem, drained), (EventKind::Resolved, at(600))], "fresh problem, late resolve");
+    let told: Vec<_> = across(&config).await.into_iter().map(|(kind, at, _)| (kind, at)).collect();
+    assert_eq!(told, [(EventKind::Problem, drained), (EventKind::Resolved, at(600))], "fresh problem, late resolve");
 }
