@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use anyhow::anyhow;
 use clap::Args;
-use handlers::alerting::{Alerting, AlertingConfig, EventHook, Reloading, SenderPolicy};
+use handlers::alerting::{Alerting, AlertingConfig, EventHook, LateAfter, Reloading, SenderPolicy};
 use handlers::notify::Notifiers;
 use handlers::series::{CheckSeries, DEFAULT_STALE_AFTER, LabelName};
 use handlers::store::{HistoryRetention, Store, StoreConfig};
@@ -51,6 +51,11 @@ pub struct StateArgs {
     /// Check labels copied onto the per-check series (`team,service`).
     #[arg(long, env = "PICKET_METRIC_LABELS")]
     pub metric_labels: Option<String>,
+    /// A result reaching the handler more than this many of its check's
+    /// periods after its slot is late: it updates the state, and only its
+    /// resolve is notified.
+    #[arg(long, env = "PICKET_LATE_AFTER_PERIODS", default_value = "2")]
+    pub late_after_periods: f64,
 }
 
 impl StateArgs {
@@ -106,6 +111,7 @@ pub struct AlertingPlan {
     store: StoreConfig,
     keep_events: Duration,
     keep_history: HistoryRetention,
+    late_after: LateAfter,
 }
 
 impl AlertingPlan {
@@ -129,6 +135,8 @@ impl AlertingPlan {
                 return Err(Failure::Config(anyhow!("{setting} must be at least 1h")));
             }
         }
+        let late_after = LateAfter::periods(state.late_after_periods)
+            .map_err(|e| Failure::Config(anyhow!("PICKET_LATE_AFTER_PERIODS: {e}")))?;
         let labels = LabelName::parse_list(state.metric_labels.as_deref().unwrap_or_default())
             .map_err(|e| Failure::Config(anyhow!("PICKET_METRIC_LABELS: {e}")))?;
         Ok(Self {
@@ -138,6 +146,7 @@ impl AlertingPlan {
             store: state.store_config()?,
             keep_events,
             keep_history,
+            late_after,
         })
     }
 }
@@ -197,6 +206,7 @@ pub async fn start(
         on_event,
         series: plan.series.clone(),
         windows: windows_rx,
+        late_after: plan.late_after,
         ..AlertingConfig::default()
     };
     let alerting = Alerting::start(store.clone(), Arc::new(Reloading::new(notifiers_rx)), config)

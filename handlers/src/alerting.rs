@@ -27,15 +27,20 @@
 //!   it starts hearing keepalives; lost and back marks are conditional
 //!   writes, so `runner_lost` and `runner_back` are logged once.
 
+#[cfg(test)]
+mod dependency_tests;
 mod gate;
+mod quorum;
+#[cfg(test)]
+mod quorum_tests;
 mod sender;
 #[cfg(test)]
 mod silence_tests;
 #[cfg(test)]
 mod tests;
 
-use std::collections::HashMap;
 use std::collections::hash_map::Entry;
+use std::collections::{HashMap, HashSet};
 use std::future::Future;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -49,11 +54,13 @@ use tokio::sync::{Notify, mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
 
 use crate::consumer::{Accept, HandlerError};
-use crate::event::{Event, EventKind};
+use crate::event::{ACROSS, Event, EventKind};
 use crate::notify::{Delivered, Notifiers, NotifyError};
 use crate::series::CheckSeries;
+use gate::Hold;
+
 use crate::silence::{EXPIRED_BY_PICKET, RESOLVED, Silence, SilenceState, Silencers, WINDOW_CREATOR, is_window};
-use crate::state::{Admission, CheckState, event_id};
+use crate::state::{Admission, Arrival, CheckState, event_id};
 use crate::store::{Batch, LostRunner, SeenRunner, Store, StoreError};
 
 pub use sender::{OutboxSender, SenderPolicy};
@@ -130,6 +137,46 @@ pub struct AlertingConfig {
     /// The maintenance windows, reloaded with the definitions: an open one
     /// silences what it matches like an active silence `maintenance:<name>`.
     pub windows: watch::Receiver<Arc<[MaintenanceWindow]>>,
+    /// When a result is too late to be news.
+    pub late_after: LateAfter,
+}
+
+/// How long after its slot a result may reach the handler and still be
+/// news: this many of its check's periods (`PICKET_LATE_AFTER_PERIODS`,
+/// default 2). A later one (a backlog drained after an outage of the
+/// handler, the broker or the store) changes the state but raises no
+/// problem, reminder or flap event; its resolve still goes out. Results
+/// without a period (from older runners) are always fresh.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct LateAfter(f64);
+
+impl LateAfter {
+    /// At least one period: a fresh result normally arrives within its
+    /// check's period (start deadline plus timeout).
+    pub fn periods(periods: f64) -> Result<Self, String> {
+        if periods.is_finite() && periods >= 1.0 {
+            Ok(Self(periods))
+        } else {
+            Err(format!("{periods} is not a number of periods of at least 1"))
+        }
+    }
+
+    /// How a result received at `at` arrived.
+    fn arrival(self, result: &CheckResult, at: DateTime<Utc>) -> Arrival {
+        match result.policy.period_ms {
+            // Millisecond counts as floats: exact far beyond any real delay.
+            Some(period) if (at - result.scheduled_at).num_milliseconds() as f64 > self.0 * period as f64 => {
+                Arrival::Late
+            }
+            _ => Arrival::Fresh,
+        }
+    }
+}
+
+impl Default for LateAfter {
+    fn default() -> Self {
+        Self(2.0)
+    }
 }
 
 impl Default for AlertingConfig {
@@ -141,6 +188,7 @@ impl Default for AlertingConfig {
             on_event: None,
             series: CheckSeries::default(),
             windows: watch::channel(Arc::from([])).1,
+            late_after: LateAfter::default(),
         }
     }
 }
@@ -166,6 +214,47 @@ pub struct Alerting<D> {
     expiring: Mutex<HashMap<String, DateTime<Utc>>>,
     /// When `ends_on_resolve` silences were last judged.
     resolve_judged: Mutex<Option<DateTime<Utc>>>,
+    /// Subscriptions that cannot see (see [`Blind`]).
+    blind: Blind,
+}
+
+/// The subscriptions that cannot see now: every runner serving them is
+/// lost, or their requests expire (`missed` open). They leave quorum votes.
+/// Kept by [`Alerting::tick`] and the dead letters, read by the batcher.
+#[derive(Clone, Default)]
+struct Blind(Arc<Mutex<HashSet<String>>>);
+
+impl Blind {
+    fn set(&self, blind: HashSet<String>) {
+        *self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = blind;
+    }
+
+    fn add(&self, subscription: &str) {
+        self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner).insert(subscription.to_owned());
+    }
+
+    fn now(&self) -> HashSet<String> {
+        self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner).clone()
+    }
+}
+
+impl Fleet {
+    /// The subscriptions whose every known runner is lost.
+    fn lost_subscriptions(&self) -> HashSet<String> {
+        lost_subscriptions(self.runners.values().map(|seen| (seen.subscriptions.as_str(), seen.lost_since.is_some())))
+    }
+}
+
+/// The subscriptions served only by lost runners, from (comma-separated
+/// subscriptions, lost) per runner.
+fn lost_subscriptions<'r>(runners: impl Iterator<Item = (&'r str, bool)>) -> HashSet<String> {
+    let mut seeing = HashSet::new();
+    let mut lost = HashSet::new();
+    for (subscriptions, is_lost) in runners {
+        let served = subscriptions.split(',').filter(|s| !s.is_empty()).map(str::to_owned);
+        if is_lost { lost.extend(served) } else { seeing.extend(served) }
+    }
+    &lost - &seeing
 }
 
 /// The runners this handler judges, and when it last heard any keepalive.
@@ -206,6 +295,7 @@ impl<D: Deliver> Alerting<D> {
         let open_missed = store.open_missed().await?;
         let max_batch = config.max_batch.max(1);
         let (jobs, queue) = mpsc::channel(max_batch * 2);
+        let blind = Blind::default();
         let outbox = Arc::new(Notify::new());
         let batcher = Batcher {
             store: store.clone(),
@@ -215,6 +305,8 @@ impl<D: Deliver> Alerting<D> {
             max_batch,
             series: config.series.clone(),
             windows: config.windows.clone(),
+            late_after: config.late_after,
+            blind: blind.clone(),
         };
         Ok(Self {
             jobs,
@@ -230,6 +322,7 @@ impl<D: Deliver> Alerting<D> {
             missed: Mutex::new(open_missed.iter().cloned().collect()),
             expiring: Mutex::new(open_missed.into_iter().collect()),
             resolve_judged: Mutex::new(None),
+            blind,
         })
     }
 
@@ -389,8 +482,12 @@ impl<D: Deliver> Alerting<D> {
         for runner in forgotten {
             fleet.runners.remove(&runner);
         }
+        let lost = fleet.lost_subscriptions();
         drop(fleet);
         self.caught_up(now).await?;
+        let expiring: HashSet<String> =
+            self.expiring.lock().map_err(|_| poisoned("expiring"))?.keys().cloned().collect();
+        self.blind.set(&lost | &expiring);
         self.end_resolved_silences(now).await?;
         // One read of the silences in force serves both what follows.
         let active = self.store.silences(now, Some(SilenceState::Active)).await.map_err(sink_error)?;
@@ -449,7 +546,7 @@ impl<D: Deliver> Alerting<D> {
     async fn release_held(&self, silencers: &Silencers, now: DateTime<Utc>) -> Result<(), HandlerError> {
         let held = self.store.held().await.map_err(sink_error)?;
         for event in held {
-            if !gate::silenced_by(silencers, &event, now).is_empty() {
+            if !gate::silenced_by(silencers, &event, now).is_empty() || self.still_held(&event).await? {
                 continue;
             }
             let ended = self.what_ended(&event.silenced_by).await?;
@@ -461,20 +558,63 @@ impl<D: Deliver> Alerting<D> {
         Ok(())
     }
 
-    /// "silence 3f… by alice ended", naming every silence that held it.
+    /// Whether a dependency of a held problem still fails in its
+    /// subscription, or the subscription still cannot see.
+    async fn still_held(&self, held: &Event) -> Result<bool, HandlerError> {
+        for mark in &held.silenced_by {
+            match Hold::of(mark) {
+                Hold::Silence => {}
+                Hold::Blind(subscription) => {
+                    if self.stored_blind().await?.contains(subscription) {
+                        return Ok(true);
+                    }
+                }
+                Hold::Dependency(check) => {
+                    let state = self.store.state(check, &held.subscription).await.map_err(sink_error)?;
+                    if state.is_some_and(|state| state.notified.is_some()) {
+                        return Ok(true);
+                    }
+                }
+            }
+        }
+        Ok(false)
+    }
+
+    /// The subscriptions that cannot see as the store records them (lost
+    /// runners, open `missed`), so every handler sharing it, hearing
+    /// keepalives or not, releases a blind-held problem at the same time.
+    async fn stored_blind(&self) -> Result<HashSet<String>, HandlerError> {
+        let runners = self.store.runners().await.map_err(sink_error)?;
+        let lost = self.store.lost_runners().await.map_err(sink_error)?;
+        let lost_names: HashSet<&str> = lost.iter().map(|l| l.runner.as_str()).collect();
+        let known = runners.iter().map(|r| (r.subscriptions.as_str(), lost_names.contains(r.runner.as_str())));
+        let mut blind = lost_subscriptions(known.chain(lost.iter().map(|l| (l.subscriptions.as_str(), true))));
+        blind.extend(
+            self.store.open_missed().await.map_err(sink_error)?.into_iter().map(|(subscription, _)| subscription),
+        );
+        Ok(blind)
+    }
+
+    /// "silence 3f… by alice ended", naming every silence that held it
+    /// ("canary recovered" for a dependency).
     async fn what_ended(&self, ids: &[String]) -> Result<String, HandlerError> {
         let mut names = Vec::new();
+        let mut others = Vec::new();
         for id in ids {
-            if is_window(id) {
-                names.push(format!("silence {id} by {WINDOW_CREATOR}"));
-                continue;
+            match Hold::of(id) {
+                Hold::Dependency(check) => others.push(format!("{check} recovered")),
+                Hold::Blind(subscription) => others.push(format!("subscription {subscription} sees again")),
+                Hold::Silence if is_window(id) => names.push(format!("silence {id} by {WINDOW_CREATOR}")),
+                Hold::Silence => names.push(match self.store.silence(id).await.map_err(sink_error)? {
+                    Some(silence) => format!("silence {id} by {}", silence.created_by),
+                    None => format!("silence {id}"),
+                }),
             }
-            names.push(match self.store.silence(id).await.map_err(sink_error)? {
-                Some(silence) => format!("silence {id} by {}", silence.created_by),
-                None => format!("silence {id}"),
-            });
         }
-        Ok(format!("{} ended", names.join(" and ")))
+        if !names.is_empty() {
+            others.insert(0, format!("{} ended", names.join(" and ")));
+        }
+        Ok(others.join(" and "))
     }
 
     /// The newest output of a held check problem when its status is still
@@ -518,6 +658,7 @@ impl<D: Deliver> Alerting<D> {
     }
 
     fn note_expiry(&self, subscription: &str, now: DateTime<Utc>) -> Result<(), HandlerError> {
+        self.blind.add(subscription);
         let mut expiring = self.expiring.lock().map_err(|_| poisoned("expiring"))?;
         let last = expiring.entry(subscription.to_owned()).or_insert(now);
         *last = (*last).max(now);
@@ -763,6 +904,8 @@ struct Batcher<D> {
     max_batch: usize,
     series: CheckSeries,
     windows: watch::Receiver<Arc<[MaintenanceWindow]>>,
+    late_after: LateAfter,
+    blind: Blind,
 }
 
 impl<D: Deliver> Batcher<D> {
@@ -799,16 +942,11 @@ impl<D: Deliver> Batcher<D> {
         // Loaded at the first event: most batches raise none.
         let mut silencers = None;
         let since = jobs.iter().filter_map(|job| job.work.at()).min().unwrap_or(now);
+        let mut late = 0_usize;
         for job in jobs {
             match &job.work {
                 Work::Result(result, at) => {
-                    let loaded = match states.entry((result.check.clone(), result.subscription.clone())) {
-                        Entry::Occupied(entry) => entry.into_mut(),
-                        Entry::Vacant(entry) => {
-                            let state = batch.state(&result.check, &result.subscription).await?.unwrap_or_default();
-                            entry.insert(Loaded { state, changed: false })
-                        }
-                    };
+                    let loaded = load(&mut batch, &mut states, &result.check, &result.subscription).await?;
                     let admission = loaded.state.admission(result);
                     if admission == Admission::Stale {
                         // Overtaken (redelivered after a newer one): it joins
@@ -827,15 +965,37 @@ impl<D: Deliver> Batcher<D> {
                         );
                         continue;
                     }
-                    let decided = loaded.state.apply(result, *at);
+                    let arrival = self.late_after.arrival(result, *at);
+                    if arrival == Arrival::Late {
+                        late += 1;
+                    }
+                    let decided = loaded.state.apply(result, *at, arrival);
                     loaded.changed = true;
                     latest.insert((&result.check, &result.subscription), result);
                     batch.add_result(result, *at).await?;
                     batch.count_run(result);
-                    for mut event in decided {
+                    // Read only for results that raise something: most raise nothing.
+                    let holds = if decided.is_empty() {
+                        Vec::new()
+                    } else {
+                        self.holds(&mut batch, &mut states, result, &result.subscription).await?
+                    };
+                    let mut decided: Vec<(Event, Vec<String>)> =
+                        decided.into_iter().map(|event| (event, holds.clone())).collect();
+                    if let Some(quorum) = result.policy.quorum {
+                        // The vote pages; each subscription's own events are logged for nobody.
+                        decided.iter_mut().for_each(|(event, _)| event.handlers.clear());
+                        let vote = self.vote(&mut batch, &mut states, result).await?;
+                        let across = load(&mut batch, &mut states, &result.check, ACROSS).await?;
+                        if let Some(event) = quorum::decide(&mut across.state, &vote, quorum, result, *at, arrival) {
+                            across.changed = true;
+                            decided.push((event, Vec::new()));
+                        }
+                    }
+                    for (mut event, holds) in decided {
                         route(&*self.deliver, &mut event);
                         let silencers = load_silencers(&mut batch, &mut silencers, &self.windows, since).await?;
-                        if gate::add(&mut batch, silencers, &mut event).await? {
+                        if gate::add(&mut batch, silencers, &mut event, &holds).await? {
                             events.push(event);
                         }
                     }
@@ -855,7 +1015,7 @@ impl<D: Deliver> Batcher<D> {
                     }
                     let mut event = notice.event.clone();
                     let silencers = load_silencers(&mut batch, &mut silencers, &self.windows, since).await?;
-                    if gate::add(&mut batch, silencers, &mut event).await? {
+                    if gate::add(&mut batch, silencers, &mut event, &[]).await? {
                         events.push(event);
                     }
                 }
@@ -872,12 +1032,79 @@ impl<D: Deliver> Batcher<D> {
             }
         }
         batch.commit().await?;
+        if late > 0 {
+            tracing::info!(late, "late results applied: state only, no problem, reminder or flap event");
+        }
         let committed = states.iter().filter_map(|((check, subscription), loaded)| {
             latest.get(&(check.as_str(), subscription.as_str())).map(|result| (*result, &loaded.state))
         });
         self.series.record(committed, now);
         Ok(events)
     }
+}
+
+impl<D> Batcher<D> {
+    /// Counts the quorum vote of `result`'s check over its subscriptions,
+    /// from their states as this batch has them.
+    async fn vote(
+        &self,
+        batch: &mut Batch,
+        states: &mut HashMap<(String, String), Loaded>,
+        result: &CheckResult,
+    ) -> Result<quorum::Vote, StoreError> {
+        let mut vote = quorum::Vote { live: 0, failing: Vec::new(), blind: Vec::new() };
+        for subscription in &result.policy.subscriptions {
+            if !self.holds(batch, states, result, subscription).await?.is_empty() {
+                vote.blind.push(subscription.clone());
+                continue;
+            }
+            vote.live += 1;
+            if let Some(raised) = &load(batch, states, &result.check, subscription).await?.state.notified {
+                vote.failing.push((subscription.clone(), raised.status));
+            }
+        }
+        Ok(vote)
+    }
+
+    /// What holds the problems of `result`'s check in `subscription` besides
+    /// silences: each dependency whose own problem is raised there, and the
+    /// subscription itself when it cannot see. With a quorum, the same
+    /// takes the subscription out of the vote.
+    async fn holds(
+        &self,
+        batch: &mut Batch,
+        states: &mut HashMap<(String, String), Loaded>,
+        result: &CheckResult,
+        subscription: &str,
+    ) -> Result<Vec<String>, StoreError> {
+        let mut holds = Vec::new();
+        for dependency in &result.policy.depends_on {
+            if load(batch, states, dependency, subscription).await?.state.notified.is_some() {
+                holds.push(Hold::dependency(dependency));
+            }
+        }
+        if self.blind.now().contains(subscription) {
+            holds.push(Hold::blind(subscription));
+        }
+        Ok(holds)
+    }
+}
+
+/// The state of (check, subscription) as this batch has it, read from the
+/// store the first time.
+async fn load<'s>(
+    batch: &mut Batch,
+    states: &'s mut HashMap<(String, String), Loaded>,
+    check: &str,
+    subscription: &str,
+) -> Result<&'s mut Loaded, StoreError> {
+    Ok(match states.entry((check.to_owned(), subscription.to_owned())) {
+        Entry::Occupied(entry) => entry.into_mut(),
+        Entry::Vacant(entry) => {
+            let state = batch.state(check, subscription).await?.unwrap_or_default();
+            entry.insert(Loaded { state, changed: false })
+        }
+    })
 }
 
 /// The batch's silences, read once at the first event that needs them: every

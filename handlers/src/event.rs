@@ -105,11 +105,18 @@ pub struct Event {
     pub silenced_by: Vec<String>,
 }
 
+/// The subscription of a check-wide event: the incident of a check with a
+/// `quorum`, across its subscriptions. Never a subscription's name (names
+/// are `[a-z0-9_.-]`).
+pub const ACROSS: &str = "*";
+
 impl Event {
     /// PagerDuty's dedup key, also the identity of an incident: one per
-    /// (subscription, check), or per runner for runner events.
+    /// (subscription, check), per check across its subscriptions with a
+    /// quorum (`picket/<check>`), or per runner for runner events.
     pub fn incident_key(&self) -> String {
         match self.kind {
+            _ if self.subscription == ACROSS => format!("picket/{}", self.check),
             EventKind::RunnerLost | EventKind::RunnerBack => {
                 format!("picket/{}/runner/{}", self.subscription, self.runner)
             }

@@ -18,6 +18,9 @@
 //!   problem, resolved and reminder are held back; when flapping ends the
 //!   ordinary rules apply to the current status, so a status that differs from
 //!   what was last notified is notified then.
+//! - Late results (see [`Arrival`]) change the state but raise only
+//!   `resolved`: no problem, reminder or flap event is news when it comes
+//!   from a backlog. The first fresh result then raises what is true now.
 
 use std::collections::VecDeque;
 
@@ -25,7 +28,7 @@ use chrono::{DateTime, TimeDelta, Utc};
 use protocol::{CheckResult, Status};
 use serde::{Deserialize, Serialize};
 
-use crate::event::{Event, EventKind};
+use crate::event::{ACROSS, Event, EventKind};
 
 /// Statuses kept per (check, subscription): Sensu's flap-detection window.
 pub const HISTORY_LEN: usize = 21;
@@ -79,6 +82,21 @@ pub enum Admission {
     Stale,
 }
 
+/// When a result reached the handler, relative to its slot.
+///
+/// A handler that was down or behind drains its backlog at once; the
+/// transitions it replays happened long ago, and paging for them is paging
+/// for old news. A late result updates the state (history, occurrences, the
+/// watermark) so the next fresh one is judged against the truth, but the only
+/// event it may raise is a resolve: nothing ever suppresses a resolve, so a
+/// notified problem always gets its end. Flapping is judged on fresh results
+/// only, so a late one leaves the flag as it was.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Arrival {
+    Fresh,
+    Late,
+}
+
 impl CheckState {
     pub fn admission(&self, result: &CheckResult) -> Admission {
         match &self.last_applied {
@@ -94,7 +112,7 @@ impl CheckState {
     /// Applies one admitted result at `now` (the handler's clock) and returns
     /// the events it raises, in order. Events are routed to every handler of
     /// the policy; the caller narrows them to those that take the status.
-    pub fn apply(&mut self, result: &CheckResult, now: DateTime<Utc>) -> Vec<Event> {
+    pub fn apply(&mut self, result: &CheckResult, now: DateTime<Utc>, arrival: Arrival) -> Vec<Event> {
         let status = result.status;
         if self.history.back() != Some(&status) {
             self.last_change = Some(now);
@@ -107,7 +125,10 @@ impl CheckState {
         self.last_applied =
             Some(AppliedResult { request_id: result.request_id.clone(), scheduled_at: result.scheduled_at });
 
-        let raise = Raise { result, now };
+        let raise = Raise::new(result, now);
+        if arrival == Arrival::Late {
+            return if self.flapping { Vec::new() } else { self.resolve(&raise).into_iter().collect() };
+        }
         let mut events = Vec::new();
         match self.flap_transition(result) {
             Some(FlapTransition::Start(percent)) => {
@@ -152,10 +173,7 @@ impl CheckState {
         let status = raise.result.status;
         let policy = &raise.result.policy;
         match self.notified.clone() {
-            Some(notified) if status == Status::Ok => {
-                self.notified = None;
-                Some(raise.event(EventKind::Resolved, Some(notified.status), raise.result.output.clone()))
-            }
+            Some(_) if status == Status::Ok => self.resolve(raise),
             None if status != Status::Ok && self.occurrences >= policy.occurrences.max(1) => {
                 self.notified = Some(Notified { status, at: raise.now });
                 Some(raise.event(EventKind::Problem, None, raise.result.output.clone()))
@@ -171,11 +189,17 @@ impl CheckState {
             _ => None,
         }
     }
+
+    /// `resolved` when the result is OK after a notified problem.
+    fn resolve(&mut self, raise: &Raise<'_>) -> Option<Event> {
+        let notified = self.notified.take_if(|_| raise.result.status == Status::Ok)?;
+        Some(raise.event(EventKind::Resolved, Some(notified.status), raise.result.output.clone()))
+    }
 }
 
 /// A refresh of 0 means no reminders (not one per result), and one too large
 /// to represent never comes due.
-fn reminder_due(notified: &Notified, refresh_secs: u64, now: DateTime<Utc>) -> bool {
+pub(crate) fn reminder_due(notified: &Notified, refresh_secs: u64, now: DateTime<Utc>) -> bool {
     match i64::try_from(refresh_secs).ok().and_then(TimeDelta::try_seconds) {
         Some(refresh) => refresh_secs > 0 && now - notified.at >= refresh,
         None => false,
@@ -235,20 +259,30 @@ fn flap_line(percent: f64, result: &CheckResult) -> String {
     format!("{percent:.0}% state change over the last {HISTORY_LEN} results; now: {}", result.output)
 }
 
-/// Builds the events of one result.
-struct Raise<'a> {
+/// Builds the events of one result: for its (check, subscription), or for
+/// the check across its subscriptions ([`ACROSS`]).
+pub(crate) struct Raise<'a> {
     result: &'a CheckResult,
     now: DateTime<Utc>,
+    subscription: &'a str,
 }
 
-impl Raise<'_> {
-    fn event(&self, kind: EventKind, previous: Option<Status>, output: String) -> Event {
+impl<'a> Raise<'a> {
+    fn new(result: &'a CheckResult, now: DateTime<Utc>) -> Self {
+        Self { result, now, subscription: &result.subscription }
+    }
+
+    pub(crate) fn across(result: &'a CheckResult, now: DateTime<Utc>) -> Self {
+        Self { result, now, subscription: ACROSS }
+    }
+
+    pub(crate) fn event(&self, kind: EventKind, previous: Option<Status>, output: String) -> Event {
         let result = self.result;
         let mut event = Event {
             id: String::new(),
             kind,
             check: result.check.clone(),
-            subscription: result.subscription.clone(),
+            subscription: self.subscription.to_owned(),
             runner: result.runner.clone(),
             status: result.status,
             previous,
@@ -318,7 +352,10 @@ mod tests {
             .enumerate()
             .flat_map(|(i, &status)| {
                 let slot = (start + i as i64) * 10;
-                state.apply(&result(slot, status, policy), at(slot)).into_iter().map(move |e| (i, e.kind, e.previous))
+                state
+                    .apply(&result(slot, status, policy), at(slot), Arrival::Fresh)
+                    .into_iter()
+                    .map(move |e| (i, e.kind, e.previous))
             })
             .collect()
     }
@@ -389,23 +426,79 @@ mod tests {
         let p = policy(1, 60);
         let mut state = CheckState::default();
         let kinds = |events: Vec<Event>| events.into_iter().map(|e| e.kind).collect::<Vec<_>>();
-        assert_eq!(kinds(state.apply(&result(0, C, &p), at(0))), vec![Problem]);
-        assert_eq!(kinds(state.apply(&result(10, C, &p), at(59))), vec![]);
-        assert_eq!(kinds(state.apply(&result(20, C, &p), at(60))), vec![Reminder]);
-        assert_eq!(kinds(state.apply(&result(30, C, &p), at(100))), vec![]);
-        assert_eq!(kinds(state.apply(&result(40, C, &p), at(125))), vec![Reminder]);
+        assert_eq!(kinds(state.apply(&result(0, C, &p), at(0), Arrival::Fresh)), vec![Problem]);
+        assert_eq!(kinds(state.apply(&result(10, C, &p), at(59), Arrival::Fresh)), vec![]);
+        assert_eq!(kinds(state.apply(&result(20, C, &p), at(60), Arrival::Fresh)), vec![Reminder]);
+        assert_eq!(kinds(state.apply(&result(30, C, &p), at(100), Arrival::Fresh)), vec![]);
+        assert_eq!(kinds(state.apply(&result(40, C, &p), at(125), Arrival::Fresh)), vec![Reminder]);
         // A status change is a problem and restarts the refresh clock.
-        assert_eq!(kinds(state.apply(&result(50, W, &p), at(150))), vec![Problem]);
-        assert_eq!(kinds(state.apply(&result(60, W, &p), at(200))), vec![]);
-        assert_eq!(kinds(state.apply(&result(70, W, &p), at(210))), vec![Reminder]);
+        assert_eq!(kinds(state.apply(&result(50, W, &p), at(150), Arrival::Fresh)), vec![Problem]);
+        assert_eq!(kinds(state.apply(&result(60, W, &p), at(200), Arrival::Fresh)), vec![]);
+        assert_eq!(kinds(state.apply(&result(70, W, &p), at(210), Arrival::Fresh)), vec![Reminder]);
     }
 
     #[test]
     fn refresh_zero_sends_no_reminders() {
         let p = policy(1, 0);
         let mut state = CheckState::default();
-        let events: Vec<_> = (0..5).flat_map(|i| state.apply(&result(i * 10, C, &p), at(i * 3600))).collect();
+        let events: Vec<_> =
+            (0..5).flat_map(|i| state.apply(&result(i * 10, C, &p), at(i * 3600), Arrival::Fresh)).collect();
         assert_eq!(events.iter().map(|e| e.kind).collect::<Vec<_>>(), vec![Problem]);
+    }
+
+    /// Feeds (slot, status, arrival) and returns the kinds raised per result.
+    fn arrive(state: &mut CheckState, p: &AlertPolicy, results: &[(i64, Status, Arrival)]) -> Vec<Vec<EventKind>> {
+        results
+            .iter()
+            .map(|&(slot, status, arrival)| {
+                state.apply(&result(slot, status, p), at(slot + 300), arrival).into_iter().map(|e| e.kind).collect()
+            })
+            .collect()
+    }
+
+    use Arrival::{Fresh, Late};
+
+    #[test]
+    fn a_late_failure_raises_nothing_and_the_first_fresh_one_is_the_problem() {
+        let p = policy(2, 60);
+        let mut state = CheckState::default();
+        let raised =
+            arrive(&mut state, &p, &[(0, C, Late), (10, C, Late), (20, O, Late), (30, C, Late), (40, C, Fresh)]);
+        assert_eq!(raised, [vec![], vec![], vec![], vec![], vec![Problem]]);
+        assert_eq!(state.occurrences, 2, "late results count towards occurrences");
+        assert_eq!(state.history.len(), 5);
+    }
+
+    #[test]
+    fn a_late_ok_still_resolves_a_notified_problem() {
+        let p = policy(1, 60);
+        let mut state = CheckState::default();
+        let raised =
+            arrive(&mut state, &p, &[(0, C, Fresh), (10, W, Late), (20, C, Late), (30, O, Late), (40, O, Fresh)]);
+        assert_eq!(raised, [vec![Problem], vec![], vec![], vec![Resolved], vec![]]);
+        assert_eq!(state.notified, None);
+    }
+
+    #[test]
+    fn a_change_seen_only_late_is_told_once_by_the_next_fresh_result() {
+        let p = policy(1, 60);
+        let mut state = CheckState::default();
+        // Reminders were due (refresh 60 s, 5 minutes late) and the status
+        // changed twice in the backlog: one problem, from the fresh result.
+        let raised =
+            arrive(&mut state, &p, &[(0, W, Fresh), (10, C, Late), (20, U, Late), (30, C, Fresh), (40, C, Fresh)]);
+        assert_eq!(raised, [vec![Problem], vec![], vec![], vec![Problem], vec![]]);
+        assert_eq!(state.notified.as_ref().map(|n| n.status), Some(C));
+    }
+
+    #[test]
+    fn flapping_is_judged_on_fresh_results_only() {
+        let p = AlertPolicy { low_flap_threshold: Some(10.0), high_flap_threshold: Some(40.0), ..policy(1, 0) };
+        let mut state = CheckState::default();
+        let backlog: Vec<_> = (0..30).map(|i| (i * 10, if i % 2 == 0 { O } else { C }, Late)).collect();
+        assert!(arrive(&mut state, &p, &backlog).iter().all(Vec::is_empty));
+        assert!(!state.flapping);
+        assert_eq!(arrive(&mut state, &p, &[(300, C, Fresh)]), [vec![FlappingStart]]);
     }
 
     #[test]
@@ -462,7 +555,7 @@ mod tests {
         let mut state = CheckState::default();
         let first = result(10, C, &p);
         assert_eq!(state.admission(&first), Admission::New);
-        state.apply(&first, at(10));
+        state.apply(&first, at(10), Arrival::Fresh);
         assert_eq!(state.admission(&first), Admission::Duplicate);
         let same_slot = CheckResult { request_id: "other".into(), ..first.clone() };
         assert_eq!(state.admission(&same_slot), Admission::Duplicate);
@@ -475,8 +568,8 @@ mod tests {
         let p = policy(1, 0);
         let mut a = CheckState::default();
         let mut b = CheckState::default();
-        let ea = a.apply(&result(0, C, &p), at(0));
-        let eb = b.apply(&result(0, C, &p), at(5));
+        let ea = a.apply(&result(0, C, &p), at(0), Arrival::Fresh);
+        let eb = b.apply(&result(0, C, &p), at(5), Arrival::Fresh);
         assert_eq!(ea[0].id, eb[0].id);
         assert_ne!(event_id("k", Problem, "r"), event_id("k", Reminder, "r"));
         assert_eq!(ea[0].id.len(), 32);

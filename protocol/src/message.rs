@@ -13,7 +13,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Deserializer, Serialize, Serializer, de};
 use serde_json::Value;
 
-use crate::definition::CheckDefinition;
+use crate::definition::{CheckDefinition, Quorum};
 
 /// The envelope version this build writes and reads.
 pub const WIRE_VERSION: u64 = 1;
@@ -159,6 +159,26 @@ pub struct AlertPolicy {
     pub high_flap_threshold: Option<f64>,
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub labels: BTreeMap<String, String>,
+    /// The check's period (its interval, or the shortest cron gap) in
+    /// milliseconds: how the handler tells a result from a backlog (late,
+    /// so not news) from a fresh one. Absent from older runners' results,
+    /// which are then all taken as fresh.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub period_ms: Option<u64>,
+    /// The check's `quorum`: its problems are one incident across
+    /// `subscriptions`, raised when enough of them fail. An older handler
+    /// ignores it and pages per subscription, as before.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub quorum: Option<Quorum>,
+    /// Every subscription of a check with a quorum (the vote's electorate);
+    /// empty without one.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub subscriptions: Vec<String>,
+    /// The check's `depends_on`: while one of them fails in the result's
+    /// subscription, this check's problems there are held. An older handler
+    /// ignores it and notifies them.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub depends_on: Vec<String>,
 }
 
 impl AlertPolicy {
@@ -170,6 +190,13 @@ impl AlertPolicy {
             low_flap_threshold: check.common.low_flap_threshold,
             high_flap_threshold: check.common.high_flap_threshold,
             labels: check.common.labels.clone(),
+            period_ms: Some(u64::try_from(check.period().as_millis()).unwrap_or(u64::MAX)),
+            quorum: check.common.quorum,
+            subscriptions: match check.common.quorum {
+                Some(_) => check.subscriptions().into_iter().map(str::to_owned).collect(),
+                None => Vec::new(),
+            },
+            depends_on: check.common.depends_on.clone(),
         }
     }
 }

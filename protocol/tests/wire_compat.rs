@@ -100,6 +100,10 @@ fn messages() -> Vec<(&'static str, Message)> {
             low_flap_threshold: Some(20.0),
             high_flap_threshold: Some(40.0),
             labels: BTreeMap::from([("team".to_owned(), "payments".to_owned())]),
+            period_ms: Some(30_000),
+            quorum: None,
+            subscriptions: Vec::new(),
+            depends_on: Vec::new(),
         },
     }));
     vec![

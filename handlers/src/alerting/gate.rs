@@ -16,6 +16,11 @@
 //!   [`super::Alerting::tick`] tells the handlers not yet told of its status
 //!   ([`release`]); taking the held row is a conditional delete, so handlers
 //!   sharing a store tell it once.
+//! - A trigger is **held** the same way while a check it depends on
+//!   (`depends_on`) fails in its subscription, or while its subscription
+//!   cannot see (every runner lost, requests expiring): the reasons are
+//!   [`Hold`] marks in `silenced_by`, beside silence ids, and the tick
+//!   releases it once none holds any more.
 
 use chrono::{DateTime, Utc};
 use protocol::Status;
@@ -48,6 +53,40 @@ fn targets(event: &Event) -> Vec<SilenceTarget<'_>> {
     }
 }
 
+/// Why a problem is held, as written in its `silenced_by`.
+pub(super) enum Hold<'a> {
+    /// A silence id, or `maintenance:<window>`.
+    Silence,
+    /// `depends_on:<check>`: that check fails in the same subscription.
+    Dependency(&'a str),
+    /// `cannot_see:<subscription>`: the subscription's runners are lost or
+    /// its requests expire.
+    Blind(&'a str),
+}
+
+const DEPENDS_ON: &str = "depends_on:";
+const CANNOT_SEE: &str = "cannot_see:";
+
+impl<'a> Hold<'a> {
+    pub(super) fn of(mark: &'a str) -> Self {
+        if let Some(check) = mark.strip_prefix(DEPENDS_ON) {
+            Self::Dependency(check)
+        } else if let Some(subscription) = mark.strip_prefix(CANNOT_SEE) {
+            Self::Blind(subscription)
+        } else {
+            Self::Silence
+        }
+    }
+
+    pub(super) fn dependency(check: &str) -> String {
+        format!("{DEPENDS_ON}{check}")
+    }
+
+    pub(super) fn blind(subscription: &str) -> String {
+        format!("{CANNOT_SEE}{subscription}")
+    }
+}
+
 /// Whether an event ends its incident's problem.
 fn resolves(event: &Event) -> bool {
     match event.kind {
@@ -58,15 +97,21 @@ fn resolves(event: &Event) -> bool {
 }
 
 /// Decides whom `event` is queued for (its handlers are those routed to it;
-/// silences are judged at the time it occurred), then logs and queues it,
-/// keeping the `notified` and `held` rows. Returns `false` when the event
-/// was already logged (a replay), which queues nothing.
+/// silences are judged at the time it occurred, `holds` are the other
+/// [`Hold`]s of a trigger), then logs and queues it, keeping the `notified`
+/// and `held` rows. Returns `false` when the event was already logged (a
+/// replay), which queues nothing.
 ///
 /// Every path touches `held` before `notified`, so two handlers' batches on
 /// one PostgreSQL lock them in the same order; a resolve drops the held row
 /// before it reads who was told, so it waits for a release of the same
 /// incident committing elsewhere and then sees whom that release told.
-pub(super) async fn add(batch: &mut Batch, silencers: &Silencers, event: &mut Event) -> Result<bool, StoreError> {
+pub(super) async fn add(
+    batch: &mut Batch,
+    silencers: &Silencers,
+    event: &mut Event,
+    holds: &[String],
+) -> Result<bool, StoreError> {
     let incident = event.incident_key();
     if resolves(event) {
         batch.drop_held(&incident).await?;
@@ -78,6 +123,7 @@ pub(super) async fn add(batch: &mut Batch, silencers: &Silencers, event: &mut Ev
         return Ok(true);
     }
     event.silenced_by = silenced_by(silencers, event, event.occurred_at);
+    event.silenced_by.extend_from_slice(holds);
     if event.silenced_by.is_empty() {
         if !batch.add_event(event).await? {
             return Ok(false);

@@ -1,7 +1,7 @@
 //! Text shared by the renderers: one headline per event, and cutting to a
 //! receiver's length limits without splitting a character.
 
-use crate::event::{Event, EventKind};
+use crate::event::{ACROSS, Event, EventKind};
 
 /// The mark left where text was cut.
 pub(super) const ELLIPSIS: char = '…';
@@ -46,6 +46,7 @@ pub(super) fn headline(event: &Event) -> String {
 
 fn subject(event: &Event) -> String {
     match (event.check.is_empty(), event.runner.is_empty()) {
+        (false, _) if event.subscription == ACROSS => format!("{} across its subscriptions", event.check),
         (false, _) => format!("{} on {}", event.check, event.subscription),
         (true, false) => format!("runner {} in {}", event.runner, event.subscription),
         (true, true) => format!("subscription {}", event.subscription),

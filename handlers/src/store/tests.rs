@@ -8,7 +8,7 @@ use super::testing::{OutboxRow, at, count, on_both_backends, outbox_rows, result
 use super::{Backend, EventQuery, Settlement, StateQuery, Store, StoreConfig};
 use crate::event::{Event, EventKind};
 use crate::silence::{Expiry, Silence, SilenceState};
-use crate::state::CheckState;
+use crate::state::{Arrival, CheckState};
 
 fn event(id: &str, check: &str, kind: EventKind, handlers: &[&str]) -> Event {
     Event {
@@ -53,7 +53,7 @@ async fn state_results_and_events_commit_together(config: StoreConfig) {
     let store = Store::open(&config).await.unwrap();
     let mut state = CheckState::default();
     let crit = result("web", 10, Status::Critical);
-    let events = state.apply(&crit, at(10));
+    let events = state.apply(&crit, at(10), Arrival::Fresh);
     let mut batch = store.begin().await.unwrap();
     assert_eq!(batch.state("web", "default").await.unwrap(), None);
     batch.put_state("web", "default", &state, at(10)).await.unwrap();
@@ -298,7 +298,7 @@ async fn states_are_listed_in_order(config: StoreConfig) {
     let mut states = Vec::new();
     for (check, status) in [("web", Status::Critical), ("api", Status::Ok)] {
         let mut state = CheckState::default();
-        state.apply(&result(check, 10, status), at(10));
+        state.apply(&result(check, 10, status), at(10), Arrival::Fresh);
         batch.put_state(check, "default", &state, at(10)).await.unwrap();
         states.push((check, state));
     }
@@ -410,14 +410,14 @@ async fn states_carry_their_newest_result_and_open_problem(config: StoreConfig) 
     let mut web = CheckState::default();
     for (slot, status) in [(0, Status::Critical), (1, Status::Ok), (2, Status::Critical), (3, Status::Warning)] {
         let result = result("web", slot, status);
-        for event in web.apply(&result, at(slot)) {
+        for event in web.apply(&result, at(slot), Arrival::Fresh) {
             batch.add_event(&event).await.unwrap();
         }
         batch.add_result(&result, at(slot)).await.unwrap();
     }
     batch.put_state("web", "default", &web, at(3)).await.unwrap();
     let mut api = CheckState::default();
-    api.apply(&result("api", 5, Status::Ok), at(5));
+    api.apply(&result("api", 5, Status::Ok), at(5), Arrival::Fresh);
     batch.put_state("api", "default", &api, at(5)).await.unwrap();
     batch.commit().await.unwrap();
 

@@ -205,6 +205,16 @@ fn cross_check(files: Vec<ParsedFile>, strict_handlers: bool, errors: &mut Vec<D
             catalog.checks.push(check.clone());
         }
     }
+    for file in &files {
+        for (offset, check) in &file.checks {
+            for (i, name) in check.common.depends_on.iter().enumerate() {
+                if !check_names.seen.contains_key(name.as_str()) {
+                    let message = format!("no check is named {name:?}");
+                    errors.push(error_at(file, *offset, FieldError::new(format!("depends_on[{i}]"), message), false));
+                }
+            }
+        }
+    }
     catalog
 }
 
@@ -326,6 +336,28 @@ mod tests {
             one("api.json", &text),
             r#"api.json:5:15: interval: "10 sec" is not a duration (write e.g. "500ms", "10s", "2m", "1h30m")"#
         );
+    }
+
+    #[test]
+    fn a_quorum_larger_than_the_subscriptions_points_at_the_quorum() {
+        let text = format!("{HTTP},\n  \"subscriptions\": [\"eu\", \"us\"],\n  \"quorum\": 3\n}}");
+        assert_eq!(
+            one("api.json", &text),
+            "api.json:7:13: quorum: quorum 3 is more than the check's 2 subscription(s)"
+        );
+        let text = format!("{HTTP},\n  \"quorum\": \"0%\"\n}}");
+        assert!(one("api.json", &text).starts_with("api.json:6:13: quorum: \"0%\" is not a quorum"));
+        let text = format!("{HTTP},\n  \"subscriptions\": [\"eu\", \"us\", \"ap\"],\n  \"quorum\": \"50%\"\n}}");
+        let check = super::super::parse_check(serde_json::from_str(&text).unwrap()).unwrap();
+        assert_eq!(check.common.quorum, Some(super::super::Quorum::Percent(50)));
+    }
+
+    #[test]
+    fn a_dependency_must_name_another_check() {
+        let text = format!("{HTTP},\n  \"depends_on\": [\"canary\"]\n}}");
+        assert_eq!(one("api.json", &text), r#"api.json:6:18: depends_on[0]: no check is named "canary""#);
+        let text = format!("{HTTP},\n  \"depends_on\": [\"api\"]\n}}");
+        assert_eq!(one("api.json", &text), "api.json:6:18: depends_on[0]: a check cannot depend on itself");
     }
 
     #[test]

@@ -14,6 +14,7 @@ pub mod handler;
 pub mod http;
 mod locate;
 pub mod matchers;
+pub mod quorum;
 pub mod schema;
 pub mod secret;
 pub mod tls;
@@ -34,6 +35,7 @@ pub use self::catalog::{Catalog, CatalogError, DefinitionError};
 pub use self::dns::DnsSpec;
 pub use self::handler::{HandlerDefinition, HandlerSpec};
 pub use self::http::HttpSpec;
+pub use self::quorum::Quorum;
 pub use self::tls::TlsSpec;
 pub use self::window::{MaintenanceWindow, WindowSpan};
 use crate::duration::HumanDuration;
@@ -82,6 +84,16 @@ pub struct CheckCommon {
     /// Free labels passed through to notifications.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub labels: BTreeMap<String, String>,
+    /// Page only when this many of the subscriptions fail (a count, or
+    /// `"50%"` of those that can see): one incident across them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub quorum: Option<Quorum>,
+    /// Checks this one relies on (an internet canary, a resolver): while one
+    /// of them fails in a subscription, this check's problems there are held,
+    /// not notified. One hop: their own dependencies are not followed.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(inner(regex(pattern = NAME_PATTERN)))]
+    pub depends_on: Vec<String>,
 }
 
 /// Names of checks, handlers and subscriptions (enforced by `validate_name`).
@@ -101,6 +113,8 @@ pub const COMMON_FIELDS: &[&str] = &[
     "low_flap_threshold",
     "high_flap_threshold",
     "labels",
+    "quorum",
+    "depends_on",
 ];
 
 /// What a check probes, by `type`.
@@ -441,6 +455,22 @@ fn validate_common(common: &CheckCommon) -> Result<(), FieldError> {
     }
     for (i, sub) in common.subscriptions.iter().enumerate() {
         validate_name(&format!("subscriptions[{i}]"), sub)?;
+    }
+    for (i, dependency) in common.depends_on.iter().enumerate() {
+        let path = format!("depends_on[{i}]");
+        validate_name(&path, dependency)?;
+        if *dependency == common.name {
+            return Err(FieldError::new(path, "a check cannot depend on itself"));
+        }
+    }
+    let subscriptions = common.subscriptions.len().max(1);
+    if let Some(Quorum::Count(count)) = common.quorum
+        && usize::try_from(count).is_ok_and(|count| count > subscriptions)
+    {
+        return Err(FieldError::new(
+            "quorum",
+            format!("quorum {count} is more than the check's {subscriptions} subscription(s)"),
+        ));
     }
     if let (Some(low), Some(high)) = (common.low_flap_threshold, common.high_flap_threshold)
         && low > high
