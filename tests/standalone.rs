@@ -145,7 +145,7 @@ fn runs_checks_on_their_slots_and_stops_cleanly_on_sigterm() {
     assert!(!slow_results.is_empty(), "{lines:#?}");
     for (_, status, output) in &slow_results {
         assert_eq!(*status, "CRITICAL");
-        assert_eq!(output, "timed out after 1500ms during ttfb");
+        assert_eq!(output, "timed out after 1500ms waiting for the response");
     }
     assert_eq!(slow.max_concurrent.load(std::sync::atomic::Ordering::SeqCst), 1, "the slow check overlapped itself");
 

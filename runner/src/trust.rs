@@ -14,7 +14,7 @@ use rustls::client::{Resumption, WebPkiServerVerifier};
 use rustls::crypto::{CryptoProvider, WebPkiSupportedAlgorithms};
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
-use rustls::{ClientConfig, DigitallySignedStruct, RootCertStore, SignatureScheme};
+use rustls::{CertificateError, ClientConfig, DigitallySignedStruct, OtherError, RootCertStore, SignatureScheme};
 use x509_parser::prelude::{FromDer, X509Certificate};
 
 use crate::executor::ExecutorError;
@@ -72,14 +72,16 @@ impl Trust {
             return Ok(Arc::clone(config));
         }
         let mut config = if verify {
-            let verifier =
-                WebPkiServerVerifier::builder_with_provider(self.anchors(ca_file)?, Arc::clone(&self.provider))
-                    .build()
-                    .map_err(|e| format!("cannot build the certificate verifier: {e}"))?;
+            let anchors = self.anchors(ca_file)?;
+            let webpki = WebPkiServerVerifier::builder_with_provider(Arc::clone(&anchors), Arc::clone(&self.provider))
+                .build()
+                .map_err(|e| format!("cannot build the certificate verifier: {e}"))?;
+            let verifier = ExplainingVerifier { webpki, anchors, algorithms: self.signature_algorithms() };
             ClientConfig::builder_with_provider(Arc::clone(&self.provider))
                 .with_safe_default_protocol_versions()
                 .map_err(|e| e.to_string())?
-                .with_webpki_verifier(verifier)
+                .dangerous()
+                .with_custom_certificate_verifier(Arc::new(verifier))
                 .with_no_client_auth()
         } else {
             accepting_config(&self.provider).map_err(|e| e.to_string())?
@@ -158,6 +160,66 @@ fn accepting_config(provider: &Arc<CryptoProvider>) -> Result<ClientConfig, rust
         .with_no_client_auth();
     config.resumption = Resumption::disabled();
     Ok(config)
+}
+
+/// webpki's verifier, whose refusals are put in the `tls` check's words
+/// (`checks::tls::certificate_problems`), so that an HTTPS check and a TLS
+/// check of one certificate say the same thing. The words travel as
+/// `CertificateError::Other(Explained)`, which `checks::words` unwraps.
+#[derive(Debug)]
+struct ExplainingVerifier {
+    webpki: Arc<WebPkiServerVerifier>,
+    anchors: Arc<RootCertStore>,
+    algorithms: WebPkiSupportedAlgorithms,
+}
+
+impl ServerCertVerifier for ExplainingVerifier {
+    fn verify_server_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        server_name: &ServerName<'_>,
+        ocsp_response: &[u8],
+        now: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        self.webpki.verify_server_cert(end_entity, intermediates, server_name, ocsp_response, now).map_err(|error| {
+            let rustls::Error::InvalidCertificate(_) = &error else { return error };
+            match crate::checks::tls::certificate_problems(
+                end_entity,
+                intermediates,
+                &self.anchors,
+                server_name,
+                self.algorithms,
+            ) {
+                Some(words) => rustls::Error::InvalidCertificate(CertificateError::Other(OtherError(Arc::new(
+                    crate::checks::words::Explained(words),
+                )))),
+                None => error,
+            }
+        })
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.webpki.verify_tls12_signature(message, cert, dss)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.webpki.verify_tls13_signature(message, cert, dss)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.webpki.supported_verify_schemes()
+    }
 }
 
 /// Accepts any certificate chain but still checks the handshake signatures,
