@@ -176,16 +176,17 @@ impl Batch {
     /// redelivered result a duplicate, and a stale one may be a redelivery
     /// of a result counted before.
     pub fn count_run(&mut self, result: &CheckResult) {
+        let Some(history) = &mut self.history else { return };
         for size in StepSize::ALL {
             let start = size.start_of(result.started_at);
             let key = (result.check.clone(), result.subscription.clone(), size, start);
-            self.history.entry(key).or_insert_with(|| Step::empty(from_millis(start))).add(result);
+            history.entry(key).or_insert_with(|| Step::empty(from_millis(start))).add(result);
         }
     }
 
     /// Merges the pending steps into the stored ones (read, add, upsert).
     pub(super) async fn write_history(&mut self) -> Result<(), StoreError> {
-        for ((check, subscription, size, start), mut step) in std::mem::take(&mut self.history) {
+        for ((check, subscription, size, start), mut step) in self.history.take().unwrap_or_default() {
             let stored = sqlx::query(
                 "SELECT runs, warning, critical, unknown, total, phases FROM latency_steps \
                  WHERE check_name = $1 AND subscription = $2 AND step_ms = $3 AND start_ms = $4",

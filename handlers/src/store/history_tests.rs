@@ -45,7 +45,11 @@ fn percentiles_are_nearest_rank_of_the_merged_counts() {
     assert_eq!((one.quantile(0.5), one.quantile(0.95), one.max()), (Some(7), Some(7), Some(7)));
 }
 
-on_both_backends!(runs_of_two_batches_land_in_one_step, steps_are_pruned_by_size_and_age);
+on_both_backends!(
+    runs_of_two_batches_land_in_one_step,
+    steps_are_pruned_by_size_and_age,
+    a_store_with_the_history_off_counts_no_runs
+);
 
 async fn runs_of_two_batches_land_in_one_step(config: StoreConfig) {
     let store = Store::open(&config).await.unwrap();
@@ -79,6 +83,15 @@ async fn steps_are_pruned_by_size_and_age(config: StoreConfig) {
     assert_eq!(minutes.iter().map(|step| step.start).collect::<Vec<_>>(), [at(MINUTE + 120)]);
     assert_eq!(store.history("web", "default", StepSize::Hour, at(HOUR)).await.unwrap()[0].runs, 2, "hours kept");
     assert_eq!(store.prune_history(StepSize::Hour, at(HOUR + 3600)).await.unwrap(), 1);
+    assert!(store.history("web", "default", StepSize::Hour, at(HOUR)).await.unwrap().is_empty());
+    store.close().await;
+}
+
+/// The benchmark's switch: the same runs, no step written.
+async fn a_store_with_the_history_off_counts_no_runs(config: StoreConfig) {
+    let store = Store::open(&StoreConfig { history: false, ..config }).await.unwrap();
+    commit_runs(&store, &[timed(MINUTE, Status::Ok, 10, 1.0)]).await;
+    assert!(store.history("web", "default", StepSize::Minute, at(0)).await.unwrap().is_empty());
     assert!(store.history("web", "default", StepSize::Hour, at(HOUR)).await.unwrap().is_empty());
     store.close().await;
 }
