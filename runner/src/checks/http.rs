@@ -521,15 +521,7 @@ mod tests {
                 let script = script.clone();
                 let seen = seen.clone();
                 tokio::spawn(async move {
-                    let mut head = Vec::new();
-                    let mut buf = [0u8; 1024];
-                    while !head.windows(4).any(|w| w == b"\r\n\r\n") {
-                        match socket.read(&mut buf).await {
-                            Ok(0) | Err(_) => return,
-                            Ok(n) => head.extend_from_slice(&buf[..n]),
-                        }
-                    }
-                    let head = String::from_utf8_lossy(&head).into_owned();
+                    let Some(head) = crate::test_pki::read_head(&mut socket).await else { return };
                     seen.lock().unwrap().push(head.clone());
                     let path = head.split_whitespace().nth(1).unwrap_or("/").to_owned();
                     match script(&path) {

@@ -66,15 +66,8 @@ async fn http_server(reply: impl Fn(&str) -> String + Send + Sync + 'static) -> 
         while let Ok((mut socket, _)) = listener.accept().await {
             let reply = reply.clone();
             tokio::spawn(async move {
-                let mut head = Vec::new();
-                let mut buf = [0u8; 1024];
-                while !head.windows(4).any(|w| w == b"\r\n\r\n") {
-                    match socket.read(&mut buf).await {
-                        Ok(0) | Err(_) => return,
-                        Ok(n) => head.extend_from_slice(&buf[..n]),
-                    }
-                }
-                let path = String::from_utf8_lossy(&head).split_whitespace().nth(1).unwrap_or("/").to_owned();
+                let Some(head) = crate::test_pki::read_head(&mut socket).await else { return };
+                let path = head.split_whitespace().nth(1).unwrap_or("/").to_owned();
                 let text = reply(&path);
                 if text == "stall" {
                     tokio::time::sleep(Duration::from_secs(30)).await;
