@@ -63,7 +63,7 @@ pub struct PageArgs {
 /// `round`, one interval after the previous round; one pair in 50 fails.
 fn result(pair: usize, round: u64, t0: DateTime<Utc>, metrics: &BTreeMap<String, f64>) -> CheckResult {
     let at = t0 + TimeDelta::seconds(INTERVAL_S * round as i64);
-    let failing = pair % 50 == 0;
+    let failing = pair.is_multiple_of(50);
     CheckResult {
         request_id: format!("page-{pair}-{round}"),
         check: format!("check-{:05}", pair / 3),
