@@ -181,11 +181,11 @@ async fn measure(args: &RunArgs, picket: &Path, bench: &Path, tmp: &Path) -> any
     if args.wants("page") {
         let page = if args.smoke {
             PageArgs {
-                pairs: 1_000,
+                pairs: 500,
                 fill_rounds: 2,
                 feed_rate: 1_000.0,
-                timed: Duration::from_secs(3),
-                sustained: Duration::from_secs(2),
+                timed: Duration::from_secs(2),
+                sustained: Duration::from_secs(1),
                 reps: 1,
             }
         } else {
