@@ -177,7 +177,7 @@ fn a_redirect_to_an_ipv6_metadata_address_is_unknown_before_any_connection() {
     let result: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(
         result["output"],
-        "after 1 redirect(s), http://[fd00:ec2::254]/latest/meta-data/iam/security-credentials/: \
+        "after 1 redirect, http://[fd00:ec2::254]/latest/meta-data/iam/security-credentials/: \
          fd00:ec2::254 is in denied network fd00:ec2::254/128 (PICKET_DENY_CIDRS)",
         "{result}"
     );

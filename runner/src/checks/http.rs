@@ -125,7 +125,7 @@ pub async fn run(executor: &Executor, spec: &HttpSpec, progress: &Progress) -> C
         }
         if hops.len() > usize::from(spec.max_redirects()) {
             let outcome =
-                CheckOutcome::critical(format!("more than {} redirects (last to {next})", spec.max_redirects()));
+                CheckOutcome::critical(format!("more redirects than follow_redirects {} allows", spec.max_redirects()));
             return with_hops(outcome, &hops, &next);
         }
         next_request = redirected(next_request, response.status);
@@ -450,7 +450,8 @@ fn hops_json(hops: &[Hop]) -> Value {
 /// Adds the redirect trail to a failure that happened on a later hop.
 fn with_hops(mut outcome: CheckOutcome, hops: &[Hop], url: &Url) -> CheckOutcome {
     if !hops.is_empty() {
-        outcome.output = format!("after {} redirect(s), {url}: {}", hops.len(), outcome.output);
+        let redirects = if hops.len() == 1 { "1 redirect".to_owned() } else { format!("{} redirects", hops.len()) };
+        outcome.output = format!("after {redirects}, {url}: {}", outcome.output);
         outcome.metrics.insert("redirects".to_owned(), hops.len() as f64);
     }
     outcome.details = json!({ "url": url.as_str(), "redirects": hops_json(hops) });
@@ -638,7 +639,7 @@ mod tests {
 
         let limited = run(json!({"url": format!("http://{}/a", server.addr), "follow_redirects": 1})).await;
         assert_eq!(limited.status, Status::Critical);
-        assert!(limited.output.contains("more than 1 redirects"), "{}", limited.output);
+        assert!(limited.output.contains("more redirects than follow_redirects 1 allows"), "{}", limited.output);
         let unfollowed = run(json!({"url": format!("http://{}/a", server.addr), "follow_redirects": 0})).await;
         assert_eq!(unfollowed.output.split(" (").next(), Some("HTTP 302"));
     }
@@ -652,7 +653,7 @@ mod tests {
         .await;
         let outcome = run(json!({"url": format!("http://{}/a", server.addr)})).await;
         assert_eq!(outcome.status, Status::Critical);
-        assert!(outcome.output.starts_with("after 2 redirect(s)"), "{}", outcome.output);
+        assert!(outcome.output.starts_with("after 2 redirects"), "{}", outcome.output);
         assert!(outcome.output.contains("redirect loop: "), "{}", outcome.output);
     }
 

@@ -213,6 +213,8 @@ async fn every_failure_reads_as_one_plain_sentence() {
         "/loop-a" => "HTTP/1.1 302 Found\r\nLocation: /loop-b\r\nContent-Length: 0\r\n\r\n".to_owned(),
         "/loop-b" => "HTTP/1.1 302 Found\r\nLocation: /loop-a\r\nContent-Length: 0\r\n\r\n".to_owned(),
         "/big" => response("200 OK", &"x".repeat(4096)),
+        "/hop-1" => "HTTP/1.1 302 Found\r\nLocation: /hop-2\r\nContent-Length: 0\r\n\r\n".to_owned(),
+        "/hop-2" => "HTTP/1.1 302 Found\r\nLocation: /hop-3\r\nContent-Length: 0\r\n\r\n".to_owned(),
         "/slow" => "stall".to_owned(),
         _ => response("200 OK", "all good"),
     })
@@ -253,7 +255,9 @@ async fn every_failure_reads_as_one_plain_sentence() {
             Status::Critical,
             "body does not contain \"y\" (in the first 1024 bytes read) (HTTP 200 in Nms, body cut at the 1024 byte read limit)".to_owned()),
         ("http redirect loop", "", json!({"type": "http", "url": http("/loop-a")}), Status::Critical,
-            format!("after 2 redirect(s), {}: redirect loop: {} -> {} -> {}", http("/loop-a"), http("/loop-a"), http("/loop-b"), http("/loop-a"))),
+            format!("after 2 redirects, {}: redirect loop: {} -> {} -> {}", http("/loop-a"), http("/loop-a"), http("/loop-b"), http("/loop-a"))),
+        ("http too many redirects", "", json!({"type": "http", "url": http("/hop-1"), "follow_redirects": 1}), Status::Critical,
+            format!("after 2 redirects, {}: more redirects than follow_redirects 1 allows", http("/hop-3"))),
         ("http denied", "127.0.0.0/8", json!({"type": "http", "url": http("/")}), Status::Unknown,
             "127.0.0.1 is in denied network 127.0.0.0/8 (PICKET_DENY_CIDRS)".to_owned()),
         ("http secret refused", "", json!({"type": "http", "url": http("/"), "headers": {"X-Token": {"env": "PICKET_AMQP_URL"}}}),
@@ -290,6 +294,8 @@ async fn every_failure_reads_as_one_plain_sentence() {
             format!("SERVFAIL for www.test A from {servfail} (expected NOERROR)")),
         ("dns garbage", "", dns(garbage), Status::Critical,
             format!("{garbage} answered 28 bytes that are not a DNS response (1 attempt)")),
+        ("dns refused over tcp", "", json!({"type": "dns", "query": "www.test", "record": "A", "nameserver": closed.to_string(), "attempts": 1, "protocol": "tcp"}),
+            Status::Critical, format!("no answer from {closed} (1 attempt): connection refused")),
         ("dns silent", "", json!({"type": "dns", "query": "www.test", "record": "A", "nameserver": silent_addr.to_string(), "attempts": 1, "timeout": "500ms"}),
             Status::Critical, format!("no answer from {silent_addr} within 450ms (1 attempt)")),
     ];
