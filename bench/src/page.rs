@@ -189,8 +189,11 @@ pub async fn run(dir: &Path, args: &PageArgs) -> anyhow::Result<PageReport> {
     let addr = listener.local_addr()?;
     let windows = tokio::sync::watch::channel(Arc::from([])).1;
     // As `picket handler` serves them: the page and the API side by side.
-    let router = api::router(sink.store.clone(), api::ApiAuth::default(), windows.clone())
-        .merge(web::router(sink.store.clone(), api::ApiAuth::default(), windows));
+    let router = api::router(sink.store.clone(), api::ApiAuth::default(), windows.clone()).merge(web::router(
+        sink.store.clone(),
+        api::ApiAuth::default(),
+        windows,
+    ));
     let stop = CancellationToken::new();
     let server = tokio::spawn(
         axum::serve(listener, router).with_graceful_shutdown(stop.clone().cancelled_owned()).into_future(),
