@@ -47,6 +47,7 @@ use std::time::Duration;
 
 use chrono::{DateTime, TimeDelta, Utc};
 use protocol::definition::MaintenanceWindow;
+use protocol::definition::handler::Grouping;
 use protocol::silence::SilenceTarget;
 use protocol::transport::{DeadLetter, DeadReason};
 use protocol::{CheckResult, Keepalive, Status};
@@ -55,6 +56,7 @@ use tokio::task::JoinHandle;
 
 use crate::consumer::{Accept, HandlerError};
 use crate::event::{ACROSS, Event, EventKind};
+use crate::group::Group;
 use crate::notify::{Delivered, Notifiers, NotifyError};
 use crate::series::CheckSeries;
 use gate::Hold;
@@ -85,6 +87,16 @@ pub trait Deliver: Send + Sync + 'static {
     /// Whether `handler` takes events of this status (its severities).
     fn accepts(&self, handler: &str, status: Status) -> bool;
     fn deliver(&self, handler: &str, event: &Event) -> impl Future<Output = Result<Delivered, NotifyError>> + Send;
+    /// How `handler` groups its events; `None`: one message per event.
+    fn grouping(&self, _handler: &str) -> Option<Grouping> {
+        None
+    }
+    /// Delivers a group of several events to `handler` as one message.
+    fn deliver_group(
+        &self,
+        handler: &str,
+        group: &Group,
+    ) -> impl Future<Output = Result<Delivered, NotifyError>> + Send;
 }
 
 impl Deliver for Notifiers {
@@ -94,6 +106,18 @@ impl Deliver for Notifiers {
 
     fn deliver(&self, handler: &str, event: &Event) -> impl Future<Output = Result<Delivered, NotifyError>> + Send {
         Notifiers::deliver(self, handler, event)
+    }
+
+    fn grouping(&self, handler: &str) -> Option<Grouping> {
+        Notifiers::grouping(self, handler)
+    }
+
+    fn deliver_group(
+        &self,
+        handler: &str,
+        group: &Group,
+    ) -> impl Future<Output = Result<Delivered, NotifyError>> + Send {
+        Notifiers::deliver_group(self, handler, group)
     }
 }
 
@@ -116,6 +140,19 @@ impl<D: Deliver> Deliver for Reloading<D> {
     fn deliver(&self, handler: &str, event: &Event) -> impl Future<Output = Result<Delivered, NotifyError>> + Send {
         let current = self.0.borrow().clone();
         async move { current.deliver(handler, event).await }
+    }
+
+    fn grouping(&self, handler: &str) -> Option<Grouping> {
+        self.0.borrow().grouping(handler)
+    }
+
+    fn deliver_group(
+        &self,
+        handler: &str,
+        group: &Group,
+    ) -> impl Future<Output = Result<Delivered, NotifyError>> + Send {
+        let current = self.0.borrow().clone();
+        async move { current.deliver_group(handler, group).await }
     }
 }
 

@@ -15,7 +15,11 @@ use tokio::sync::Notify;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
+use protocol::definition::handler::Grouping;
+
 use super::Deliver;
+use crate::event::Event;
+use crate::group::{Group, GroupKey};
 use crate::notify::Delivered;
 use crate::store::{HistoryRetention, KEEP_EXPIRED_SILENCES, OutboxItem, Settlement, StepSize, Store, StoreError};
 
@@ -127,7 +131,7 @@ impl<D: Deliver> OutboxSender<D> {
         let mut handlers = JoinSet::new();
         for items in by_handler.into_values() {
             let sender = self.clone();
-            handlers.spawn(async move { sender.send_items(items).await });
+            handlers.spawn(async move { sender.send_items(items, now).await });
         }
         let mut attempted = 0;
         let mut failure = None;
@@ -141,50 +145,107 @@ impl<D: Deliver> OutboxSender<D> {
         failure.map_or(Ok(attempted), Err)
     }
 
-    async fn send_items(&self, items: Vec<OutboxItem>) -> Result<usize, StoreError> {
+    async fn send_items(&self, items: Vec<OutboxItem>, now: DateTime<Utc>) -> Result<usize, StoreError> {
+        if let Some(grouping) = items.first().and_then(|item| self.deliver.grouping(&item.handler)) {
+            return self.send_groups(&grouping, items, now).await;
+        }
         let mut attempted = 0;
         for item in items {
             // The lease runs from the claim, not from the round's start: a
             // round behind a slow webhook would otherwise claim its last rows
             // with leases already expired, free for another sender to take.
-            if !self.store.claim(&item, after(Utc::now(), self.policy.lease)).await? {
+            if !self.claim(&item).await? {
                 continue;
             }
             attempted += 1;
-            let settlement = self.attempt(&item).await;
+            let settlement = match item.event() {
+                Ok(event) => self.attempt(&item.handler, item.attempts, &[event], None).await,
+                Err(error) => undecodable(&item, &error),
+            };
             self.store.settle(item.seq, &settlement, Utc::now()).await?;
         }
         Ok(attempted)
     }
 
-    async fn attempt(&self, item: &OutboxItem) -> Settlement {
-        let event = match item.event() {
-            Ok(event) => event,
-            Err(error) => {
-                tracing::error!(seq = item.seq, handler = %item.handler, %error, "outbox row dropped");
-                return Settlement::Dropped(error.to_string());
+    /// A grouped handler's rows: each group goes out once its oldest row has
+    /// waited `grouping.wait`, as one message, and its rows are settled
+    /// together. The claim of a group's oldest row decides which sender
+    /// sends it; a sender that loses it leaves the whole group alone.
+    async fn send_groups(
+        &self,
+        grouping: &Grouping,
+        items: Vec<OutboxItem>,
+        now: DateTime<Utc>,
+    ) -> Result<usize, StoreError> {
+        let mut groups: BTreeMap<GroupKey, Vec<(OutboxItem, Event)>> = BTreeMap::new();
+        let mut attempted = 0;
+        for item in items {
+            match item.event() {
+                Ok(event) => groups.entry(GroupKey::of(grouping, &event)).or_default().push((item, event)),
+                Err(error) => {
+                    if self.claim(&item).await? {
+                        attempted += 1;
+                        self.store.settle(item.seq, &undecodable(&item, &error), Utc::now()).await?;
+                    }
+                }
             }
+        }
+        for (key, members) in groups {
+            let oldest = members.iter().map(|(item, _)| item.created_at).min().unwrap_or(now);
+            if after(oldest, grouping.wait.get()) > now {
+                continue;
+            }
+            let mut claimed = Vec::new();
+            for (item, event) in members {
+                if self.claim(&item).await? {
+                    claimed.push((item, event));
+                } else if claimed.is_empty() {
+                    break;
+                }
+            }
+            let Some(handler) = claimed.first().map(|(item, _)| item.handler.clone()) else { continue };
+            attempted += 1;
+            let attempts = claimed.iter().map(|(item, _)| item.attempts).max().unwrap_or(0);
+            let (seqs, events): (Vec<i64>, Vec<Event>) = claimed.into_iter().map(|(item, e)| (item.seq, e)).unzip();
+            let group = (events.len() > 1).then(|| Group::new(key, events.clone(), grouping));
+            let settlement = self.attempt(&handler, attempts, &events, group.as_ref()).await;
+            self.store.settle_all(&seqs, &settlement, Utc::now()).await?;
+        }
+        Ok(attempted)
+    }
+
+    async fn claim(&self, item: &OutboxItem) -> Result<bool, StoreError> {
+        self.store.claim(item, after(Utc::now(), self.policy.lease)).await
+    }
+
+    /// Delivers `events` to `handler`: as `group` when given, else the one
+    /// event. `attempts` were made before this one.
+    async fn attempt(&self, handler: &str, attempts: u32, events: &[Event], group: Option<&Group>) -> Settlement {
+        let event = &events[0];
+        let outcome = match group {
+            Some(group) => self.deliver.deliver_group(handler, group).await,
+            None => self.deliver.deliver(handler, event).await,
         };
-        let attempts = item.attempts + 1;
-        match self.deliver.deliver(&item.handler, &event).await {
+        let (count, made) = (events.len(), attempts + 1);
+        match outcome {
             Ok(Delivered::Sent) => {
-                tracing::info!(handler = %item.handler, event = %event.id, kind = %event.kind, check = %event.check,
-                    subscription = %event.subscription, attempts, "notified");
+                tracing::info!(handler, event = %event.id, kind = %event.kind, check = %event.check,
+                    subscription = %event.subscription, count, attempts = made, "notified");
                 Settlement::Sent
             }
             Ok(Delivered::Dropped(reason)) => {
-                tracing::warn!(handler = %item.handler, event = %event.id, kind = %event.kind, %reason,
+                tracing::warn!(handler, event = %event.id, kind = %event.kind, count, %reason,
                     "notification refused; not retried");
                 Settlement::Dropped(reason)
             }
-            Err(error) if attempts >= self.policy.max_attempts => {
-                tracing::error!(handler = %item.handler, event = %event.id, kind = %event.kind, attempts, %error,
+            Err(error) if made >= self.policy.max_attempts => {
+                tracing::error!(handler, event = %event.id, kind = %event.kind, count, attempts = made, %error,
                     "notification given up");
-                Settlement::Dropped(format!("gave up after {attempts} attempts: {}", error.reason))
+                Settlement::Dropped(format!("gave up after {made} attempts: {}", error.reason))
             }
             Err(error) => {
-                let delay = self.policy.backoff(item.attempts);
-                tracing::warn!(handler = %item.handler, event = %event.id, kind = %event.kind, attempts, %error,
+                let delay = self.policy.backoff(attempts);
+                tracing::warn!(handler, event = %event.id, kind = %event.kind, count, attempts = made, %error,
                     retry_in = ?delay, "notification failed; will retry");
                 Settlement::Retry { error: error.reason, at: after(Utc::now(), delay) }
             }
@@ -218,6 +279,12 @@ impl<D: Deliver> OutboxSender<D> {
             }
         }
     }
+}
+
+/// A row whose payload cannot be read can never be delivered.
+fn undecodable(item: &OutboxItem, error: &StoreError) -> Settlement {
+    tracing::error!(seq = item.seq, handler = %item.handler, %error, "outbox row dropped");
+    Settlement::Dropped(error.to_string())
 }
 
 /// `now − keep`, saturating: a configured retention can never panic.

@@ -29,7 +29,7 @@ use std::time::Duration;
 
 use protocol::Status;
 use protocol::definition::HandlerDefinition;
-use protocol::definition::handler::{HandlerSpec, PAGERDUTY_EVENTS_URL};
+use protocol::definition::handler::{Grouping, HandlerSpec, PAGERDUTY_EVENTS_URL};
 use protocol::definition::secret::Secret;
 use reqwest::{Client, Url};
 
@@ -39,6 +39,7 @@ use self::pagerduty::PagerDuty;
 use self::retry::RetryPolicy;
 use self::slack::Slack;
 use crate::event::Event;
+use crate::group::Group;
 
 /// The result of delivering one event to one handler.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -158,6 +159,24 @@ impl Notifiers {
     /// An unknown handler takes nothing.
     pub fn accepts(&self, handler: &str, status: Status) -> bool {
         self.by_name.get(handler).is_some_and(|h| h.definition.accepts(status))
+    }
+
+    /// How `handler` groups its events, if it does.
+    pub fn grouping(&self, handler: &str) -> Option<Grouping> {
+        self.by_name.get(handler).and_then(|h| h.definition.grouping().cloned())
+    }
+
+    /// Delivers `group` to `handler` as one message.
+    pub async fn deliver_group(&self, handler: &str, group: &Group) -> Result<Delivered, NotifyError> {
+        let Some(configured) = self.by_name.get(handler) else {
+            tracing::warn!(handler, events = group.events.len(), "no such handler is configured; group dropped");
+            return Ok(Delivered::Dropped(format!("no handler named {handler:?} is configured")));
+        };
+        match &configured.notifier {
+            Notifier::Slack(slack) => slack.deliver_group(group).await,
+            Notifier::Log(log) => log.deliver_group(group),
+            Notifier::PagerDuty(_) => Ok(Delivered::Dropped("PagerDuty does not group".to_owned())),
+        }
     }
 
     /// Delivers `event` to `handler`, with that notifier's rate limit and retries.

@@ -15,7 +15,9 @@
 //! row's delivery however long the rows before it took.
 
 use chrono::{DateTime, Utc};
-use sqlx::Row;
+use sqlx::any::AnyArguments;
+use sqlx::query::Query;
+use sqlx::{Any, Row};
 
 use super::{Store, StoreError, from_millis, millis};
 use crate::event::Event;
@@ -28,6 +30,9 @@ pub struct OutboxItem {
     /// Delivery attempts made so far.
     pub attempts: u32,
     pub due_at: DateTime<Utc>,
+    /// When the event was decided: a grouped handler's group waits from its
+    /// oldest row's.
+    pub created_at: DateTime<Utc>,
     payload: String,
     /// `next_attempt_at` exactly as read: the claim's condition.
     due_ms: i64,
@@ -56,7 +61,7 @@ impl Store {
     /// Rows due at `now`, oldest first, at most one per (handler, incident).
     pub async fn due_outbox(&self, now: DateTime<Utc>, limit: u32) -> Result<Vec<OutboxItem>, StoreError> {
         let rows = sqlx::query(
-            "SELECT o.seq, o.handler, o.payload, o.attempts, o.next_attempt_at FROM outbox o \
+            "SELECT o.seq, o.handler, o.payload, o.attempts, o.next_attempt_at, o.created_at FROM outbox o \
              WHERE o.state = 'pending' AND o.next_attempt_at <= $1 AND NOT EXISTS ( \
                 SELECT 1 FROM outbox e WHERE e.handler = o.handler AND e.incident_key = o.incident_key \
                 AND e.state = 'pending' AND e.seq < o.seq) \
@@ -75,6 +80,7 @@ impl Store {
                     payload: row.try_get(2)?,
                     attempts: u32::try_from(row.try_get::<i64, _>(3)?).unwrap_or(u32::MAX),
                     due_at: from_millis(due_ms),
+                    created_at: from_millis(row.try_get(5)?),
                     due_ms,
                 })
             })
@@ -96,28 +102,23 @@ impl Store {
     }
 
     pub async fn settle(&self, seq: i64, settlement: &Settlement, now: DateTime<Utc>) -> Result<(), StoreError> {
-        let query = match settlement {
-            Settlement::Sent => sqlx::query(
-                "UPDATE outbox SET state = 'sent', attempts = attempts + 1, last_error = NULL, done_at = $1 \
-                 WHERE seq = $2",
-            )
-            .bind(millis(now))
-            .bind(seq),
-            Settlement::Dropped(reason) => sqlx::query(
-                "UPDATE outbox SET state = 'dropped', attempts = attempts + 1, last_error = $1, done_at = $2 \
-                 WHERE seq = $3",
-            )
-            .bind(reason.clone())
-            .bind(millis(now))
-            .bind(seq),
-            Settlement::Retry { error, at } => sqlx::query(
-                "UPDATE outbox SET attempts = attempts + 1, last_error = $1, next_attempt_at = $2 WHERE seq = $3",
-            )
-            .bind(error.clone())
-            .bind(millis(*at))
-            .bind(seq),
-        };
-        query.execute(&self.pool).await?;
+        self.settle_all(&[seq], settlement, now).await
+    }
+
+    /// Settles the rows of one grouped message together, in one transaction:
+    /// a crash leaves all of them pending (sent again as the same group) or
+    /// none.
+    pub async fn settle_all(
+        &self,
+        seqs: &[i64],
+        settlement: &Settlement,
+        now: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        let mut tx = self.pool.begin().await?;
+        for &seq in seqs {
+            settle_query(seq, settlement, now).execute(&mut *tx).await?;
+        }
+        tx.commit().await?;
         Ok(())
     }
 
@@ -134,5 +135,30 @@ impl Store {
             .execute(&self.pool)
             .await?;
         Ok(pruned.rows_affected())
+    }
+}
+
+/// The update that records how one row's delivery ended.
+fn settle_query(seq: i64, settlement: &Settlement, now: DateTime<Utc>) -> Query<'static, Any, AnyArguments> {
+    match settlement {
+        Settlement::Sent => sqlx::query(
+            "UPDATE outbox SET state = 'sent', attempts = attempts + 1, last_error = NULL, done_at = $1 \
+                 WHERE seq = $2",
+        )
+        .bind(millis(now))
+        .bind(seq),
+        Settlement::Dropped(reason) => sqlx::query(
+            "UPDATE outbox SET state = 'dropped', attempts = attempts + 1, last_error = $1, done_at = $2 \
+                 WHERE seq = $3",
+        )
+        .bind(reason.clone())
+        .bind(millis(now))
+        .bind(seq),
+        Settlement::Retry { error, at } => sqlx::query(
+            "UPDATE outbox SET attempts = attempts + 1, last_error = $1, next_attempt_at = $2 WHERE seq = $3",
+        )
+        .bind(error.clone())
+        .bind(millis(*at))
+        .bind(seq),
     }
 }
