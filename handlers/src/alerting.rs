@@ -30,6 +30,8 @@
 #[cfg(test)]
 mod dependency_tests;
 mod gate;
+#[cfg(test)]
+mod group_tests;
 mod quorum;
 #[cfg(test)]
 mod quorum_tests;

@@ -168,9 +168,8 @@ impl<D: Deliver> OutboxSender<D> {
     }
 
     /// A grouped handler's rows: each group goes out once its oldest row has
-    /// waited `grouping.wait`, as one message, and its rows are settled
-    /// together. The claim of a group's oldest row decides which sender
-    /// sends it; a sender that loses it leaves the whole group alone.
+    /// waited `grouping.wait`, as one message, claimed and settled together
+    /// (`Store::claim_group`, `Store::settle_all`).
     async fn send_groups(
         &self,
         grouping: &Grouping,
@@ -195,14 +194,10 @@ impl<D: Deliver> OutboxSender<D> {
             if after(oldest, grouping.wait.get()) > now {
                 continue;
             }
-            let mut claimed = Vec::new();
-            for (item, event) in members {
-                if self.claim(&item).await? {
-                    claimed.push((item, event));
-                } else if claimed.is_empty() {
-                    break;
-                }
-            }
+            let rows: Vec<_> = members.iter().map(|(item, _)| item).collect();
+            let won = self.store.claim_group(&rows, after(Utc::now(), self.policy.lease)).await?;
+            let claimed: Vec<_> =
+                members.into_iter().zip(won).filter_map(|(member, won)| won.then_some(member)).collect();
             let Some(handler) = claimed.first().map(|(item, _)| item.handler.clone()) else { continue };
             attempted += 1;
             let attempts = claimed.iter().map(|(item, _)| item.attempts).max().unwrap_or(0);

@@ -90,15 +90,28 @@ impl Store {
     /// Leases `item` to this sender until `until`; `false` when another
     /// sender claimed or settled it first.
     pub async fn claim(&self, item: &OutboxItem, until: DateTime<Utc>) -> Result<bool, StoreError> {
-        let claimed = sqlx::query(
-            "UPDATE outbox SET next_attempt_at = $1 WHERE seq = $2 AND state = 'pending' AND next_attempt_at = $3",
-        )
-        .bind(millis(until))
-        .bind(item.seq)
-        .bind(item.due_ms)
-        .execute(&self.pool)
-        .await?;
+        let claimed = claim_query(item, until).execute(&self.pool).await?;
         Ok(claimed.rows_affected() == 1)
+    }
+
+    /// Leases the rows of one grouped message together, in one transaction,
+    /// and says which this sender won. Nothing when the first row is taken:
+    /// whoever took it is sending the group. A sender that read the group
+    /// later therefore waits on the first one's transaction and then finds
+    /// its rows taken, so concurrent senders do not split a group.
+    pub async fn claim_group(&self, items: &[&OutboxItem], until: DateTime<Utc>) -> Result<Vec<bool>, StoreError> {
+        let mut tx = self.pool.begin().await?;
+        let mut won = Vec::with_capacity(items.len());
+        for item in items {
+            let claimed = claim_query(item, until).execute(&mut *tx).await?.rows_affected() == 1;
+            if won.is_empty() && !claimed {
+                tx.rollback().await?;
+                return Ok(vec![false; items.len()]);
+            }
+            won.push(claimed);
+        }
+        tx.commit().await?;
+        Ok(won)
     }
 
     pub async fn settle(&self, seq: i64, settlement: &Settlement, now: DateTime<Utc>) -> Result<(), StoreError> {
@@ -136,6 +149,14 @@ impl Store {
             .await?;
         Ok(pruned.rows_affected())
     }
+}
+
+/// The conditional update that leases `item` until `until`.
+fn claim_query(item: &OutboxItem, until: DateTime<Utc>) -> Query<'static, Any, AnyArguments> {
+    sqlx::query("UPDATE outbox SET next_attempt_at = $1 WHERE seq = $2 AND state = 'pending' AND next_attempt_at = $3")
+        .bind(millis(until))
+        .bind(item.seq)
+        .bind(item.due_ms)
 }
 
 /// The update that records how one row's delivery ended.
