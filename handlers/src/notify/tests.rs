@@ -452,7 +452,11 @@ async fn log_writes_one_entry_per_group_listing_every_event() {
         .unwrap();
     let grouping = notifiers.grouping("stdout").unwrap();
     let events: Vec<_> = ["a", "b", "c"]
-        .map(|check| Event { id: format!("evt-{check}"), check: check.into(), ..event(EventKind::Problem, Status::Critical) })
+        .map(|check| Event {
+            id: format!("evt-{check}"),
+            check: check.into(),
+            ..event(EventKind::Problem, Status::Critical)
+        })
         .into();
     let group = Group::new(GroupKey::of(&grouping, &events[0]), events.clone(), &grouping);
     assert_eq!(notifiers.deliver_group("stdout", &group).await.unwrap(), Delivered::Sent);
