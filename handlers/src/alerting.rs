@@ -93,6 +93,11 @@ pub trait Deliver: Send + Sync + 'static {
     fn grouping(&self, _handler: &str) -> Option<Grouping> {
         None
     }
+    /// A PagerDuty handler's storm threshold: more problems than this in
+    /// one group are one summary incident.
+    fn storm(&self, _handler: &str) -> Option<u32> {
+        None
+    }
     /// Delivers a group of several events to `handler` as one message.
     fn deliver_group(
         &self,
@@ -112,6 +117,10 @@ impl Deliver for Notifiers {
 
     fn grouping(&self, handler: &str) -> Option<Grouping> {
         Notifiers::grouping(self, handler)
+    }
+
+    fn storm(&self, handler: &str) -> Option<u32> {
+        Notifiers::storm(self, handler)
     }
 
     fn deliver_group(
@@ -146,6 +155,10 @@ impl<D: Deliver> Deliver for Reloading<D> {
 
     fn grouping(&self, handler: &str) -> Option<Grouping> {
         self.0.borrow().grouping(handler)
+    }
+
+    fn storm(&self, handler: &str) -> Option<u32> {
+        self.0.borrow().storm(handler)
     }
 
     fn deliver_group(

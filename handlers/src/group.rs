@@ -5,7 +5,9 @@
 
 use protocol::definition::handler::{GroupBy, Grouping};
 
-use crate::event::{Event, EventKind};
+use chrono::{DateTime, Utc};
+
+use crate::event::{ACROSS, Event, EventKind};
 
 /// What the events of one group share: their kind and the value of each `by`.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
@@ -22,6 +24,10 @@ impl GroupKey {
             GroupBy::Label(name) => event.labels.get(name).cloned().unwrap_or_default(),
         };
         Self { kind: event.kind, shared: grouping.by.iter().map(|by| (by.clone(), value(by))).collect() }
+    }
+
+    pub fn kind(&self) -> EventKind {
+        self.kind
     }
 }
 
@@ -56,5 +62,33 @@ impl Group {
     pub fn listed(&self) -> (&[Event], usize) {
         let shown = self.events.len().min(self.max);
         (&self.events[..shown], self.events.len() - shown)
+    }
+}
+
+/// A PagerDuty storm summary is a check-wide incident (subscription `*`) of
+/// the pseudo-check `storm/<first event's id>`: no check name holds a `/`,
+/// so its dedup key `picket/storm/<id>` is nobody else's, and its resolve is
+/// an ordinary event of that incident.
+pub fn summary_check(group: &Group) -> String {
+    format!("storm/{}", group.events[0].id)
+}
+
+/// The resolve of the summary `check` (from [`summary_check`]) for `handler`,
+/// decided when the last incident it covered resolved at `at`.
+pub fn summary_resolve(check: &str, handler: &str, at: DateTime<Utc>) -> Event {
+    Event {
+        id: format!("{check}/resolved"),
+        kind: EventKind::Resolved,
+        check: check.to_owned(),
+        subscription: ACROSS.to_owned(),
+        runner: String::new(),
+        status: protocol::Status::Ok,
+        previous: None,
+        output: "every incident of the storm resolved".to_owned(),
+        metrics: Default::default(),
+        labels: Default::default(),
+        occurred_at: at,
+        handlers: vec![handler.to_owned()],
+        silenced_by: Vec::new(),
     }
 }

@@ -18,10 +18,12 @@ use tokio_util::sync::CancellationToken;
 use protocol::definition::handler::Grouping;
 
 use super::Deliver;
-use crate::event::Event;
-use crate::group::{Group, GroupKey};
+use crate::event::{Event, EventKind};
+use crate::group::{Group, GroupKey, summary_check, summary_resolve};
 use crate::notify::Delivered;
-use crate::store::{HistoryRetention, KEEP_EXPIRED_SILENCES, OutboxItem, Settlement, StepSize, Store, StoreError};
+use crate::store::{
+    HistoryRetention, KEEP_EXPIRED_SILENCES, OutboxItem, Settlement, StepSize, Store, StoreError, StormChange,
+};
 
 #[derive(Clone, Copy, Debug)]
 pub struct SenderPolicy {
@@ -199,12 +201,63 @@ impl<D: Deliver> OutboxSender<D> {
             let claimed: Vec<_> =
                 members.into_iter().zip(won).filter_map(|(member, won)| won.then_some(member)).collect();
             let Some(handler) = claimed.first().map(|(item, _)| item.handler.clone()) else { continue };
+            if let Some(threshold) = self.deliver.storm(&handler) {
+                attempted += self.send_storm(&handler, threshold, grouping, key, claimed).await?;
+                continue;
+            }
             attempted += 1;
-            let attempts = claimed.iter().map(|(item, _)| item.attempts).max().unwrap_or(0);
-            let (seqs, events): (Vec<i64>, Vec<Event>) = claimed.into_iter().map(|(item, e)| (item.seq, e)).unzip();
+            let (attempts, seqs, events) = unzip(claimed);
             let group = (events.len() > 1).then(|| Group::new(key, events.clone(), grouping));
             let settlement = self.attempt(&handler, attempts, &events, group.as_ref()).await;
             self.store.settle_all(&seqs, &settlement, Utc::now()).await?;
+        }
+        Ok(attempted)
+    }
+
+    /// A PagerDuty group: more than `threshold` new problems are one summary
+    /// incident, recorded with the incidents it covers; fewer go out one by
+    /// one. Events of covered incidents are not sent: a resolve leaves the
+    /// storm (the last one queues the summary's resolve), anything else is
+    /// already told by the open summary.
+    async fn send_storm(
+        &self,
+        handler: &str,
+        threshold: u32,
+        grouping: &Grouping,
+        key: GroupKey,
+        claimed: Vec<(OutboxItem, Event)>,
+    ) -> Result<usize, StoreError> {
+        let covering = self.store.storm_members(handler).await?;
+        let (covered, free): (Vec<_>, Vec<_>) =
+            claimed.into_iter().partition(|(_, event)| covering.contains_key(&event.incident_key()));
+        let mut attempted = covered.len();
+        if key.kind() == EventKind::Problem && free.len() > usize::try_from(threshold).unwrap_or(usize::MAX) {
+            attempted += 1;
+            let (attempts, seqs, events) = unzip(free);
+            let group = Group::new(key, events, grouping);
+            let settlement = self.attempt(handler, attempts, &group.events, Some(&group)).await;
+            let incidents: Vec<_> = group.events.iter().map(Event::incident_key).collect();
+            let storm = summary_check(&group);
+            let change = StormChange::Open { storm: &storm, incidents: &incidents };
+            self.store.settle_storm(handler, &seqs, &settlement, change, Utc::now()).await?;
+        } else {
+            for (item, event) in free {
+                attempted += 1;
+                let settlement = self.attempt(handler, item.attempts, std::slice::from_ref(&event), None).await;
+                self.store.settle(item.seq, &settlement, Utc::now()).await?;
+            }
+        }
+        for (item, event) in covered {
+            let incident = event.incident_key();
+            let storm = &covering[&incident];
+            if event.kind == EventKind::Resolved {
+                let summary_resolve = summary_resolve(storm, handler, event.occurred_at);
+                let change = StormChange::Leave { storm, incident: &incident, summary_resolve: &summary_resolve };
+                self.store.settle_storm(handler, &[item.seq], &Settlement::Sent, change, Utc::now()).await?;
+            } else {
+                tracing::info!(handler, event = %event.id, kind = %event.kind, storm, "told by its storm summary");
+                self.store.settle(item.seq, &Settlement::Sent, Utc::now()).await?;
+            }
         }
         Ok(attempted)
     }
@@ -274,6 +327,13 @@ impl<D: Deliver> OutboxSender<D> {
             }
         }
     }
+}
+
+/// The most attempts any of `claimed` had, their rows, and their events.
+fn unzip(claimed: Vec<(OutboxItem, Event)>) -> (u32, Vec<i64>, Vec<Event>) {
+    let attempts = claimed.iter().map(|(item, _)| item.attempts).max().unwrap_or(0);
+    let (seqs, events) = claimed.into_iter().map(|(item, event)| (item.seq, event)).unzip();
+    (attempts, seqs, events)
 }
 
 /// A row whose payload cannot be read can never be delivered.

@@ -166,7 +166,13 @@ impl Notifiers {
         self.by_name.get(handler).and_then(|h| h.definition.grouping().cloned())
     }
 
-    /// Delivers `group` to `handler` as one message.
+    /// A PagerDuty handler's storm threshold, if it has one.
+    pub fn storm(&self, handler: &str) -> Option<u32> {
+        self.by_name.get(handler).and_then(|h| h.definition.storm())
+    }
+
+    /// Delivers `group` to `handler` as one message (PagerDuty: the
+    /// trigger of its storm summary).
     pub async fn deliver_group(&self, handler: &str, group: &Group) -> Result<Delivered, NotifyError> {
         let Some(configured) = self.by_name.get(handler) else {
             tracing::warn!(handler, events = group.events.len(), "no such handler is configured; group dropped");
@@ -175,7 +181,7 @@ impl Notifiers {
         match &configured.notifier {
             Notifier::Slack(slack) => slack.deliver_group(group).await,
             Notifier::Log(log) => log.deliver_group(group),
-            Notifier::PagerDuty(_) => Ok(Delivered::Dropped("PagerDuty does not group".to_owned())),
+            Notifier::PagerDuty(pagerduty) => pagerduty.deliver_storm(group).await,
         }
     }
 

@@ -160,7 +160,7 @@ fn claim_query(item: &OutboxItem, until: DateTime<Utc>) -> Query<'static, Any, A
 }
 
 /// The update that records how one row's delivery ended.
-fn settle_query(seq: i64, settlement: &Settlement, now: DateTime<Utc>) -> Query<'static, Any, AnyArguments> {
+pub(super) fn settle_query(seq: i64, settlement: &Settlement, now: DateTime<Utc>) -> Query<'static, Any, AnyArguments> {
     match settlement {
         Settlement::Sent => sqlx::query(
             "UPDATE outbox SET state = 'sent', attempts = attempts + 1, last_error = NULL, done_at = $1 \

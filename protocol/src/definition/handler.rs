@@ -193,6 +193,11 @@ pub struct PagerDutySpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(with = "Option<String>", url)]
     pub api_url: Option<Url>,
+    /// With `group`: when more than this many problems of one group open
+    /// within its `wait`, one summary incident instead of one each.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1))]
+    pub storm: Option<u32>,
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
@@ -217,12 +222,17 @@ impl HandlerDefinition {
         self.common.severities.is_empty() || self.common.severities.contains(&Severity::of(status))
     }
 
-    /// How this handler groups its events, if it does. Never PagerDuty's,
-    /// which keeps one incident per dedup key (parsing refuses the field).
+    /// How this handler groups its events, if it does (PagerDuty's only
+    /// with a `storm`, which parsing ensures).
     pub fn grouping(&self) -> Option<&Grouping> {
-        match self.spec {
-            HandlerSpec::Pagerduty(_) => None,
-            HandlerSpec::Slack(_) | HandlerSpec::Log(_) => self.common.group.as_ref(),
+        self.common.group.as_ref()
+    }
+
+    /// A PagerDuty handler's storm threshold.
+    pub fn storm(&self) -> Option<u32> {
+        match &self.spec {
+            HandlerSpec::Pagerduty(spec) => spec.storm,
+            HandlerSpec::Slack(_) | HandlerSpec::Log(_) => None,
         }
     }
 }
@@ -241,13 +251,18 @@ pub fn parse_handler(value: Value) -> Result<HandlerDefinition, FieldError> {
     let spec = match type_name.as_str() {
         "slack" => HandlerSpec::Slack(typed(rest, "slack handler")?),
         "pagerduty" => {
-            if common.group.is_some() {
-                return Err(FieldError::new(
-                    "group",
-                    "PagerDuty keeps one incident per dedup key: group is for slack and log",
-                ));
-            }
             let spec: PagerDutySpec = typed(rest, "pagerduty handler")?;
+            match (spec.storm, &common.group) {
+                (Some(0), _) => return Err(FieldError::new("storm", "must be at least 1")),
+                (Some(_), None) => return Err(FieldError::new("storm", "needs a group (its by and wait)")),
+                (None, Some(_)) => {
+                    return Err(FieldError::new(
+                        "group",
+                        "PagerDuty keeps one incident per dedup key: a group needs a storm",
+                    ));
+                }
+                _ => {}
+            }
             // https is enforced when the handler starts (where a test
             // receiver may be allowed plain http); other schemes never work.
             if let Some(url) = &spec.api_url
@@ -300,5 +315,24 @@ mod tests {
         let err = with(json!({"by": ["region"], "wait": "1s"})).unwrap_err();
         assert!(err.path.starts_with("group.by") && err.message.contains("label:<name>"), "{err:?}");
         assert_eq!(with(json!({"by": ["check"], "wait": "1s", "after": 1})).unwrap_err().path, "group.after");
+    }
+
+    #[test]
+    fn a_pagerduty_group_comes_with_a_storm_and_a_storm_with_a_group() {
+        let group = json!({"by": ["subscription"], "wait": "10s"});
+        let pd = |extra: serde_json::Value| {
+            let mut definition = json!({"name": "pd", "type": "pagerduty", "routing_key": {"env": "K"}});
+            definition.as_object_mut().unwrap().extend(extra.as_object().unwrap().clone());
+            parse_handler(definition)
+        };
+        let storm = pd(json!({"group": group, "storm": 25})).unwrap();
+        assert_eq!((storm.storm(), storm.grouping().map(|g| g.max)), (Some(25), Some(20)));
+        let refused = |extra, path: &str, message: &str| {
+            let err = pd(extra).unwrap_err();
+            assert_eq!((err.path.as_str(), err.message.as_str()), (path, message));
+        };
+        refused(json!({"group": group}), "group", "PagerDuty keeps one incident per dedup key: a group needs a storm");
+        refused(json!({"storm": 25}), "storm", "needs a group (its by and wait)");
+        refused(json!({"group": group, "storm": 0}), "storm", "must be at least 1");
     }
 }
