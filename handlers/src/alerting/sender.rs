@@ -20,7 +20,7 @@ use protocol::definition::handler::Grouping;
 use super::Deliver;
 use crate::event::{Event, EventKind};
 use crate::group::{Group, GroupKey, summary_check, summary_resolve};
-use crate::notify::Delivered;
+use crate::notify::{Delivered, resolves_incident};
 use crate::store::{
     HistoryRetention, KEEP_EXPIRED_SILENCES, OutboxItem, Settlement, StepSize, Store, StoreError, StormChange,
 };
@@ -250,7 +250,7 @@ impl<D: Deliver> OutboxSender<D> {
         for (item, event) in covered {
             let incident = event.incident_key();
             let storm = &covering[&incident];
-            if event.kind == EventKind::Resolved {
+            if resolves_incident(&event) {
                 let summary_resolve = summary_resolve(storm, handler, event.occurred_at);
                 let change = StormChange::Leave { storm, incident: &incident, summary_resolve: &summary_resolve };
                 self.store.settle_storm(handler, &[item.seq], &Settlement::Sent, change, Utc::now()).await?;

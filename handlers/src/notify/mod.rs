@@ -232,6 +232,12 @@ impl Settings {
     }
 }
 
+/// Whether `event` ends its incident at PagerDuty (a resolve, a caught-up,
+/// a flapping end on OK): what makes an incident leave a storm summary.
+pub fn resolves_incident(event: &Event) -> bool {
+    pagerduty::action(event) == pagerduty::Action::Resolve
+}
+
 /// Handler names and types only: never a secret.
 impl fmt::Debug for Notifiers {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
