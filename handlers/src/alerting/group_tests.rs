@@ -151,7 +151,7 @@ async fn a_storm_is_one_message_and_one_grouped_resolve(config: StoreConfig) {
     assert_eq!(slack[0]["color"], "#a30200");
     let storm = h.storm_key().await;
     let trigger = format!("trigger {storm} 50 checks CRITICAL on subscription eu");
-    assert_eq!(h.pd(), [trigger.clone()]);
+    assert_eq!(h.pd(), std::slice::from_ref(&trigger));
     assert_eq!(h.pending().await, 0, "every row of the group settled");
 
     h.storm(60, Status::Ok).await;
