@@ -2,16 +2,11 @@
 //! real pipeline: batcher, gate, outbox, sender, and the real Slack and
 //! PagerDuty notifiers posting to local receivers that record every request.
 
-use std::sync::Arc;
-
-use protocol::definition::handler::parse_handler;
 use protocol::{CheckResult, Status};
 use serde_json::{Value, json};
-use tempfile::TempDir;
 
 use super::{Alerting, AlertingConfig, OutboxSender, SenderPolicy};
 use crate::notify::Notifiers;
-use crate::notify::receiver::{Receiver, Reply};
 use crate::store::testing::{at, on_both_backends, outbox_rows};
 use crate::store::{Store, StoreConfig};
 
@@ -23,7 +18,6 @@ on_both_backends!(
 );
 
 const CHECKS: usize = 50;
-const PD_ACCEPTED: &str = r#"{"status":"success","message":"Event processed","dedup_key":"x"}"#;
 
 /// A result of `check` on `eu` for the slot at `slot` seconds, for `slack` and `pd`.
 fn result(check: &str, slot: i64, status: Status) -> CheckResult {
@@ -34,37 +28,17 @@ fn check(n: usize) -> String {
     format!("api-{n:02}")
 }
 
-/// A store, a recording Slack whose handler groups by subscription (10 s, at
-/// most 20 lines), and a recording PagerDuty grouping the same way with a
+/// The silence tests' harness, its Slack handler grouping by subscription
+/// (10 s, at most 20 lines) and its PagerDuty grouping the same way with a
 /// storm threshold of 25.
-struct Harness {
-    config: StoreConfig,
-    store: Store,
-    notifiers: Arc<Notifiers>,
-    slack: Receiver,
-    pd: Receiver,
-    _secrets: TempDir,
-}
+struct Harness(super::silence_tests::Harness);
 
 impl Harness {
     async fn new(config: StoreConfig) -> Self {
-        let slack = Receiver::start(vec![Reply::new(200, "ok")]).await;
-        let pd = Receiver::start(vec![Reply::new(202, PD_ACCEPTED)]).await;
-        let secrets = tempfile::tempdir().unwrap();
-        let hook = secrets.path().join("slack");
-        std::fs::write(&hook, slack.url("/services/T0/B0/TOKEN")).unwrap();
-        let key = secrets.path().join("pd");
-        std::fs::write(&key, "R0UTINGKEY").unwrap();
-        let group = json!({"by": ["subscription"], "wait": "10s", "max": 20});
-        let definitions = [
-            parse_handler(json!({"name": "slack", "type": "slack", "webhook_url": {"file": hook}, "group": group}))
-                .unwrap(),
-            parse_handler(json!({"name": "pd", "type": "pagerduty", "routing_key": {"file": key},
-                "api_url": pd.url("/v2/enqueue"), "group": group, "storm": 25}))
-            .unwrap(),
-        ];
-        let store = Store::open(&config).await.unwrap();
-        Self { config, store, notifiers: Arc::new(Notifiers::for_tests(&definitions)), slack, pd, _secrets: secrets }
+        let group = json!({"group": {"by": ["subscription"], "wait": "10s", "max": 20}});
+        let mut storm = group.clone();
+        storm["storm"] = json!(25);
+        Self(super::silence_tests::Harness::with(config, &group, &storm).await)
     }
 
     /// Every check's result at `slot`, decided at `slot` and the next second.
@@ -75,8 +49,8 @@ impl Harness {
     /// The first `checks` checks' results at `slot`, decided 20 ms apart.
     async fn results(&self, checks: usize, slot: i64, status: Status) {
         let alerting = Alerting::start(
-            Store::open(&self.config).await.unwrap(),
-            self.notifiers.clone(),
+            Store::open(&self.0.config).await.unwrap(),
+            self.0.notifiers.clone(),
             AlertingConfig::default(),
         )
         .await
@@ -90,17 +64,18 @@ impl Harness {
 
     /// A sender on a store of its own (a handler process of its own).
     async fn sender(&self) -> OutboxSender<Notifiers> {
-        OutboxSender::new(Store::open(&self.config).await.unwrap(), self.notifiers.clone(), SenderPolicy::default())
+        OutboxSender::new(Store::open(&self.0.config).await.unwrap(), self.0.notifiers.clone(), SenderPolicy::default())
     }
 
     /// What Slack got: each message's attachment.
     fn slack(&self) -> Vec<Value> {
-        self.slack.received().iter().map(|r| r.json()["attachments"][0].clone()).collect()
+        self.0.slack.received().iter().map(|r| r.json()["attachments"][0].clone()).collect()
     }
 
     /// What PagerDuty got: `trigger <dedup key> <summary>` or `resolve <dedup key>`.
     fn pd(&self) -> Vec<String> {
-        self.pd
+        self.0
+            .pd
             .received()
             .iter()
             .map(|r| {
@@ -116,13 +91,13 @@ impl Harness {
 
     /// The dedup key of the storm summary: from the first problem's event id.
     async fn storm_key(&self) -> String {
-        let events = self.store.recent_events(1000).await.unwrap();
+        let events = self.0.store.recent_events(1000).await.unwrap();
         let first = events.iter().rev().find(|e| e.check == check(0)).unwrap();
         format!("picket/storm/{}", first.id)
     }
 
     async fn pending(&self) -> usize {
-        outbox_rows(&self.store).await.iter().filter(|row| row.state == "pending").count()
+        outbox_rows(&self.0.store).await.iter().filter(|row| row.state == "pending").count()
     }
 }
 
