@@ -15,6 +15,7 @@ on_both_backends!(
     a_group_waiting_in_the_outbox_survives_a_restart,
     two_senders_on_one_store_send_a_group_once,
     a_group_within_the_storm_threshold_pages_each_incident,
+    a_storm_larger_than_a_sender_round_is_still_one_message,
 );
 
 const CHECKS: usize = 50;
@@ -194,5 +195,19 @@ async fn a_group_within_the_storm_threshold_pages_each_incident(config: StoreCon
         (0..10).map(|n| format!("trigger picket/eu/{0} CRITICAL: {0} on eu: CRITICAL at 10", check(n))).collect();
     expected.extend((0..10).map(|n| format!("resolve picket/eu/{}", check(n))));
     assert_eq!(h.pd(), expected);
+    assert_eq!(h.pending().await, 0);
+}
+
+/// 300 checks fail: far more rows than one sender round reads (100), and
+/// still one Slack message and one summary incident.
+async fn a_storm_larger_than_a_sender_round_is_still_one_message(config: StoreConfig) {
+    let h = Harness::new(config).await;
+    h.results(300, 10, Status::Critical).await;
+    let sender = h.sender().await;
+    sender.send_due(at(30)).await.unwrap();
+    let titles: Vec<_> = h.slack().iter().map(|a| a["title"].clone()).collect();
+    assert_eq!(titles, ["300 checks CRITICAL on subscription eu"]);
+    let storm = h.storm_key().await;
+    assert_eq!(h.pd(), [format!("trigger {storm} 300 checks CRITICAL on subscription eu")]);
     assert_eq!(h.pending().await, 0);
 }

@@ -25,6 +25,10 @@ use crate::store::{
     HistoryRetention, KEEP_EXPIRED_SILENCES, OutboxItem, Settlement, StepSize, Store, StoreError, StormChange,
 };
 
+/// Most rows a grouped handler's round reads: a storm of this many is still
+/// one message per group.
+const GROUPED_ROWS: u32 = 10_000;
+
 #[derive(Clone, Copy, Debug)]
 pub struct SenderPolicy {
     /// Rows read per round.
@@ -148,7 +152,12 @@ impl<D: Deliver> OutboxSender<D> {
     }
 
     async fn send_items(&self, items: Vec<OutboxItem>, now: DateTime<Utc>) -> Result<usize, StoreError> {
-        if let Some(grouping) = items.first().and_then(|item| self.deliver.grouping(&item.handler)) {
+        if let Some((handler, grouping)) =
+            items.first().and_then(|item| Some((&item.handler, self.deliver.grouping(&item.handler)?)))
+        {
+            // The round's batch holds a slice of a large storm; its groups
+            // are read whole.
+            let items = self.store.due_outbox_of(handler, now, GROUPED_ROWS).await?;
             return self.send_groups(&grouping, items, now).await;
         }
         let mut attempted = 0;

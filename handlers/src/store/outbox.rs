@@ -60,15 +60,33 @@ pub enum Settlement {
 impl Store {
     /// Rows due at `now`, oldest first, at most one per (handler, incident).
     pub async fn due_outbox(&self, now: DateTime<Utc>, limit: u32) -> Result<Vec<OutboxItem>, StoreError> {
+        self.due_rows("", now, limit).await
+    }
+
+    /// `handler`'s rows due at `now`: a grouped handler's groups whole,
+    /// however many rows of other handlers share the round.
+    pub async fn due_outbox_of(
+        &self,
+        handler: &str,
+        now: DateTime<Utc>,
+        limit: u32,
+    ) -> Result<Vec<OutboxItem>, StoreError> {
+        self.due_rows(handler, now, limit).await
+    }
+
+    /// Due rows of `handler`, or of every handler when it is empty (no
+    /// handler's name is).
+    async fn due_rows(&self, handler: &str, now: DateTime<Utc>, limit: u32) -> Result<Vec<OutboxItem>, StoreError> {
         let rows = sqlx::query(
             "SELECT o.seq, o.handler, o.payload, o.attempts, o.next_attempt_at, o.created_at FROM outbox o \
-             WHERE o.state = 'pending' AND o.next_attempt_at <= $1 AND NOT EXISTS ( \
+             WHERE o.state = 'pending' AND o.next_attempt_at <= $1 AND ($3 = '' OR o.handler = $3) AND NOT EXISTS ( \
                 SELECT 1 FROM outbox e WHERE e.handler = o.handler AND e.incident_key = o.incident_key \
                 AND e.state = 'pending' AND e.seq < o.seq) \
              ORDER BY o.seq LIMIT $2",
         )
         .bind(millis(now))
         .bind(i64::from(limit))
+        .bind(handler)
         .fetch_all(&self.pool)
         .await?;
         rows.iter()
