@@ -77,21 +77,48 @@ fn results_for<'a>(lines: &'a [String], check: &str) -> Vec<(DateTime<Utc>, &'a 
         .collect()
 }
 
+/// Standalone's stdout: one line per result, one per event, and JSON only
+/// from the log handler that asked for it (one line per event it is sent).
+fn assert_stdout_shape(lines: &[String], results: usize) {
+    let events: Vec<&String> = lines.iter().filter(|l| l.split_whitespace().nth(1) == Some("EVENT")).collect();
+    let json: Vec<serde_json::Value> = lines.iter().filter_map(|l| serde_json::from_str(l).ok()).collect();
+    assert_eq!(results + events.len() + json.len(), lines.len(), "a line that is none of these: {lines:#?}");
+    let problems: Vec<&&String> = events.iter().filter(|l| l.contains(" EVENT problem ")).collect();
+    assert_eq!(problems.len(), 1, "{lines:#?}");
+    assert_eq!(
+        problems[0].split_whitespace().skip(2).take(4).collect::<Vec<_>>(),
+        ["problem", "slow", "default", "CRITICAL"],
+        "{}",
+        problems[0]
+    );
+    assert!(problems[0].ends_with(" CRITICAL timed out after 1500ms waiting for the response"), "{}", problems[0]);
+    assert_eq!(json.len(), 1, "only the log handler's event is JSON: {lines:#?}");
+    assert_eq!(
+        (&json[0]["handler"], &json[0]["kind"], &json[0]["check"]),
+        (&"json-events".into(), &"problem".into(), &"slow".into())
+    );
+}
+
 #[test]
 fn runs_checks_on_their_slots_and_stops_cleanly_on_sigterm() {
     let runtime = tokio::runtime::Runtime::new().unwrap();
     let fast = spawn_target(&runtime, Duration::ZERO);
     let slow = spawn_target(&runtime, Duration::from_secs(5));
-    let dir = checks_dir(&[(
-        "checks.json",
-        format!(
-            r#"[
+    // Only `slow` is sent to a log handler: the one way to ask for JSON.
+    let dir = checks_dir(&[
+        (
+            "checks.json",
+            format!(
+                r#"[
               {{"name": "fast", "type": "http", "url": "http://{}/", "interval": "1s", "timeout": "800ms"}},
-              {{"name": "slow", "type": "http", "url": "http://{}/", "interval": "2s", "timeout": "1500ms"}}
+              {{"name": "slow", "type": "http", "url": "http://{}/", "interval": "2s", "timeout": "1500ms",
+                "handlers": ["json-events"]}}
             ]"#,
-            fast.addr, slow.addr
+                fast.addr, slow.addr
+            ),
         ),
-    )]);
+        ("handlers.json", r#"[{"name": "json-events", "type": "log"}]"#.to_owned()),
+    ]);
     let state = tempfile::tempdir().unwrap();
     let mut child = picket()
         .args(["standalone", "--checks", &path_str(dir.path())])
@@ -145,9 +172,11 @@ fn runs_checks_on_their_slots_and_stops_cleanly_on_sigterm() {
     assert!(!slow_results.is_empty(), "{lines:#?}");
     for (_, status, output) in &slow_results {
         assert_eq!(*status, "CRITICAL");
-        assert_eq!(output, "timed out after 1500ms during ttfb");
+        assert_eq!(output, "timed out after 1500ms waiting for the response");
     }
     assert_eq!(slow.max_concurrent.load(std::sync::atomic::Ordering::SeqCst), 1, "the slow check overlapped itself");
+
+    assert_stdout_shape(&lines, fast_results.len() + slow_results.len());
 
     assert!(metrics.contains("picket_results_total{"), "{metrics}");
     assert!(metrics.contains("check=\"fast\""), "{metrics}");

@@ -11,6 +11,7 @@ mod e2e;
 mod exposition;
 mod measure;
 mod memory;
+mod page;
 mod probe;
 mod procs;
 mod report;
@@ -81,7 +82,7 @@ pub struct RunArgs {
     /// The broker (guest/guest on loopback by default).
     #[arg(long, env = "PICKET_BENCH_AMQP_URL", default_value = "amqp://guest:guest@127.0.0.1:5672/%2f")]
     pub amqp_url: String,
-    /// Sections to run (default all): tools, memory, ceiling, e2e, exposition.
+    /// Sections to run (default all): tools, memory, ceiling, e2e, exposition, page.
     #[arg(long, value_delimiter = ',')]
     pub only: Vec<String>,
     /// Keep the work dir (configs, logs, per-second lateness) even when the run succeeds.

@@ -17,6 +17,7 @@ use crate::broker::Broker;
 use crate::e2e::{INTERVAL_SECS, Step, StepReport};
 use crate::exposition::ExpositionReport;
 use crate::memory::MemoryReport;
+use crate::page::{PageArgs, PageReport, quantile};
 use crate::probe::Kind;
 use crate::procs::{output_of, raise_nofile};
 use crate::roles::{Install, picket_binary};
@@ -32,6 +33,7 @@ struct Results {
     ceiling: Vec<(usize, usize, f64, f64)>,
     steps: Vec<StepReport>,
     exposition: Option<ExpositionReport>,
+    page: Option<PageReport>,
     errors: Vec<String>,
 }
 
@@ -174,6 +176,33 @@ async fn measure(args: &RunArgs, picket: &Path, bench: &Path, tmp: &Path) -> any
         let pairs = 10_000;
         eprintln!("picket-bench: handler /metrics with {pairs} (check, subscription) pairs");
         results.exposition = Some(crate::exposition::run(pairs, if args.smoke { 3 } else { 20 }));
+    }
+
+    if args.wants("page") {
+        let page = if args.smoke {
+            PageArgs {
+                pairs: 500,
+                fill_rounds: 2,
+                feed_rate: 1_000.0,
+                timed: Duration::from_secs(2),
+                sustained: Duration::from_secs(1),
+                reps: 1,
+            }
+        } else {
+            PageArgs {
+                pairs: 10_000,
+                fill_rounds: 6,
+                feed_rate: 1_000.0,
+                timed: Duration::from_secs(30),
+                sustained: Duration::from_secs(20),
+                reps: 2,
+            }
+        };
+        eprintln!(
+            "picket-bench: API under load, {} pairs, {:.0} results/s through the sink",
+            page.pairs, page.feed_rate
+        );
+        results.page = Some(crate::page::run(tmp, &page).await?);
     }
 
     let broker = Broker::connect(&args.amqp_url).await?;
@@ -534,6 +563,39 @@ fn render(args: &RunArgs, r: &Results, picket: &Path, load_before: String, elaps
         );
     }
 
+    if let Some(p) = &r.page {
+        let _ = writeln!(out, "## Status page and operator API under load\n");
+        let _ = writeln!(
+            out,
+            "{} (check, subscription) pairs with {} rounds of history in SQLite; results fed through the \
+             `Alerting` sink at {:.0}/s (achieved {:.0}/s) while each path is fetched in turn on a fresh \
+             connection from the real routers on loopback (the page's and the API's, as `picket handler` \
+             serves them), 50 ms apart.\n",
+            p.pairs, p.fill_rounds, p.feed_rate, p.fed_per_s
+        );
+        let _ = writeln!(out, "| path | GETs | p50 ms | p99 ms | max ms |\n|---|---|---|---|---|");
+        for (path, times) in &p.gets {
+            let _ = writeln!(
+                out,
+                "| `{path}` | {} | {:.1} | {:.1} | {:.1} |",
+                times.len(),
+                quantile(times, 0.5),
+                quantile(times, 0.99),
+                quantile(times, 1.0)
+            );
+        }
+        let fmt = |v: &[f64]| v.iter().map(|r| format!("{r:.0}")).collect::<Vec<_>>().join(", ");
+        let _ = writeln!(
+            out,
+            "\nSustained results/s through the sink, unpaced, {IN_FLIGHT} in flight: latency history on {} / off {} \
+             (each repetition on a fresh store filled with one round); the history costs {:.1} %.\n",
+            fmt(&p.with_history),
+            fmt(&p.without_history),
+            p.history_cost_percent(),
+            IN_FLIGHT = crate::page::IN_FLIGHT
+        );
+    }
+
     let targets = targets(r);
     if args.smoke {
         out.push_str("## Targets\n\nNot judged: a smoke run is a debug build measured for a second.\n");
@@ -641,6 +703,22 @@ fn targets(r: &Results) -> Vec<(String, String, bool)> {
             "aim: end to end 30,000 checks / 10 s".to_owned(),
             format!("{:.0}/s, p99 {:.1} ms, lost {}", step.achieved_per_s(), step.lateness_p99_ms, step.lost),
             step.passed,
+        ));
+    }
+    if let Some(p) = &r.page {
+        for (path, times) in &p.gets {
+            let p99 = quantile(times, 0.99);
+            t.push((
+                format!("`GET {path}` with {} pairs at {:.0} results/s: p99 < 200 ms (issue 13)", p.pairs, p.feed_rate),
+                format!("p50 {:.1} ms, p99 {p99:.1} ms", quantile(times, 0.5)),
+                p99 < 200.0,
+            ));
+        }
+        let cost = p.history_cost_percent();
+        t.push((
+            "latency history costs ≤ 5 % of the sink's results/s (issue 13)".to_owned(),
+            format!("{cost:.1} %"),
+            cost <= 5.0,
         ));
     }
     if let Some(x) = &r.exposition {

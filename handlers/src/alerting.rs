@@ -1021,6 +1021,7 @@ impl<D: Deliver> Batcher<D> {
                     if arrival == Arrival::Late {
                         late += 1;
                     }
+                    let left_the_vote = loaded.state.left_the_vote(result);
                     let decided = loaded.state.apply(result, *at, arrival);
                     loaded.changed = true;
                     latest.insert((&result.check, &result.subscription), result);
@@ -1040,6 +1041,12 @@ impl<D: Deliver> Batcher<D> {
                         let vote = self.vote(&mut batch, &mut states, result).await?;
                         let across = load(&mut batch, &mut states, &result.check, ACROSS).await?;
                         if let Some(event) = quorum::decide(&mut across.state, &vote, quorum, result, *at, arrival) {
+                            across.changed = true;
+                            decided.push((event, Vec::new()));
+                        }
+                    } else if left_the_vote {
+                        let across = load(&mut batch, &mut states, &result.check, ACROSS).await?;
+                        if let Some(event) = quorum::removed(&mut across.state, result, *at) {
                             across.changed = true;
                             decided.push((event, Vec::new()));
                         }

@@ -48,6 +48,13 @@ pub struct CheckState {
     pub flapping: bool,
     /// The newest result applied: the duplicate and ordering watermark.
     pub last_applied: Option<AppliedResult>,
+    /// The last result applied came from a check with a `quorum`, so this
+    /// subscription's problems were logged for nobody and the check-wide
+    /// incident paged. A result without one (the quorum removed from the
+    /// definition) resolves that incident and pages this subscription's
+    /// problems on their own again.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub voting: bool,
 }
 
 /// A problem as last told to the handlers.
@@ -113,6 +120,11 @@ impl CheckState {
     /// the events it raises, in order. Events are routed to every handler of
     /// the policy; the caller narrows them to those that take the status.
     pub fn apply(&mut self, result: &CheckResult, now: DateTime<Utc>, arrival: Arrival) -> Vec<Event> {
+        if self.left_the_vote(result) {
+            // Its problems so far were told to nobody: its next one is news.
+            self.notified = None;
+        }
+        self.voting = result.policy.quorum.is_some();
         let status = result.status;
         if self.history.back() != Some(&status) {
             self.last_change = Some(now);
@@ -143,6 +155,12 @@ impl CheckState {
             events.extend(self.notification(&raise));
         }
         events
+    }
+
+    /// Whether `result` is the first of this subscription since its check's
+    /// quorum was removed.
+    pub fn left_the_vote(&self, result: &CheckResult) -> bool {
+        self.voting && result.policy.quorum.is_none()
     }
 
     /// Updates the flapping flag; `Some` when it changed.

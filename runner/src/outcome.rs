@@ -63,6 +63,19 @@ pub fn latency_status(elapsed: Duration, limits: LatencyThresholds) -> (Status, 
     (Status::Ok, None)
 }
 
+/// Where a run was when its time ran out, in words.
+fn phase_words(phase: &str) -> String {
+    match phase {
+        "dns" => "while resolving the name".to_owned(),
+        "connect" => "while connecting".to_owned(),
+        "tls" => "during the TLS handshake".to_owned(),
+        "ttfb" => "waiting for the response".to_owned(),
+        "transfer" => "while reading the body".to_owned(),
+        "query" => "waiting for the DNS answer".to_owned(),
+        other => format!("during {other}"),
+    }
+}
+
 /// How far a run got, kept outside the run's future so that when the hard
 /// timeout drops that future the result can still say where it was stuck.
 #[derive(Debug, Default)]
@@ -90,7 +103,7 @@ impl Progress {
     /// The outcome of a run cut by its timeout.
     pub fn timed_out(&self, timeout: Duration) -> CheckOutcome {
         let state = self.inner.lock().expect("progress lock");
-        let during = state.phase.map(|p| format!(" during {p}")).unwrap_or_default();
+        let during = state.phase.map(|p| format!(" {}", phase_words(p))).unwrap_or_default();
         let output = format!("timed out after {}{during}", protocol::HumanDuration::from(timeout));
         let mut outcome = CheckOutcome::critical(output).with_metrics(state.metrics.clone());
         outcome.metrics.insert("total".to_owned(), ms(timeout));

@@ -53,8 +53,9 @@ impl SystemResolver {
 fn lookup_error(error: &NetError) -> String {
     match error {
         NetError::Dns(DnsError::NoRecordsFound(NoRecords { response_code, .. })) => match response_code {
-            ResponseCode::NXDomain => "NXDOMAIN".to_owned(),
-            _ => "no address records".to_owned(),
+            ResponseCode::NXDomain => "the name does not exist (NXDOMAIN)".to_owned(),
+            ResponseCode::NoError => "the name has no address records".to_owned(),
+            other => format!("the resolver answered {}", crate::checks::dns::rcode_name(*other)),
         },
         other => other.to_string(),
     }
@@ -162,7 +163,7 @@ mod tests {
         assert!(!addrs.is_empty());
         assert!(addrs.iter().all(|a| a.ip().is_loopback() && a.port() == 8080), "{addrs:?}");
         let timed_out = progress.timed_out(std::time::Duration::from_secs(1));
-        assert!(timed_out.output.ends_with("during dns"), "{}", timed_out.output);
+        assert!(timed_out.output.ends_with("while resolving the name"), "{}", timed_out.output);
         assert!(timed_out.metrics.contains_key("dns"));
 
         let v4 = exec.resolve_target("localhost", 80, IpFamily::Ipv4, &progress).await.unwrap();

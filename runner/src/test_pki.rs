@@ -1,5 +1,5 @@
-//! Test certificates (rcgen) and TLS servers on 127.0.0.1, shared by the
-//! tests of the `tls` and `http` checks.
+//! Test certificates (rcgen), TLS servers on 127.0.0.1 and a request-head
+//! reader, shared by the tests of the `tls` and `http` checks.
 
 use std::future::Future;
 use std::io::Write;
@@ -143,6 +143,21 @@ pub(crate) fn server_config(chain: Vec<CertificateDer<'static>>, key: PrivateKey
         .with_single_cert(chain, key)
         .expect("server certificate");
     Arc::new(config)
+}
+
+/// Reads an HTTP request's head (up to the blank line, and whatever came
+/// with it), None when the client left first.
+pub(crate) async fn read_head(socket: &mut (impl tokio::io::AsyncRead + Unpin)) -> Option<String> {
+    use tokio::io::AsyncReadExt;
+    let mut head = Vec::new();
+    let mut buf = [0u8; 1024];
+    while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+        match socket.read(&mut buf).await {
+            Ok(0) | Err(_) => return None,
+            Ok(n) => head.extend_from_slice(&buf[..n]),
+        }
+    }
+    Some(String::from_utf8_lossy(&head).into_owned())
 }
 
 /// A TLS server on 127.0.0.1 that completes handshakes and holds each

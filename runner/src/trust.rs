@@ -14,7 +14,7 @@ use rustls::client::{Resumption, WebPkiServerVerifier};
 use rustls::crypto::{CryptoProvider, WebPkiSupportedAlgorithms};
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
-use rustls::{ClientConfig, DigitallySignedStruct, RootCertStore, SignatureScheme};
+use rustls::{CertificateError, ClientConfig, DigitallySignedStruct, OtherError, RootCertStore, SignatureScheme};
 use x509_parser::prelude::{FromDer, X509Certificate};
 
 use crate::executor::ExecutorError;
@@ -55,7 +55,7 @@ impl Trust {
             return Err(ExecutorError::Trust("no trust roots found".to_owned()));
         }
         let probe = Arc::new(
-            accepting_config(&provider)
+            client_config(&provider, None)
                 .map_err(|e| ExecutorError::Trust(format!("cannot build the TLS client configuration: {e}")))?,
         );
         Ok(Self { provider, roots: Arc::new(roots), anchors: Mutex::default(), http_configs: Mutex::default(), probe })
@@ -71,20 +71,16 @@ impl Trust {
         if let Some(config) = lock(&self.http_configs).get(&key) {
             return Ok(Arc::clone(config));
         }
-        let mut config = if verify {
-            let verifier =
-                WebPkiServerVerifier::builder_with_provider(self.anchors(ca_file)?, Arc::clone(&self.provider))
-                    .build()
-                    .map_err(|e| format!("cannot build the certificate verifier: {e}"))?;
-            ClientConfig::builder_with_provider(Arc::clone(&self.provider))
-                .with_safe_default_protocol_versions()
-                .map_err(|e| e.to_string())?
-                .with_webpki_verifier(verifier)
-                .with_no_client_auth()
+        let judge = if verify {
+            let anchors = self.anchors(ca_file)?;
+            let webpki = WebPkiServerVerifier::builder_with_provider(Arc::clone(&anchors), Arc::clone(&self.provider))
+                .build()
+                .map_err(|e| format!("cannot build the certificate verifier: {e}"))?;
+            Some(Judge { webpki, anchors })
         } else {
-            accepting_config(&self.provider).map_err(|e| e.to_string())?
+            None
         };
-        config.resumption = Resumption::disabled();
+        let mut config = client_config(&self.provider, judge).map_err(|e| e.to_string())?;
         config.alpn_protocols = vec![b"http/1.1".to_vec()];
         let config = Arc::new(config);
         lock(&self.http_configs).insert(key, Arc::clone(&config));
@@ -147,10 +143,11 @@ fn read_pem_certificates(path: &Path) -> Result<Vec<CertificateDer<'static>>, St
     Ok(certs)
 }
 
-/// A client configuration whose verifier accepts any certificate. Resumption
-/// is off so every run sees the certificate the server serves now.
-fn accepting_config(provider: &Arc<CryptoProvider>) -> Result<ClientConfig, rustls::Error> {
-    let verifier = AcceptAnyCertificate { algorithms: provider.signature_verification_algorithms };
+/// A client configuration with resumption off, so every run sees the
+/// certificate the server serves now, verifying chains with `judge`, or
+/// accepting any chain without one.
+fn client_config(provider: &Arc<CryptoProvider>, judge: Option<Judge>) -> Result<ClientConfig, rustls::Error> {
+    let verifier = ChainVerifier { judge, algorithms: provider.signature_verification_algorithms };
     let mut config = ClientConfig::builder_with_provider(Arc::clone(provider))
         .with_safe_default_protocol_versions()?
         .dangerous()
@@ -160,23 +157,53 @@ fn accepting_config(provider: &Arc<CryptoProvider>) -> Result<ClientConfig, rust
     Ok(config)
 }
 
-/// Accepts any certificate chain but still checks the handshake signatures,
-/// so the peer must hold the private key of the certificate it served.
+/// The verifier of every client configuration. It always checks the
+/// handshake signatures, so the peer must hold the private key of the
+/// certificate it served. Without a judge it accepts any chain (the `tls`
+/// check judges the chain itself, after the handshake, and `tls_verify:
+/// false`); with one, webpki judges it, and a refusal is put in the `tls`
+/// check's words (`checks::tls::certificate_problems`), so an HTTPS check
+/// and a TLS check of one certificate say the same thing. The words travel
+/// as `CertificateError::Other(Explained)`, which `checks::words` unwraps.
 #[derive(Debug)]
-struct AcceptAnyCertificate {
+struct ChainVerifier {
+    judge: Option<Judge>,
     algorithms: WebPkiSupportedAlgorithms,
 }
 
-impl ServerCertVerifier for AcceptAnyCertificate {
+/// webpki's verifier and the anchors it verifies against.
+#[derive(Debug)]
+struct Judge {
+    webpki: Arc<WebPkiServerVerifier>,
+    anchors: Arc<RootCertStore>,
+}
+
+impl ServerCertVerifier for ChainVerifier {
     fn verify_server_cert(
         &self,
-        _end_entity: &CertificateDer<'_>,
-        _intermediates: &[CertificateDer<'_>],
-        _server_name: &ServerName<'_>,
-        _ocsp_response: &[u8],
-        _now: UnixTime,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        server_name: &ServerName<'_>,
+        ocsp_response: &[u8],
+        now: UnixTime,
     ) -> Result<ServerCertVerified, rustls::Error> {
-        Ok(ServerCertVerified::assertion())
+        let Some(judge) = &self.judge else { return Ok(ServerCertVerified::assertion()) };
+        judge.webpki.verify_server_cert(end_entity, intermediates, server_name, ocsp_response, now).map_err(|error| {
+            let rustls::Error::InvalidCertificate(_) = &error else { return error };
+            let words = crate::checks::tls::certificate_problems(
+                end_entity,
+                intermediates,
+                &judge.anchors,
+                server_name,
+                self.algorithms,
+            );
+            match words {
+                Some(words) => rustls::Error::InvalidCertificate(CertificateError::Other(OtherError(Arc::new(
+                    crate::checks::words::Explained(words),
+                )))),
+                None => error,
+            }
+        })
     }
 
     fn verify_tls12_signature(

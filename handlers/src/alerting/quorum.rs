@@ -45,6 +45,21 @@ impl Vote {
     }
 }
 
+/// The resolve of the check-wide incident once the check's quorum is removed
+/// from its definition (its first result without one, in any subscription):
+/// its subscriptions page on their own from now on, and the incident paged
+/// so far must not be left open.
+pub(super) fn removed(across: &mut CheckState, result: &CheckResult, now: DateTime<Utc>) -> Option<Event> {
+    let notified = across.notified.take()?;
+    let line = format!(
+        "the quorum was removed from the check; each subscription alerts on its own from now on; {}: {}",
+        result.subscription, result.output
+    );
+    let mut event = Raise::across(result, now).event(EventKind::Resolved, Some(notified.status), line);
+    event.status = Status::Ok;
+    Some(event)
+}
+
 /// The check-wide event this vote raises, if any, updating `across`. Like a
 /// subscription's own rules: a problem when the quorum is reached (again when
 /// the worst status changes, a reminder after `refresh`), a resolve when a

@@ -19,6 +19,7 @@ on_both_backends!(
     a_subscription_whose_requests_expire_leaves_the_vote,
     a_subscription_whose_dependency_fails_leaves_the_vote,
     a_late_vote_raises_no_problem_but_still_resolves,
+    removing_the_quorum_resolves_the_check_wide_incident_and_pages_per_subscription,
 );
 
 const SUBSCRIPTIONS: [&str; 3] = ["eu", "us", "ap"];
@@ -219,4 +220,39 @@ async fn a_late_vote_raises_no_problem_but_still_resolves(config: StoreConfig) {
 
     let told: Vec<_> = across(&config).await.into_iter().map(|(kind, at, _)| (kind, at)).collect();
     assert_eq!(told, [(EventKind::Problem, drained), (EventKind::Resolved, at(600))], "fresh problem, late resolve");
+}
+
+/// The quorum removed from the definition while its incident is open: the
+/// first result without it resolves `picket/web` (nothing is left open),
+/// and the subscriptions still failing page on their own from then on.
+async fn removing_the_quorum_resolves_the_check_wide_incident_and_pages_per_subscription(config: StoreConfig) {
+    let recorder = Arc::new(Recorder::default());
+    let alerting = start(&config, &recorder).await;
+    let quorum = Quorum::Count(2);
+    slot(&alerting, quorum, 0, &SUBSCRIPTIONS, &[]).await;
+    slot(&alerting, quorum, 10, &SUBSCRIPTIONS, &["eu", "us"]).await;
+    for (t, subscription, status) in
+        [(20, "eu", Status::Critical), (20, "us", Status::Critical), (20, "ap", Status::Ok)]
+    {
+        let mut result = voting(quorum, subscription, t, status);
+        result.policy.quorum = None;
+        alerting.result_at(&result, at(t)).await.unwrap();
+    }
+    alerting.close().await;
+    send_all(&config, &recorder).await;
+
+    use EventKind::{Problem, Resolved};
+    let slack: Vec<_> =
+        delivered(&recorder).into_iter().filter(|(h, ..)| h == "slack").map(|(_, kind, key, _)| (kind, key)).collect();
+    assert_eq!(
+        slack.iter().filter(|(_, key)| key == "picket/web").collect::<Vec<_>>(),
+        [&(Problem, "picket/web".to_owned()), &(Resolved, "picket/web".to_owned())],
+        "{slack:?}"
+    );
+    let own: Vec<_> = slack.iter().filter(|(_, key)| key != "picket/web").collect();
+    assert_eq!(own.len(), 2, "eu and us page on their own once the quorum is gone: {slack:?}");
+    assert!(own.iter().all(|(kind, _)| *kind == Problem), "{slack:?}");
+    let resolve = across(&config).await.into_iter().find(|(kind, ..)| *kind == Resolved).expect("a check-wide resolve");
+    assert_eq!(resolve.1, at(20));
+    assert!(resolve.2.starts_with("the quorum was removed from the check"), "{}", resolve.2);
 }

@@ -48,7 +48,8 @@ fn percentiles_are_nearest_rank_of_the_merged_counts() {
 on_both_backends!(
     runs_of_two_batches_land_in_one_step,
     steps_are_pruned_by_size_and_age,
-    histories_of_several_pairs_are_one_read
+    histories_of_several_pairs_are_one_read,
+    a_store_with_the_history_off_counts_no_runs
 );
 
 async fn runs_of_two_batches_land_in_one_step(config: StoreConfig) {
@@ -108,5 +109,13 @@ async fn histories_of_several_pairs_are_one_read(config: StoreConfig) {
         "web/us and db/eu are not asked for; dns/eu has no steps"
     );
     assert!(store.histories(&[], StepSize::Minute, at(0)).await.unwrap().is_empty());
+}
+
+/// The benchmark's switch: the same runs, no step written.
+async fn a_store_with_the_history_off_counts_no_runs(config: StoreConfig) {
+    let store = Store::open(&StoreConfig { history: false, ..config }).await.unwrap();
+    commit_runs(&store, &[timed(MINUTE, Status::Ok, 10, 1.0)]).await;
+    assert!(store.history("web", "default", StepSize::Minute, at(0)).await.unwrap().is_empty());
+    assert!(store.history("web", "default", StepSize::Hour, at(HOUR)).await.unwrap().is_empty());
     store.close().await;
 }

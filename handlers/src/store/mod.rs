@@ -68,11 +68,14 @@ pub struct StoreConfig {
     pub schema: Option<String>,
     /// Results kept per (check, subscription).
     pub keep_results: u32,
+    /// Whether batches add their runs to the latency history. Always on in
+    /// picket; the benchmark turns it off to measure what the history costs.
+    pub history: bool,
 }
 
 impl StoreConfig {
     pub fn new(url: impl Into<String>) -> Self {
-        Self { url: url.into(), schema: None, keep_results: DEFAULT_KEEP_RESULTS }
+        Self { url: url.into(), schema: None, keep_results: DEFAULT_KEEP_RESULTS, history: true }
     }
 
     pub fn with_schema(mut self, schema: impl Into<String>) -> Self {
@@ -147,6 +150,7 @@ pub struct Store {
     pool: AnyPool,
     backend: Backend,
     keep_results: i64,
+    history: bool,
 }
 
 impl Store {
@@ -164,7 +168,7 @@ impl Store {
         };
         migrations::run(&pool, backend, schema).await?;
         tracing::info!(backend = backend.name(), schema, "state store ready");
-        Ok(Self { pool, backend, keep_results: i64::from(config.keep_results.max(1)) })
+        Ok(Self { pool, backend, keep_results: i64::from(config.keep_results.max(1)), history: config.history })
     }
 
     pub fn backend(&self) -> Backend {
@@ -183,7 +187,7 @@ impl Store {
             tx: self.pool.begin().await?,
             touched: HashSet::new(),
             keep_results: self.keep_results,
-            history: HashMap::new(),
+            history: self.history.then(HashMap::new),
         })
     }
 
@@ -321,8 +325,9 @@ pub struct Batch {
     /// (check, subscription) pairs whose results need pruning at commit.
     touched: HashSet<(String, String)>,
     keep_results: i64,
-    /// Latency steps the batch's results add to, written at commit.
-    history: history::Pending,
+    /// Latency steps the batch's results add to, written at commit; None
+    /// when the history is off ([`StoreConfig::history`]).
+    history: Option<history::Pending>,
 }
 
 impl Batch {

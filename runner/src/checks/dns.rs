@@ -9,22 +9,22 @@
 //! response code the server sent, which transport answered, and spend exactly
 //! `attempts` tries. Nothing is cached: every run is a real query.
 
-use std::net::SocketAddr;
+use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::str::FromStr;
 use std::time::{Duration, Instant};
 
 use hickory_resolver::net::runtime::TokioRuntimeProvider;
 use hickory_resolver::net::tcp::TcpClientStream;
-use hickory_resolver::net::udp::UdpClientStream;
-use hickory_resolver::net::xfer::{DnsRequestSender, FirstAnswer};
+use hickory_resolver::net::xfer::FirstAnswer;
 use hickory_resolver::net::{DnsHandle, NetError};
-use hickory_resolver::proto::op::{DnsRequest, DnsRequestOptions, DnsResponse, Query, ResponseCode};
+use hickory_resolver::proto::op::{DnsRequest, DnsRequestOptions, DnsResponse, Message, Query, ResponseCode};
 use hickory_resolver::proto::rr::{self, Name, RData};
 use hickory_resolver::system_conf::read_system_conf;
 use protocol::HumanDuration;
 use protocol::Status;
 use protocol::definition::dns::{DnsProtocol, DnsSpec, Rcode, RecordType};
 use serde_json::json;
+use tokio::net::UdpSocket;
 
 use crate::deny::DenyList;
 use crate::executor::{Executor, ExecutorError};
@@ -91,7 +91,12 @@ impl DnsClient {
                     return Ok(Answered { nameserver, reply, attempts: attempt + 1 });
                 }
                 Err(AttemptError::Timeout) => {}
-                Err(AttemptError::Failed(reason)) => last_error = Some(reason),
+                Err(AttemptError::Unparseable(len)) => {
+                    let what =
+                        if len > 0 { format!("{len} bytes that are not") } else { "something that is not".to_owned() };
+                    last_error = Some(Unanswered::Garbage(format!("{nameserver} answered {what} a DNS response")));
+                }
+                Err(AttemptError::Failed(reason)) => last_error = Some(Unanswered::Failed(reason)),
             }
         }
         let tried = nameservers.iter().take(usize::from(attempts)).copied().collect();
@@ -112,7 +117,7 @@ impl DnsClient {
                 let response = self.tcp(nameserver, query, limit).await?;
                 return Ok(Reply { response, transport: Transport::Tcp });
             }
-            let response = self.udp(nameserver, query, limit).await?;
+            let response = self.udp(nameserver, query).await?;
             if !response.truncation {
                 return Ok(Reply { response, transport: Transport::Udp });
             }
@@ -129,13 +134,37 @@ impl DnsClient {
         tokio::time::timeout(limit, exchange).await.unwrap_or(Err(AttemptError::Timeout))
     }
 
-    /// A single datagram, no retransmission: retries are the check's attempts.
-    async fn udp(&self, nameserver: SocketAddr, query: &Query, limit: Duration) -> Result<DnsResponse, NetError> {
-        let mut stream = UdpClientStream::builder(nameserver, self.runtime.clone())
-            .with_timeout(Some(limit))
-            .with_max_retries(1)
-            .build();
-        stream.send_message(request(query)).first_answer().await
+    /// A single datagram, no retransmission: retries are the check's
+    /// attempts. Sent from a fresh socket on an OS-chosen port, connected to
+    /// the nameserver so only its datagrams arrive. The first datagram
+    /// carrying this query's id is the answer; one that is not a DNS
+    /// response at all ends the attempt as `Unparseable`, so a server
+    /// answering garbage is told from a silent one (hickory's stream drops
+    /// such datagrams and waits on).
+    async fn udp(&self, nameserver: SocketAddr, query: &Query) -> Result<DnsResponse, AttemptError> {
+        let mut request = request(query);
+        let mut id = [0u8; 2];
+        ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut id)
+            .map_err(|_| AttemptError::Failed("no random query id".to_owned()))?;
+        request.metadata.id = u16::from_be_bytes(id);
+        let bytes = request.to_vec().map_err(|e| AttemptError::Failed(e.to_string()))?;
+        let local: SocketAddr =
+            if nameserver.is_ipv4() { (Ipv4Addr::UNSPECIFIED, 0).into() } else { (Ipv6Addr::UNSPECIFIED, 0).into() };
+        let socket = UdpSocket::bind(local).await.map_err(AttemptError::io)?;
+        socket.connect(nameserver).await.map_err(AttemptError::io)?;
+        socket.send(&bytes).await.map_err(AttemptError::io)?;
+        let mut buffer = vec![0u8; usize::from(u16::MAX)];
+        loop {
+            let len = socket.recv(&mut buffer).await.map_err(AttemptError::io)?;
+            let datagram = &buffer[..len];
+            if datagram.get(..2) == Some(&id[..]) || len < 12 {
+                return DnsResponse::from_buffer(datagram.to_vec()).map_err(|_| AttemptError::Unparseable(len));
+            }
+            // Another id: a late answer to an earlier query, or garbage.
+            if Message::from_vec(datagram).is_err() {
+                return Err(AttemptError::Unparseable(len));
+            }
+        }
     }
 
     /// A fresh connection per query, so its setup is part of the latency and
@@ -181,13 +210,23 @@ struct Answered {
 
 enum AttemptError {
     Timeout,
+    /// The nameserver answered this many bytes that are not a DNS response.
+    Unparseable(usize),
     Failed(String),
+}
+
+impl AttemptError {
+    fn io(error: std::io::Error) -> Self {
+        Self::Failed(super::words::socket_error(&error))
+    }
 }
 
 impl From<NetError> for AttemptError {
     fn from(error: NetError) -> Self {
         match error {
             NetError::Timeout => Self::Timeout,
+            NetError::Io(io) => Self::Failed(super::words::socket_error(&io)),
+            NetError::Proto(_) => Self::Unparseable(0),
             other => Self::Failed(other.to_string()),
         }
     }
@@ -198,20 +237,26 @@ struct NoAnswer {
     nameservers: Vec<SocketAddr>,
     budget: Duration,
     attempts: u8,
-    last_error: Option<String>,
+    last_error: Option<Unanswered>,
+}
+
+/// How the last attempt that did not just time out ended.
+enum Unanswered {
+    /// A datagram came back that is not a DNS response: the sentence saying so.
+    Garbage(String),
+    /// The exchange failed (refused, reset).
+    Failed(String),
 }
 
 impl NoAnswer {
     fn outcome(self, elapsed: Duration) -> CheckOutcome {
         let servers: Vec<String> = self.nameservers.iter().map(ToString::to_string).collect();
         let servers = servers.join(", ");
+        let attempts = if self.attempts == 1 { "1 attempt".to_owned() } else { format!("{} attempts", self.attempts) };
         let output = match &self.last_error {
-            Some(reason) => format!("no answer from {servers} ({} attempts): {reason}", self.attempts),
-            None => format!(
-                "no answer from {servers} within {} ({} attempts)",
-                HumanDuration::from(self.budget),
-                self.attempts
-            ),
+            Some(Unanswered::Garbage(reason)) => format!("{reason} ({attempts})"),
+            Some(Unanswered::Failed(reason)) => format!("no answer from {servers} ({attempts}): {reason}"),
+            None => format!("no answer from {servers} within {} ({attempts})", HumanDuration::from(self.budget)),
         };
         CheckOutcome::critical(output)
             .with_metrics([("query".to_owned(), ms(elapsed))].into())
@@ -379,7 +424,7 @@ fn rcode_number(rcode: Rcode) -> u16 {
 }
 
 /// The mnemonic of a response code (hickory's `Display` is a description).
-fn rcode_name(rcode: ResponseCode) -> String {
+pub(crate) fn rcode_name(rcode: ResponseCode) -> String {
     let name = match u16::from(rcode) {
         0 => "NOERROR",
         1 => "FORMERR",

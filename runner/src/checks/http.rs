@@ -125,7 +125,7 @@ pub async fn run(executor: &Executor, spec: &HttpSpec, progress: &Progress) -> C
         }
         if hops.len() > usize::from(spec.max_redirects()) {
             let outcome =
-                CheckOutcome::critical(format!("more than {} redirects (last to {next})", spec.max_redirects()));
+                CheckOutcome::critical(format!("more redirects than follow_redirects {} allows", spec.max_redirects()));
             return with_hops(outcome, &hops, &next);
         }
         next_request = redirected(next_request, response.status);
@@ -212,7 +212,7 @@ async fn fetch(
         let tls = TlsConnector::from(config)
             .connect(name, tcp)
             .await
-            .map_err(|e| CheckOutcome::critical(format!("TLS handshake with {host}:{port}: {e}")))?;
+            .map_err(|e| CheckOutcome::critical(super::words::handshake_failure(format_args!("{host}:{port}"), &e)))?;
         let expiry = tls.get_ref().1.peer_certificates().and_then(CertExpiry::of);
         record("tls", &mut timings);
         exchange(tls, request, spec, progress, timings, lap, expiry).await
@@ -230,7 +230,7 @@ async fn connect(addrs: &[SocketAddr]) -> Result<TcpStream, CheckOutcome> {
                 let _ = stream.set_nodelay(true);
                 return Ok(stream);
             }
-            Err(e) => last_error = Some(format!("connect to {addr}: {e}")),
+            Err(e) => last_error = Some(format!("cannot connect to {addr}: {}", super::words::socket_error(&e))),
         }
     }
     Err(CheckOutcome::critical(last_error.unwrap_or_else(|| "no address to connect to".to_owned())))
@@ -291,10 +291,7 @@ where
     let work = async {
         progress.phase("ttfb");
         let mut lap = lap;
-        let response = sender
-            .send_request(request)
-            .await
-            .map_err(|e| CheckOutcome::critical(format!("HTTP request failed: {}", protocol::error_chain(&e))))?;
+        let response = sender.send_request(request).await.map_err(|e| CheckOutcome::critical(request_failure(&e)))?;
         let ttfb = ms(lap.elapsed());
         progress.metric("ttfb", ttfb);
         timings.insert("ttfb".to_owned(), ttfb);
@@ -321,6 +318,19 @@ where
         result = work => result,
         () = drive => unreachable!("the driver never completes"),
     }
+}
+
+/// Why a request got no response. A TLS server may refuse only after the
+/// handshake (TLS 1.3 checks a client certificate after the client has
+/// finished), so its alert surfaces here and is put in words like any other.
+fn request_failure(error: &hyper::Error) -> String {
+    if let Some(tls) = super::words::rustls_error(error) {
+        return format!("the TLS connection failed: {}", super::words::tls_error(tls));
+    }
+    if error.is_incomplete_message() {
+        return "the server closed the connection before it sent a response".to_owned();
+    }
+    format!("HTTP request failed: {}", protocol::error_chain(error))
 }
 
 /// Reads at most `limit` bytes of body; the rest is never downloaded.
@@ -440,7 +450,8 @@ fn hops_json(hops: &[Hop]) -> Value {
 /// Adds the redirect trail to a failure that happened on a later hop.
 fn with_hops(mut outcome: CheckOutcome, hops: &[Hop], url: &Url) -> CheckOutcome {
     if !hops.is_empty() {
-        outcome.output = format!("after {} redirect(s), {url}: {}", hops.len(), outcome.output);
+        let redirects = if hops.len() == 1 { "1 redirect".to_owned() } else { format!("{} redirects", hops.len()) };
+        outcome.output = format!("after {redirects}, {url}: {}", outcome.output);
         outcome.metrics.insert("redirects".to_owned(), hops.len() as f64);
     }
     outcome.details = json!({ "url": url.as_str(), "redirects": hops_json(hops) });
@@ -511,15 +522,7 @@ mod tests {
                 let script = script.clone();
                 let seen = seen.clone();
                 tokio::spawn(async move {
-                    let mut head = Vec::new();
-                    let mut buf = [0u8; 1024];
-                    while !head.windows(4).any(|w| w == b"\r\n\r\n") {
-                        match socket.read(&mut buf).await {
-                            Ok(0) | Err(_) => return,
-                            Ok(n) => head.extend_from_slice(&buf[..n]),
-                        }
-                    }
-                    let head = String::from_utf8_lossy(&head).into_owned();
+                    let Some(head) = crate::test_pki::read_head(&mut socket).await else { return };
                     seen.lock().unwrap().push(head.clone());
                     let path = head.split_whitespace().nth(1).unwrap_or("/").to_owned();
                     match script(&path) {
@@ -605,7 +608,7 @@ mod tests {
         let outcome = run(json!({"url": format!("http://{}/", server.addr), "timeout": "500ms"})).await;
         assert!(started.elapsed() < Duration::from_millis(1500), "took {:?}", started.elapsed());
         assert_eq!(outcome.status, Status::Critical);
-        assert_eq!(outcome.output, "timed out after 500ms during ttfb");
+        assert_eq!(outcome.output, "timed out after 500ms waiting for the response");
         assert!(outcome.metrics.contains_key("connect"));
     }
 
@@ -614,7 +617,7 @@ mod tests {
         let server = serve(|_| Script::Stall("HTTP/1.1 200 OK\r\nX-Partial: 1\r\n".into())).await;
         let outcome = run(json!({"url": format!("http://{}/", server.addr), "timeout": "300ms"})).await;
         assert_eq!(outcome.status, Status::Critical);
-        assert_eq!(outcome.output, "timed out after 300ms during ttfb");
+        assert_eq!(outcome.output, "timed out after 300ms waiting for the response");
     }
 
     #[tokio::test]
@@ -636,7 +639,7 @@ mod tests {
 
         let limited = run(json!({"url": format!("http://{}/a", server.addr), "follow_redirects": 1})).await;
         assert_eq!(limited.status, Status::Critical);
-        assert!(limited.output.contains("more than 1 redirects"), "{}", limited.output);
+        assert!(limited.output.contains("more redirects than follow_redirects 1 allows"), "{}", limited.output);
         let unfollowed = run(json!({"url": format!("http://{}/a", server.addr), "follow_redirects": 0})).await;
         assert_eq!(unfollowed.output.split(" (").next(), Some("HTTP 302"));
     }
@@ -650,7 +653,7 @@ mod tests {
         .await;
         let outcome = run(json!({"url": format!("http://{}/a", server.addr)})).await;
         assert_eq!(outcome.status, Status::Critical);
-        assert!(outcome.output.starts_with("after 2 redirect(s)"), "{}", outcome.output);
+        assert!(outcome.output.starts_with("after 2 redirects"), "{}", outcome.output);
         assert!(outcome.output.contains("redirect loop: "), "{}", outcome.output);
     }
 
@@ -676,7 +679,11 @@ mod tests {
         drop(listener);
         let outcome = run(json!({"url": format!("http://{addr}/")})).await;
         assert_eq!(outcome.status, Status::Critical);
-        assert!(outcome.output.starts_with(&format!("connect to {addr}: ")), "{}", outcome.output);
+        assert!(
+            outcome.output.starts_with(&format!("cannot connect to {addr}: connection refused")),
+            "{}",
+            outcome.output
+        );
     }
 
     #[tokio::test]
@@ -728,7 +735,7 @@ mod tests {
         let by_ip = format!("https://127.0.0.1:{}/", addr.port());
         let outcome = run(json!({"url": by_ip, "ca_file": ca_file.path()})).await;
         assert_eq!(outcome.status, Status::Critical, "the certificate is for web.test, not 127.0.0.1: {outcome:?}");
-        assert!(outcome.output.starts_with("TLS handshake with 127.0.0.1:"), "{}", outcome.output);
+        assert!(outcome.output.starts_with("hostname mismatch: 127.0.0.1 is not among"), "{}", outcome.output);
 
         let ip_leaf = ca.leaf(&["127.0.0.1"], Validity::days(-1, 30));
         let ip_addr = serve_https(&ip_leaf, vec![]).await;
@@ -769,7 +776,7 @@ mod tests {
         let url = format!("https://127.0.0.1:{}/", addr.port());
         let verified = run(json!({"url": url})).await;
         assert_eq!(verified.status, Status::Critical);
-        assert!(verified.output.contains("invalid peer certificate"), "{}", verified.output);
+        assert!(verified.output.contains("is not trusted: self-signed certificate"), "{}", verified.output);
         let unverified = run(json!({"url": url, "tls_verify": false})).await;
         assert_eq!(unverified.status, Status::Ok, "{unverified:?}");
     }

@@ -2,4 +2,7 @@
 
 pub mod dns;
 pub mod http;
+#[cfg(test)]
+mod reasons_tests;
 pub mod tls;
+pub(crate) mod words;

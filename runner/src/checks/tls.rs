@@ -28,6 +28,7 @@ use tokio::net::TcpStream;
 use tokio_rustls::TlsConnector;
 
 use self::chain::{CertInfo, ServedChain};
+use super::words::{self, date, days_text};
 use crate::executor::Executor;
 use crate::outcome::{CheckOutcome, Progress, ms};
 
@@ -63,7 +64,7 @@ async fn inspect(
     let tls = TlsConnector::from(executor.trust.probe_config())
         .connect(server_name.clone(), tcp)
         .await
-        .map_err(|e| CheckOutcome::critical(format!("TLS handshake with {address}: {e}")))?;
+        .map_err(|e| CheckOutcome::critical(words::handshake_failure(address, &e)))?;
     timings.lap("tls");
     let connection = tls.get_ref().1;
     let served = connection.peer_certificates().unwrap_or_default().to_vec();
@@ -103,7 +104,7 @@ async fn connect(addrs: &[SocketAddr]) -> Result<(SocketAddr, TcpStream), CheckO
     for &addr in addrs {
         match TcpStream::connect(addr).await {
             Ok(stream) => return Ok((addr, stream)),
-            Err(e) => last_error = Some(format!("connect to {addr}: {e}")),
+            Err(e) => last_error = Some(format!("cannot connect to {addr}: {}", super::words::socket_error(&e))),
         }
     }
     Err(CheckOutcome::critical(last_error.unwrap_or_else(|| "no address to connect to".to_owned())))
@@ -169,7 +170,7 @@ impl Verdict {
                 (!chain.anchored).then(|| unknown_issuer(chain))
             }
             rustls::Error::InvalidCertificate(CertificateError::UnknownIssuer) => Some(unknown_issuer(chain)),
-            other => Some(other.to_string()),
+            other => Some(words::tls_error(other)),
         }
     }
 
@@ -186,7 +187,7 @@ impl Verdict {
                     format!("{server_name} is not among the certificate's names ({})", sans.join(", "))
                 })
             }
-            other => Some(other.to_string()),
+            other => Some(words::tls_error(other)),
         }
     }
 }
@@ -290,31 +291,7 @@ impl Findings<'_> {
 
     /// The reasons for CRITICAL that are not about days left.
     fn problems(&self) -> Vec<String> {
-        let name = self.server_name;
-        let mut problems = Vec::new();
-        for (index, cert) in self.chain.path.iter().enumerate() {
-            let what = if index == 0 {
-                format!("certificate for {name}")
-            } else {
-                format!("chain certificate {}", cert.label())
-            };
-            if cert.expired(self.now) {
-                let ago = days_text(whole_days(-cert.days_left));
-                problems.push(format!("{what} expired {} ({ago} ago)", date(cert.not_after)));
-            } else if cert.not_yet_valid(self.now) {
-                // Rounded up: valid in 9.5 days is "in 10 days".
-                let until = (cert.not_before - self.now).num_seconds() as f64 / 86_400.0;
-                let until = days_text(until.ceil() as i64);
-                problems.push(format!("{what} is not valid until {} (in {until})", date(cert.not_before)));
-            }
-        }
-        if let Some(error) = &self.trust_error {
-            problems.push(format!("certificate for {name} is not trusted: {error}"));
-        }
-        if let Some(error) = &self.hostname_error {
-            problems.push(format!("hostname mismatch: {error}"));
-        }
-        problems
+        problems(self.server_name, &self.chain, self.trust_error.as_deref(), self.hostname_error.as_deref(), self.now)
     }
 
     /// The status earned by the chain's least days left, with the threshold
@@ -361,17 +338,62 @@ impl Findings<'_> {
     }
 }
 
-fn date(time: DateTime<Utc>) -> String {
-    time.format("%Y-%m-%d").to_string()
-}
-
 /// Whole days, rounded down: a certificate with 6.9 days left has 6 full days.
 fn whole_days(days: f64) -> i64 {
     days.floor() as i64
 }
 
-fn days_text(days: i64) -> String {
-    if days == 1 { "1 day".to_owned() } else { format!("{days} days") }
+/// The reasons for CRITICAL that are not about days left: dates on the
+/// path, trust, the name.
+fn problems(
+    name: &str,
+    chain: &ServedChain,
+    trust_error: Option<&str>,
+    hostname_error: Option<&str>,
+    now: DateTime<Utc>,
+) -> Vec<String> {
+    let mut problems = Vec::new();
+    for (index, cert) in chain.path.iter().enumerate() {
+        let what =
+            if index == 0 { format!("certificate for {name}") } else { format!("chain certificate {}", cert.label()) };
+        if cert.expired(now) {
+            problems.push(format!("{what} {}", words::expired(cert.not_after, now)));
+        } else if cert.not_yet_valid(now) {
+            problems.push(format!("{what} {}", words::not_yet_valid(cert.not_before, now)));
+        }
+    }
+    if let Some(error) = trust_error {
+        problems.push(format!("certificate for {name} is not trusted: {error}"));
+    }
+    if let Some(error) = hostname_error {
+        problems.push(format!("hostname mismatch: {error}"));
+    }
+    problems
+}
+
+/// Why a served chain that webpki refused is refused, in the `tls` check's
+/// words (`certificate for web.test expired 2026-11-29 (3 days ago); issuer
+/// CN=…`), for the `http` check's verifier. None when this analysis finds
+/// nothing wrong, so webpki's own reason is kept.
+pub(crate) fn certificate_problems(
+    leaf: &CertificateDer<'_>,
+    intermediates: &[CertificateDer<'_>],
+    anchors: &RootCertStore,
+    server_name: &ServerName<'_>,
+    algorithms: WebPkiSupportedAlgorithms,
+) -> Option<String> {
+    let now = Utc::now();
+    let chain = chain::analyze(leaf, intermediates, &anchors.roots, now).ok()?;
+    let verdict = Verdict::new(leaf, intermediates, anchors, server_name, algorithms);
+    let name = server_name.to_str();
+    let found = problems(
+        &name,
+        &chain,
+        verdict.trust_error(&chain).as_deref(),
+        verdict.hostname_error(&chain, &name).as_deref(),
+        now,
+    );
+    (!found.is_empty()).then(|| format!("{}; issuer {}", found.join("; "), chain.leaf().issuer))
 }
 
 #[cfg(test)]
@@ -691,7 +713,7 @@ mod tests {
         let outcome = check(&spec(addr, "garbage.test", None)).await;
 
         assert_eq!(outcome.status, Status::Critical, "{outcome:?}");
-        assert!(outcome.output.starts_with(&format!("TLS handshake with {addr}: ")), "{}", outcome.output);
+        assert!(outcome.output.starts_with(&format!("TLS handshake with {addr} failed: ")), "{}", outcome.output);
         assert!(outcome.metrics.contains_key("connect"));
         assert!(!outcome.metrics.contains_key("days_left"));
     }
@@ -705,6 +727,10 @@ mod tests {
         let outcome = check(&spec(addr, "closed.test", None)).await;
 
         assert_eq!(outcome.status, Status::Critical, "{outcome:?}");
-        assert!(outcome.output.starts_with(&format!("connect to {addr}: ")), "{}", outcome.output);
+        assert!(
+            outcome.output.starts_with(&format!("cannot connect to {addr}: connection refused")),
+            "{}",
+            outcome.output
+        );
     }
 }
