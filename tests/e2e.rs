@@ -9,6 +9,7 @@ mod cluster;
 mod compat;
 mod containers;
 mod fleet;
+mod grouping;
 mod outage;
 mod page;
 mod prometheus;

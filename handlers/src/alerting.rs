@@ -30,6 +30,8 @@
 #[cfg(test)]
 mod dependency_tests;
 mod gate;
+#[cfg(test)]
+mod group_tests;
 mod quorum;
 #[cfg(test)]
 mod quorum_tests;
@@ -47,6 +49,7 @@ use std::time::Duration;
 
 use chrono::{DateTime, TimeDelta, Utc};
 use protocol::definition::MaintenanceWindow;
+use protocol::definition::handler::Grouping;
 use protocol::silence::SilenceTarget;
 use protocol::transport::{DeadLetter, DeadReason};
 use protocol::{CheckResult, Keepalive, Status};
@@ -55,6 +58,7 @@ use tokio::task::JoinHandle;
 
 use crate::consumer::{Accept, HandlerError};
 use crate::event::{ACROSS, Event, EventKind};
+use crate::group::Group;
 use crate::notify::{Delivered, Notifiers, NotifyError};
 use crate::series::CheckSeries;
 use gate::Hold;
@@ -85,6 +89,21 @@ pub trait Deliver: Send + Sync + 'static {
     /// Whether `handler` takes events of this status (its severities).
     fn accepts(&self, handler: &str, status: Status) -> bool;
     fn deliver(&self, handler: &str, event: &Event) -> impl Future<Output = Result<Delivered, NotifyError>> + Send;
+    /// How `handler` groups its events; `None`: one message per event.
+    fn grouping(&self, _handler: &str) -> Option<Grouping> {
+        None
+    }
+    /// A PagerDuty handler's storm threshold: more problems than this in
+    /// one group are one summary incident.
+    fn storm(&self, _handler: &str) -> Option<u32> {
+        None
+    }
+    /// Delivers a group of several events to `handler` as one message.
+    fn deliver_group(
+        &self,
+        handler: &str,
+        group: &Group,
+    ) -> impl Future<Output = Result<Delivered, NotifyError>> + Send;
 }
 
 impl Deliver for Notifiers {
@@ -94,6 +113,22 @@ impl Deliver for Notifiers {
 
     fn deliver(&self, handler: &str, event: &Event) -> impl Future<Output = Result<Delivered, NotifyError>> + Send {
         Notifiers::deliver(self, handler, event)
+    }
+
+    fn grouping(&self, handler: &str) -> Option<Grouping> {
+        Notifiers::grouping(self, handler)
+    }
+
+    fn storm(&self, handler: &str) -> Option<u32> {
+        Notifiers::storm(self, handler)
+    }
+
+    fn deliver_group(
+        &self,
+        handler: &str,
+        group: &Group,
+    ) -> impl Future<Output = Result<Delivered, NotifyError>> + Send {
+        Notifiers::deliver_group(self, handler, group)
     }
 }
 
@@ -116,6 +151,23 @@ impl<D: Deliver> Deliver for Reloading<D> {
     fn deliver(&self, handler: &str, event: &Event) -> impl Future<Output = Result<Delivered, NotifyError>> + Send {
         let current = self.0.borrow().clone();
         async move { current.deliver(handler, event).await }
+    }
+
+    fn grouping(&self, handler: &str) -> Option<Grouping> {
+        self.0.borrow().grouping(handler)
+    }
+
+    fn storm(&self, handler: &str) -> Option<u32> {
+        self.0.borrow().storm(handler)
+    }
+
+    fn deliver_group(
+        &self,
+        handler: &str,
+        group: &Group,
+    ) -> impl Future<Output = Result<Delivered, NotifyError>> + Send {
+        let current = self.0.borrow().clone();
+        async move { current.deliver_group(handler, group).await }
     }
 }
 

@@ -7,6 +7,7 @@ pub mod alerting;
 pub mod console;
 pub mod consumer;
 pub mod event;
+pub mod group;
 pub mod json_log;
 pub mod notify;
 pub mod series;

@@ -15,9 +15,19 @@ use tokio::sync::Notify;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
+use protocol::definition::handler::Grouping;
+
 use super::Deliver;
-use crate::notify::Delivered;
-use crate::store::{HistoryRetention, KEEP_EXPIRED_SILENCES, OutboxItem, Settlement, StepSize, Store, StoreError};
+use crate::event::{Event, EventKind};
+use crate::group::{Group, GroupKey, summary_check, summary_resolve};
+use crate::notify::{Delivered, resolves_incident};
+use crate::store::{
+    HistoryRetention, KEEP_EXPIRED_SILENCES, OutboxItem, Settlement, StepSize, Store, StoreError, StormChange,
+};
+
+/// Most rows a grouped handler's round reads: a storm of this many is still
+/// one message per group.
+const GROUPED_ROWS: u32 = 10_000;
 
 #[derive(Clone, Copy, Debug)]
 pub struct SenderPolicy {
@@ -127,7 +137,7 @@ impl<D: Deliver> OutboxSender<D> {
         let mut handlers = JoinSet::new();
         for items in by_handler.into_values() {
             let sender = self.clone();
-            handlers.spawn(async move { sender.send_items(items).await });
+            handlers.spawn(async move { sender.send_items(items, now).await });
         }
         let mut attempted = 0;
         let mut failure = None;
@@ -141,50 +151,158 @@ impl<D: Deliver> OutboxSender<D> {
         failure.map_or(Ok(attempted), Err)
     }
 
-    async fn send_items(&self, items: Vec<OutboxItem>) -> Result<usize, StoreError> {
+    async fn send_items(&self, items: Vec<OutboxItem>, now: DateTime<Utc>) -> Result<usize, StoreError> {
+        if let Some((handler, grouping)) =
+            items.first().and_then(|item| Some((&item.handler, self.deliver.grouping(&item.handler)?)))
+        {
+            // The round's batch holds a slice of a large storm; its groups
+            // are read whole.
+            let items = self.store.due_outbox_of(handler, now, GROUPED_ROWS).await?;
+            return self.send_groups(&grouping, items, now).await;
+        }
         let mut attempted = 0;
         for item in items {
             // The lease runs from the claim, not from the round's start: a
             // round behind a slow webhook would otherwise claim its last rows
             // with leases already expired, free for another sender to take.
-            if !self.store.claim(&item, after(Utc::now(), self.policy.lease)).await? {
+            if !self.claim(&item).await? {
                 continue;
             }
             attempted += 1;
-            let settlement = self.attempt(&item).await;
+            let settlement = match item.event() {
+                Ok(event) => self.attempt(&item.handler, item.attempts, &[event], None).await,
+                Err(error) => undecodable(&item, &error),
+            };
             self.store.settle(item.seq, &settlement, Utc::now()).await?;
         }
         Ok(attempted)
     }
 
-    async fn attempt(&self, item: &OutboxItem) -> Settlement {
-        let event = match item.event() {
-            Ok(event) => event,
-            Err(error) => {
-                tracing::error!(seq = item.seq, handler = %item.handler, %error, "outbox row dropped");
-                return Settlement::Dropped(error.to_string());
+    /// A grouped handler's rows: each group goes out once its oldest row has
+    /// waited `grouping.wait`, as one message, claimed and settled together
+    /// (`Store::claim_group`, `Store::settle_all`).
+    async fn send_groups(
+        &self,
+        grouping: &Grouping,
+        items: Vec<OutboxItem>,
+        now: DateTime<Utc>,
+    ) -> Result<usize, StoreError> {
+        let mut groups: BTreeMap<GroupKey, Vec<(OutboxItem, Event)>> = BTreeMap::new();
+        let mut attempted = 0;
+        for item in items {
+            match item.event() {
+                Ok(event) => groups.entry(GroupKey::of(grouping, &event)).or_default().push((item, event)),
+                Err(error) => {
+                    if self.claim(&item).await? {
+                        attempted += 1;
+                        self.store.settle(item.seq, &undecodable(&item, &error), Utc::now()).await?;
+                    }
+                }
             }
+        }
+        for (key, members) in groups {
+            let oldest = members.iter().map(|(item, _)| item.created_at).min().unwrap_or(now);
+            if after(oldest, grouping.wait.get()) > now {
+                continue;
+            }
+            let rows: Vec<_> = members.iter().map(|(item, _)| item).collect();
+            let won = self.store.claim_group(&rows, after(Utc::now(), self.policy.lease)).await?;
+            let claimed: Vec<_> =
+                members.into_iter().zip(won).filter_map(|(member, won)| won.then_some(member)).collect();
+            let Some(handler) = claimed.first().map(|(item, _)| item.handler.clone()) else { continue };
+            if let Some(threshold) = self.deliver.storm(&handler) {
+                attempted += self.send_storm(&handler, threshold, grouping, key, claimed).await?;
+                continue;
+            }
+            attempted += 1;
+            let (attempts, seqs, events) = unzip(claimed);
+            let group = (events.len() > 1).then(|| Group::new(key, events.clone(), grouping));
+            let settlement = self.attempt(&handler, attempts, &events, group.as_ref()).await;
+            self.store.settle_all(&seqs, &settlement, Utc::now()).await?;
+        }
+        Ok(attempted)
+    }
+
+    /// A PagerDuty group: more than `threshold` new problems are one summary
+    /// incident, recorded with the incidents it covers; fewer go out one by
+    /// one. Events of covered incidents are not sent: a resolve leaves the
+    /// storm (the last one queues the summary's resolve), anything else is
+    /// already told by the open summary.
+    async fn send_storm(
+        &self,
+        handler: &str,
+        threshold: u32,
+        grouping: &Grouping,
+        key: GroupKey,
+        claimed: Vec<(OutboxItem, Event)>,
+    ) -> Result<usize, StoreError> {
+        let covering = self.store.storm_members(handler).await?;
+        let (covered, free): (Vec<_>, Vec<_>) =
+            claimed.into_iter().partition(|(_, event)| covering.contains_key(&event.incident_key()));
+        let mut attempted = covered.len();
+        if key.kind() == EventKind::Problem && free.len() > usize::try_from(threshold).unwrap_or(usize::MAX) {
+            attempted += 1;
+            let (attempts, seqs, events) = unzip(free);
+            let group = Group::new(key, events, grouping);
+            let settlement = self.attempt(handler, attempts, &group.events, Some(&group)).await;
+            let incidents: Vec<_> = group.events.iter().map(Event::incident_key).collect();
+            let storm = summary_check(&group);
+            let change = StormChange::Open { storm: &storm, incidents: &incidents };
+            self.store.settle_storm(handler, &seqs, &settlement, change, Utc::now()).await?;
+        } else {
+            for (item, event) in free {
+                attempted += 1;
+                let settlement = self.attempt(handler, item.attempts, std::slice::from_ref(&event), None).await;
+                self.store.settle(item.seq, &settlement, Utc::now()).await?;
+            }
+        }
+        for (item, event) in covered {
+            let incident = event.incident_key();
+            let storm = &covering[&incident];
+            if resolves_incident(&event) {
+                let summary_resolve = summary_resolve(storm, handler, event.occurred_at);
+                let change = StormChange::Leave { storm, incident: &incident, summary_resolve: &summary_resolve };
+                self.store.settle_storm(handler, &[item.seq], &Settlement::Sent, change, Utc::now()).await?;
+            } else {
+                tracing::info!(handler, event = %event.id, kind = %event.kind, storm, "told by its storm summary");
+                self.store.settle(item.seq, &Settlement::Sent, Utc::now()).await?;
+            }
+        }
+        Ok(attempted)
+    }
+
+    async fn claim(&self, item: &OutboxItem) -> Result<bool, StoreError> {
+        self.store.claim(item, after(Utc::now(), self.policy.lease)).await
+    }
+
+    /// Delivers `events` to `handler`: as `group` when given, else the one
+    /// event. `attempts` were made before this one.
+    async fn attempt(&self, handler: &str, attempts: u32, events: &[Event], group: Option<&Group>) -> Settlement {
+        let event = &events[0];
+        let outcome = match group {
+            Some(group) => self.deliver.deliver_group(handler, group).await,
+            None => self.deliver.deliver(handler, event).await,
         };
-        let attempts = item.attempts + 1;
-        match self.deliver.deliver(&item.handler, &event).await {
+        let (count, made) = (events.len(), attempts + 1);
+        match outcome {
             Ok(Delivered::Sent) => {
-                tracing::info!(handler = %item.handler, event = %event.id, kind = %event.kind, check = %event.check,
-                    subscription = %event.subscription, attempts, "notified");
+                tracing::info!(handler, event = %event.id, kind = %event.kind, check = %event.check,
+                    subscription = %event.subscription, count, attempts = made, "notified");
                 Settlement::Sent
             }
             Ok(Delivered::Dropped(reason)) => {
-                tracing::warn!(handler = %item.handler, event = %event.id, kind = %event.kind, %reason,
+                tracing::warn!(handler, event = %event.id, kind = %event.kind, count, %reason,
                     "notification refused; not retried");
                 Settlement::Dropped(reason)
             }
-            Err(error) if attempts >= self.policy.max_attempts => {
-                tracing::error!(handler = %item.handler, event = %event.id, kind = %event.kind, attempts, %error,
+            Err(error) if made >= self.policy.max_attempts => {
+                tracing::error!(handler, event = %event.id, kind = %event.kind, count, attempts = made, %error,
                     "notification given up");
-                Settlement::Dropped(format!("gave up after {attempts} attempts: {}", error.reason))
+                Settlement::Dropped(format!("gave up after {made} attempts: {}", error.reason))
             }
             Err(error) => {
-                let delay = self.policy.backoff(item.attempts);
-                tracing::warn!(handler = %item.handler, event = %event.id, kind = %event.kind, attempts, %error,
+                let delay = self.policy.backoff(attempts);
+                tracing::warn!(handler, event = %event.id, kind = %event.kind, count, attempts = made, %error,
                     retry_in = ?delay, "notification failed; will retry");
                 Settlement::Retry { error: error.reason, at: after(Utc::now(), delay) }
             }
@@ -218,6 +336,19 @@ impl<D: Deliver> OutboxSender<D> {
             }
         }
     }
+}
+
+/// The most attempts any of `claimed` had, their rows, and their events.
+fn unzip(claimed: Vec<(OutboxItem, Event)>) -> (u32, Vec<i64>, Vec<Event>) {
+    let attempts = claimed.iter().map(|(item, _)| item.attempts).max().unwrap_or(0);
+    let (seqs, events) = claimed.into_iter().map(|(item, event)| (item.seq, event)).unzip();
+    (attempts, seqs, events)
+}
+
+/// A row whose payload cannot be read can never be delivered.
+fn undecodable(item: &OutboxItem, error: &StoreError) -> Settlement {
+    tracing::error!(seq = item.seq, handler = %item.handler, %error, "outbox row dropped");
+    Settlement::Dropped(error.to_string())
 }
 
 /// `now − keep`, saturating: a configured retention can never panic.

@@ -37,17 +37,23 @@ fn result(check: &str, slot: i64, status: Status) -> CheckResult {
 }
 
 /// A store, a recording Slack and PagerDuty, and the notifiers for them.
-struct Harness {
-    config: StoreConfig,
-    store: Store,
-    notifiers: Arc<Notifiers>,
-    slack: Receiver,
-    pd: Receiver,
+pub(super) struct Harness {
+    pub(super) config: StoreConfig,
+    pub(super) store: Store,
+    pub(super) notifiers: Arc<Notifiers>,
+    pub(super) slack: Receiver,
+    pub(super) pd: Receiver,
     _secrets: TempDir,
 }
 
 impl Harness {
     async fn new(config: StoreConfig) -> Self {
+        Self::with(config, &json!({}), &json!({})).await
+    }
+
+    /// Handlers `slack` and `pd` (CRITICAL only), their definitions with
+    /// the fields of `slack_fields` and `pd_fields` added.
+    pub(super) async fn with(config: StoreConfig, slack_fields: &Value, pd_fields: &Value) -> Self {
         let slack = Receiver::start(vec![Reply::new(200, "ok")]).await;
         let pd = Receiver::start(vec![Reply::new(202, PD_ACCEPTED)]).await;
         let secrets = tempfile::tempdir().unwrap();
@@ -55,11 +61,17 @@ impl Harness {
         std::fs::write(&hook, slack.url("/services/T0/B0/TOKEN")).unwrap();
         let key = secrets.path().join("pd");
         std::fs::write(&key, "R0UTINGKEY").unwrap();
+        let with = |mut definition: Value, fields: &Value| {
+            definition.as_object_mut().unwrap().extend(fields.as_object().unwrap().clone());
+            parse_handler(definition).unwrap()
+        };
         let definitions = [
-            parse_handler(json!({"name": "slack", "type": "slack", "webhook_url": {"file": hook}})).unwrap(),
-            parse_handler(json!({"name": "pd", "type": "pagerduty", "routing_key": {"file": key},
-                "api_url": pd.url("/v2/enqueue"), "severities": ["critical"]}))
-            .unwrap(),
+            with(json!({"name": "slack", "type": "slack", "webhook_url": {"file": hook}}), slack_fields),
+            with(
+                json!({"name": "pd", "type": "pagerduty", "routing_key": {"file": key},
+                    "api_url": pd.url("/v2/enqueue"), "severities": ["critical"]}),
+                pd_fields,
+            ),
         ];
         let store = Store::open(&config).await.unwrap();
         Self { config, store, notifiers: Arc::new(Notifiers::for_tests(&definitions)), slack, pd, _secrets: secrets }

@@ -13,6 +13,7 @@ use tokio_util::sync::CancellationToken;
 use super::{Alerting, AlertingConfig, Deliver, OutboxSender, SenderPolicy};
 use crate::consumer::{Accept, HandlerError};
 use crate::event::{Event, EventKind};
+use crate::group::Group;
 use crate::notify::{Delivered, NotifyError};
 use crate::store::testing::{self, at, count, on_both_backends, outbox_rows};
 use crate::store::{StepSize, Store, StoreConfig};
@@ -50,6 +51,12 @@ impl Deliver for Recorder {
             Ok(dropped) => Ok(dropped),
             Err(reason) => Err(NotifyError { handler: handler.to_owned(), reason }),
         }
+    }
+
+    async fn deliver_group(&self, handler: &str, group: &Group) -> Result<Delivered, NotifyError> {
+        let mut delivered = self.delivered.lock().unwrap();
+        delivered.extend(group.events.iter().map(|event| (handler.to_owned(), event.clone())));
+        Ok(Delivered::Sent)
     }
 }
 
@@ -586,6 +593,15 @@ impl Deliver for PacedReceiver {
         let _line = self.line.lock().await;
         tokio::time::sleep(self.pace).await;
         *self.received.lock().unwrap().entry(event.id.clone()).or_default() += 1;
+        Ok(Delivered::Sent)
+    }
+
+    async fn deliver_group(&self, _: &str, group: &Group) -> Result<Delivered, NotifyError> {
+        let _line = self.line.lock().await;
+        let mut received = self.received.lock().unwrap();
+        for event in &group.events {
+            *received.entry(event.id.clone()).or_default() += 1;
+        }
         Ok(Delivered::Sent)
     }
 }

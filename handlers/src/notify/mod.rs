@@ -29,7 +29,7 @@ use std::time::Duration;
 
 use protocol::Status;
 use protocol::definition::HandlerDefinition;
-use protocol::definition::handler::{HandlerSpec, PAGERDUTY_EVENTS_URL};
+use protocol::definition::handler::{Grouping, HandlerSpec, PAGERDUTY_EVENTS_URL};
 use protocol::definition::secret::Secret;
 use reqwest::{Client, Url};
 
@@ -39,6 +39,7 @@ use self::pagerduty::PagerDuty;
 use self::retry::RetryPolicy;
 use self::slack::Slack;
 use crate::event::Event;
+use crate::group::Group;
 
 /// The result of delivering one event to one handler.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -160,6 +161,30 @@ impl Notifiers {
         self.by_name.get(handler).is_some_and(|h| h.definition.accepts(status))
     }
 
+    /// How `handler` groups its events, if it does.
+    pub fn grouping(&self, handler: &str) -> Option<Grouping> {
+        self.by_name.get(handler).and_then(|h| h.definition.grouping().cloned())
+    }
+
+    /// A PagerDuty handler's storm threshold, if it has one.
+    pub fn storm(&self, handler: &str) -> Option<u32> {
+        self.by_name.get(handler).and_then(|h| h.definition.storm())
+    }
+
+    /// Delivers `group` to `handler` as one message (PagerDuty: the
+    /// trigger of its storm summary).
+    pub async fn deliver_group(&self, handler: &str, group: &Group) -> Result<Delivered, NotifyError> {
+        let Some(configured) = self.by_name.get(handler) else {
+            tracing::warn!(handler, events = group.events.len(), "no such handler is configured; group dropped");
+            return Ok(Delivered::Dropped(format!("no handler named {handler:?} is configured")));
+        };
+        match &configured.notifier {
+            Notifier::Slack(slack) => slack.deliver_group(group).await,
+            Notifier::Log(log) => log.deliver_group(group),
+            Notifier::PagerDuty(pagerduty) => pagerduty.deliver_storm(group).await,
+        }
+    }
+
     /// Delivers `event` to `handler`, with that notifier's rate limit and retries.
     ///
     /// An unknown handler (removed from the definitions since the event was
@@ -205,6 +230,12 @@ impl Settings {
             allow_http: true,
         }
     }
+}
+
+/// Whether `event` ends its incident at PagerDuty (a resolve, a caught-up,
+/// a flapping end on OK): what makes an incident leave a storm summary.
+pub fn resolves_incident(event: &Event) -> bool {
+    pagerduty::action(event) == pagerduty::Action::Resolve
 }
 
 /// Handler names and types only: never a secret.

@@ -14,6 +14,7 @@ use super::retry::{self, RetryPolicy};
 use super::text;
 use super::{Delivered, NotifyError};
 use crate::event::{Event, EventKind};
+use crate::group::{Group, summary_check};
 
 /// PagerDuty's limit on `payload.summary`.
 const SUMMARY_CHARS: usize = 1024;
@@ -37,7 +38,16 @@ impl PagerDuty {
     }
 
     pub async fn deliver(&self, event: &Event) -> Result<Delivered, NotifyError> {
-        let body = &Enqueue::new(&self.routing_key, event);
+        self.post(&Enqueue::new(&self.routing_key, event), event).await
+    }
+
+    /// The trigger of a storm's summary incident (its resolve is an event of
+    /// its own, see `group::summary_resolve`).
+    pub async fn deliver_storm(&self, group: &Group) -> Result<Delivered, NotifyError> {
+        self.post(&Enqueue::storm(&self.routing_key, group), &group.events[0]).await
+    }
+
+    async fn post<D: Serialize + Sync>(&self, body: &Enqueue<'_, D>, event: &Event) -> Result<Delivered, NotifyError> {
         retry::deliver(&self.retry, &self.name, event, || {
             http::post_json(&self.client, &self.api_url, body, &self.redactor)
         })
@@ -47,13 +57,13 @@ impl PagerDuty {
 
 /// The body of `POST /v2/enqueue`. No `Debug`: it carries the routing key.
 #[derive(Serialize)]
-struct Enqueue<'a> {
+struct Enqueue<'a, D> {
     routing_key: &'a str,
     event_action: Action,
     dedup_key: String,
     /// Only triggers carry one: PagerDuty reads nothing but the key from a resolve.
     #[serde(skip_serializing_if = "Option::is_none")]
-    payload: Option<Payload<'a>>,
+    payload: Option<Payload<'a, D>>,
     client: &'static str,
 }
 
@@ -74,7 +84,7 @@ pub(super) enum Severity {
 }
 
 #[derive(Serialize)]
-struct Payload<'a> {
+struct Payload<'a, D> {
     summary: String,
     source: &'a str,
     severity: Severity,
@@ -83,7 +93,7 @@ struct Payload<'a> {
     component: Option<&'a str>,
     group: &'a str,
     class: &'static str,
-    custom_details: Details<'a>,
+    custom_details: D,
 }
 
 #[derive(Serialize)]
@@ -100,7 +110,43 @@ struct Details<'a> {
     labels: &'a BTreeMap<String, String>,
 }
 
-impl<'a> Enqueue<'a> {
+/// A storm summary's details: how many incidents, and the first `max`.
+#[derive(Serialize)]
+struct StormDetails {
+    event: &'static str,
+    count: usize,
+    incidents: Vec<String>,
+    more: usize,
+}
+
+impl<'a> Enqueue<'a, StormDetails> {
+    fn storm(routing_key: &'a str, group: &'a Group) -> Self {
+        let (listed, more) = group.listed();
+        let worst = group.events.iter().map(severity).min_by_key(|s| *s as u8).unwrap_or(Severity::Info);
+        let first = &group.events[0];
+        let payload = Payload {
+            summary: text::truncate(&text::group_headline(group), SUMMARY_CHARS),
+            source: "picket",
+            severity: worst,
+            timestamp: first.occurred_at.to_rfc3339_opts(SecondsFormat::Millis, true),
+            component: None,
+            group: &first.subscription,
+            class: "storm",
+            custom_details: StormDetails {
+                event: "storm",
+                count: group.events.len(),
+                incidents: listed.iter().map(|e| format!("{}: {}", text::headline(e), e.output)).collect(),
+                more,
+            },
+        };
+        // The dedup key of the summary's check-wide pseudo-check, which its
+        // resolve event carries too.
+        let dedup_key = format!("picket/{}", summary_check(group));
+        Self { routing_key, event_action: Action::Trigger, dedup_key, payload: Some(payload), client: "picket" }
+    }
+}
+
+impl<'a> Enqueue<'a, Details<'a>> {
     fn new(routing_key: &'a str, event: &'a Event) -> Self {
         let event_action = action(event);
         let payload = (event_action == Action::Trigger).then(|| Payload {

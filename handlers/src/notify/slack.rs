@@ -13,6 +13,7 @@ use super::retry::{self, Attempt, RetryPolicy};
 use super::text::{self, ELLIPSIS};
 use super::{Delivered, NotifyError};
 use crate::event::Event;
+use crate::group::Group;
 
 /// Slack's guidance for a block of text; attachment text stays within it.
 const TEXT_CHARS: usize = 3000;
@@ -50,7 +51,15 @@ impl Slack {
     }
 
     pub async fn deliver(&self, event: &Event) -> Result<Delivered, NotifyError> {
-        let message = &Message::new(event);
+        self.post(&Message::new(event), event).await
+    }
+
+    /// One message for the whole group; retries are keyed by its first event.
+    pub async fn deliver_group(&self, group: &Group) -> Result<Delivered, NotifyError> {
+        self.post(&Message::group(group), &group.events[0]).await
+    }
+
+    async fn post(&self, message: &Message, event: &Event) -> Result<Delivered, NotifyError> {
         retry::deliver(&self.retry, &self.name, event, || async move {
             let mut turn = self.pacer.turn().await;
             let attempt = http::post_json(&self.client, &self.webhook, message, &self.redactor).await;
@@ -109,6 +118,44 @@ impl Message {
             ts: event.occurred_at.timestamp(),
         };
         Self { attachments: [attachment] }
+    }
+
+    /// A summary title, one line per listed event, then "and N more".
+    fn group(group: &Group) -> Self {
+        let headline = text::group_headline(group);
+        let (listed, more) = group.listed();
+        let mut lines: Vec<_> = listed
+            .iter()
+            .map(|e| escape_within(&format!("{}: {}", text::headline(e), e.output), TITLE_CHARS))
+            .collect();
+        if more > 0 {
+            lines.push(format!("and {more} more"));
+        }
+        let worst = group.events.iter().map(|e| e.status).max_by_key(|s| severity(*s)).unwrap_or(Status::Ok);
+        let last = group.events.iter().map(|e| e.occurred_at).max().unwrap_or_default();
+        let attachment = Attachment {
+            color: colour(worst),
+            fallback: escape_within(&headline, FALLBACK_CHARS),
+            title: escape_within(&headline, TITLE_CHARS),
+            text: lines.join("\n"),
+            fields: vec![
+                Field::short("Event", group.kind.as_str()),
+                Field::short("Count", group.events.len().to_string()),
+            ],
+            footer: "picket",
+            ts: last.timestamp(),
+        };
+        Self { attachments: [attachment] }
+    }
+}
+
+/// Which colour a group of mixed statuses takes: the worst.
+fn severity(status: Status) -> u8 {
+    match status {
+        Status::Ok => 0,
+        Status::Unknown => 1,
+        Status::Warning => 2,
+        Status::Critical => 3,
     }
 }
 

@@ -14,6 +14,7 @@ use tempfile::TempDir;
 use super::receiver::{Receiver, Reply};
 use super::*;
 use crate::event::EventKind;
+use crate::group::GroupKey;
 
 const SLACK_PATH: &str = "/services/T0/B0/SECRETTOKEN";
 const ROUTING_KEY: &str = "R0UTINGKEY0SECRET0000000000000PD";
@@ -439,4 +440,33 @@ fn notifier_urls_must_be_https_unless_http_is_allowed() {
     assert!(err.contains("api_url http://events.example/v2/enqueue is not https"), "{err}");
     let https = Definitions { dir: plain.dir, list: Vec::new() }.add(pd("https://events.example/v2/enqueue"));
     assert!(https.build_exactly(strict()).is_ok());
+}
+
+#[tokio::test]
+async fn log_writes_one_entry_per_group_listing_every_event() {
+    let out = Buffer::default();
+    let settings = Settings { log_output: LineWriter::new(out.clone()), ..Settings::standard() };
+    let notifiers = Definitions::new()
+        .add(json!({ "name": "stdout", "type": "log", "group": {"by": ["label:team"], "wait": "5s", "max": 1} }))
+        .build(settings)
+        .unwrap();
+    let grouping = notifiers.grouping("stdout").unwrap();
+    let events: Vec<_> = ["a", "b", "c"]
+        .map(|check| Event {
+            id: format!("evt-{check}"),
+            check: check.into(),
+            ..event(EventKind::Problem, Status::Critical)
+        })
+        .into();
+    let group = Group::new(GroupKey::of(&grouping, &events[0]), events.clone(), &grouping);
+    assert_eq!(notifiers.deliver_group("stdout", &group).await.unwrap(), Delivered::Sent);
+
+    let text = out.text();
+    assert_eq!(text.matches('\n').count(), 1, "{text}");
+    let line: Value = serde_json::from_str(&text).unwrap();
+    assert_eq!(line["handler"], "stdout");
+    assert_eq!(line["kind"], "problem");
+    assert_eq!(line["group"], json!({"team": "platform"}));
+    assert_eq!(line["count"], 3);
+    assert_eq!(serde_json::from_value::<Vec<Event>>(line["events"].clone()).unwrap(), events, "the log lists all");
 }

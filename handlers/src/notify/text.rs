@@ -2,6 +2,7 @@
 //! receiver's length limits without splitting a character.
 
 use crate::event::{ACROSS, Event, EventKind};
+use crate::group::Group;
 
 /// The mark left where text was cut.
 pub(super) const ELLIPSIS: char = '…';
@@ -42,6 +43,26 @@ pub(super) fn headline(event: &Event) -> String {
         EventKind::Missed => format!("MISSED RUNS: {subject}"),
         EventKind::CaughtUp => format!("CAUGHT UP: {subject}"),
     }
+}
+
+/// One line for a whole group: `12 checks CRITICAL on subscription eu`.
+pub(super) fn group_headline(group: &Group) -> String {
+    let count = group.events.len();
+    let noun = if group.events.iter().all(|e| !e.check.is_empty()) { "checks" } else { "events" };
+    let mut statuses: Vec<_> = group.events.iter().map(|e| e.status.name()).collect();
+    statuses.dedup();
+    let status = match statuses.as_slice() {
+        [one] => *one,
+        _ => "failing",
+    };
+    let what = match group.kind {
+        EventKind::Problem => format!("{count} {noun} {status}"),
+        EventKind::Resolved => format!("{count} {noun} RESOLVED"),
+        EventKind::Reminder => format!("{count} {noun} STILL {status}"),
+        kind => format!("{count} {kind} events"),
+    };
+    let shared: Vec<_> = group.shared.iter().map(|(name, value)| format!("{name} {value}")).collect();
+    format!("{what} on {}", shared.join(", "))
 }
 
 fn subject(event: &Event) -> String {

@@ -23,6 +23,7 @@ const SQLITE: &[Step] = &[
     (3, "runners, results by request", include_str!("../../migrations/sqlite/0003_runners.sql")),
     (4, "silences, notified, held", include_str!("../../migrations/sqlite/0004_silences.sql")),
     (6, "latency steps", include_str!("../../migrations/sqlite/0006_latency_steps.sql")),
+    (7, "storms", include_str!("../../migrations/sqlite/0007_storms.sql")),
 ];
 const POSTGRES: &[Step] = &[
     (1, "state", include_str!("../../migrations/postgres/0001_state.sql")),
@@ -30,6 +31,7 @@ const POSTGRES: &[Step] = &[
     (3, "runners, results by request", include_str!("../../migrations/postgres/0003_runners.sql")),
     (4, "silences, notified, held", include_str!("../../migrations/postgres/0004_silences.sql")),
     (6, "latency steps", include_str!("../../migrations/postgres/0006_latency_steps.sql")),
+    (7, "storms", include_str!("../../migrations/postgres/0007_storms.sql")),
 ];
 
 /// Applies pending migrations; on PostgreSQL creates `schema` first when it

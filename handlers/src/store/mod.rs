@@ -20,6 +20,7 @@ mod notified;
 mod outbox;
 mod read;
 mod silences;
+mod storms;
 #[cfg(test)]
 pub(crate) mod testing;
 #[cfg(test)]
@@ -42,6 +43,7 @@ pub use history::{Durations, HistoryRetention, PHASES, Step, StepSize};
 pub use outbox::{OutboxItem, Settlement};
 pub use read::{EventQuery, LoggedEvent, Notification, StateQuery, StateRow};
 pub use silences::KEEP_EXPIRED_SILENCES;
+pub use storms::StormChange;
 
 /// Results kept per (check, subscription) unless configured otherwise.
 pub const DEFAULT_KEEP_RESULTS: u32 = 50;

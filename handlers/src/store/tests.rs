@@ -94,7 +94,7 @@ async fn reopening_keeps_everything_and_migrates_once(config: StoreConfig) {
 
     let store = Store::open(&config).await.unwrap();
     assert_eq!(store.recent_events(10).await.unwrap().len(), 1);
-    assert_eq!(count(&store, "_sqlx_migrations").await, 5);
+    assert_eq!(count(&store, "_sqlx_migrations").await, 6);
     if store.backend() == Backend::Postgres {
         assert!(schema_exists(config.schema.as_deref().unwrap()).await, "created at first open");
     }
