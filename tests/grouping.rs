@@ -8,16 +8,13 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 
-use crate::support::{Receiver, checks_dir, path_str, picket, spawn_switch_target, wait_until};
+use crate::support::{BrokerPrefix, Receiver, Role, checks_dir, path_str, picket, spawn_switch_target, wait_until};
 
 const CHECKS: usize = 12;
 
-#[test]
-fn standalone_groups_a_storm_into_one_slack_message_and_one_summary_incident() {
-    let rt = tokio::runtime::Runtime::new().unwrap();
-    let (target, healthy) = spawn_switch_target(&rt);
-    let slack = Receiver::start(&rt, 200);
-    let pagerduty = Receiver::start(&rt, 202);
+/// Twelve failing checks routed to a grouped Slack handler and a PagerDuty
+/// one with `storm`, and their handler definitions, as files.
+fn storm_definitions(target: std::net::SocketAddr, pagerduty: &Receiver) -> tempfile::TempDir {
     let mut files: Vec<_> = (0..CHECKS)
         .map(|n| {
             let check = json!({"name": format!("c-{n:02}"), "type": "http", "url": format!("http://{target}/"),
@@ -33,35 +30,25 @@ fn standalone_groups_a_storm_into_one_slack_message_and_one_summary_incident() {
     ]);
     files.push(("handlers.json".to_owned(), handlers.to_string()));
     let files: Vec<_> = files.iter().map(|(name, text)| (name.as_str(), text.clone())).collect();
-    let dir = checks_dir(&files);
-    let state = tempfile::tempdir().unwrap();
-    let child = picket()
-        .args(["standalone", "--checks", &path_str(dir.path())])
-        .env("PICKET_LISTEN", "127.0.0.1:0")
-        .env("PICKET_STATE_DIR", state.path())
-        .env("SLACK_WEBHOOK_OPS", format!("http://{}/services/T0/B0/GROUPED", slack.addr))
-        .env("PD_ROUTING_KEY", "routing-key-GROUPED")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    checks_dir(&files)
+}
+
+/// Fails every check, waits for the grouped problem, heals the target and
+/// waits for the grouped resolve; true when both arrived.
+fn storm_and_recovery(healthy: &std::sync::atomic::AtomicBool, slack: &Receiver, pagerduty: &Receiver) -> bool {
     let problem =
-        wait_until(Duration::from_secs(20), || !slack.received().is_empty() && !pagerduty.received().is_empty());
+        wait_until(Duration::from_secs(30), || !slack.received().is_empty() && !pagerduty.received().is_empty());
     healthy.store(true, Ordering::SeqCst);
     let resolved =
-        wait_until(Duration::from_secs(20), || slack.received().len() >= 2 && pagerduty.received().len() >= 2);
+        wait_until(Duration::from_secs(30), || slack.received().len() >= 2 && pagerduty.received().len() >= 2);
+    // Long enough for a stray second message of the same storm to show.
     std::thread::sleep(Duration::from_millis(1500));
-    let _ = std::process::Command::new("kill").args(["-TERM", &child.id().to_string()]).status();
-    let output = child.wait_with_output().unwrap();
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(
-        problem && resolved,
-        "slack got {:?}\npagerduty got {:?}\n{stderr}",
-        slack.received(),
-        pagerduty.received()
-    );
-    assert_eq!(output.status.code(), Some(0), "{stderr}");
+    problem && resolved
+}
 
+/// One Slack message for the storm and one for its end, each listing five
+/// checks and counting the rest; one PagerDuty summary incident and its resolve.
+fn assert_one_message_each_way(slack: &Receiver, pagerduty: &Receiver) {
     let messages: Vec<Value> = slack.received().iter().map(|m| m["attachments"][0].clone()).collect();
     assert_eq!(messages.len(), 2, "one message per storm: {messages:#?}");
     for (message, headline) in messages.iter().zip(["CRITICAL", "RESOLVED"]) {
@@ -81,4 +68,63 @@ fn standalone_groups_a_storm_into_one_slack_message_and_one_summary_incident() {
     let key = pd[0]["dedup_key"].as_str().unwrap();
     assert!(key.starts_with("picket/storm/"), "{key}");
     assert_eq!(pd[1]["dedup_key"], key);
+}
+
+#[test]
+fn standalone_groups_a_storm_into_one_slack_message_and_one_summary_incident() {
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let (target, healthy) = spawn_switch_target(&rt);
+    let slack = Receiver::start(&rt, 200);
+    let pagerduty = Receiver::start(&rt, 202);
+    let dir = storm_definitions(target, &pagerduty);
+    let state = tempfile::tempdir().unwrap();
+    let child = picket()
+        .args(["standalone", "--checks", &path_str(dir.path())])
+        .env("PICKET_LISTEN", "127.0.0.1:0")
+        .env("PICKET_STATE_DIR", state.path())
+        .env("SLACK_WEBHOOK_OPS", format!("http://{}/services/T0/B0/GROUPED", slack.addr))
+        .env("PD_ROUTING_KEY", "routing-key-GROUPED")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let arrived = storm_and_recovery(&healthy, &slack, &pagerduty);
+    let _ = std::process::Command::new("kill").args(["-TERM", &child.id().to_string()]).status();
+    let output = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(arrived, "slack got {:?}\npagerduty got {:?}\n{stderr}", slack.received(), pagerduty.received());
+    assert_eq!(output.status.code(), Some(0), "{stderr}");
+    assert_one_message_each_way(&slack, &pagerduty);
+}
+
+/// The same storm through the distributed roles over RabbitMQ: the handler
+/// groups what it takes from the results queue.
+#[test]
+fn the_distributed_handler_groups_a_storm_into_one_slack_message_and_one_summary_incident() {
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let (target, healthy) = spawn_switch_target(&rt);
+    let slack = Receiver::start(&rt, 200);
+    let pagerduty = Receiver::start(&rt, 202);
+    let dir = storm_definitions(target, &pagerduty);
+    let checks = path_str(dir.path());
+    let prefix = BrokerPrefix::new("grouping", &["default"]);
+    let slack_url = format!("http://{}/services/T0/B0/GROUPED", slack.addr);
+    let handler = Role::start(
+        &prefix.prefix,
+        &["handler", "--checks", &checks],
+        &[("SLACK_WEBHOOK_OPS", slack_url.as_str()), ("PD_ROUTING_KEY", "routing-key-GROUPED")],
+    );
+    handler.wait_ready(Duration::from_secs(15));
+    let runner = Role::start(&prefix.prefix, &["runner"], &[("PICKET_SUBSCRIPTIONS", "default")]);
+    runner.wait_ready(Duration::from_secs(15));
+    let _scheduler = Role::start(&prefix.prefix, &["scheduler", "--checks", &checks], &[]);
+    let arrived = storm_and_recovery(&healthy, &slack, &pagerduty);
+    assert!(
+        arrived,
+        "slack got {:?}\npagerduty got {:?}\n{}",
+        slack.received(),
+        pagerduty.received(),
+        handler.stderr_text()
+    );
+    assert_one_message_each_way(&slack, &pagerduty);
 }
