@@ -285,8 +285,8 @@ impl Blind {
         self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner).insert(subscription.to_owned());
     }
 
-    fn now(&self) -> HashSet<String> {
-        self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner).clone()
+    fn contains(&self, subscription: &str) -> bool {
+        self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner).contains(subscription)
     }
 }
 
@@ -1142,7 +1142,7 @@ impl<D> Batcher<D> {
                 holds.push(Hold::dependency(dependency));
             }
         }
-        if self.blind.now().contains(subscription) {
+        if self.blind.contains(subscription) {
             holds.push(Hold::blind(subscription));
         }
         Ok(holds)
