@@ -1026,7 +1026,7 @@ impl<D: Deliver> Batcher<D> {
                     loaded.changed = true;
                     latest.insert((&result.check, &result.subscription), result);
                     batch.add_result(result, *at).await?;
-                    batch.count_run(result);
+                    batch.count_run(result).await?;
                     // Read only for results that raise something: most raise nothing.
                     let holds = if decided.is_empty() {
                         Vec::new()

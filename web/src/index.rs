@@ -406,7 +406,7 @@ pub(crate) mod tests {
         let mut batch = store.begin().await.unwrap();
         batch.put_state(check, subscription, &state, now).await.unwrap();
         batch.add_result(&result, now).await.unwrap();
-        batch.count_run(&result);
+        batch.count_run(&result).await.unwrap();
         batch.commit().await.unwrap();
     }
 

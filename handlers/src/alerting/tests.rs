@@ -4,7 +4,7 @@ use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use chrono::{TimeDelta, Utc};
+use chrono::{DateTime, TimeDelta, Utc};
 use protocol::message::AlertPolicy;
 use protocol::transport::{DeadLetter, DeadReason};
 use protocol::{CheckResult, Keepalive, Status};
@@ -238,24 +238,31 @@ async fn the_history_counts_each_run_once_across_a_restart(config: StoreConfig) 
 }
 
 /// The sender prunes at start: a run three days old has left its minute
-/// (kept 48 h) but not its hour (kept 90 days).
+/// (kept 48 h) but not its hour (kept 90 days). The minute after it is its
+/// pair's open step, kept with the state until a later run closes it.
 async fn a_running_sender_prunes_the_history_by_step_size(config: StoreConfig) {
     let recorder = Arc::new(Recorder::default());
     let alerting = start(&config, &recorder).await;
-    let old = Utc::now() - TimeDelta::hours(72);
-    alerting.accept(&CheckResult { scheduled_at: old, started_at: old, ..result(0, Status::Ok) }).await.unwrap();
+    let hour = TimeDelta::hours(1).num_milliseconds();
+    let old = DateTime::from_timestamp_millis((Utc::now() - TimeDelta::hours(72)).timestamp_millis() / hour * hour)
+        .unwrap()
+        + TimeDelta::minutes(10);
+    for (slot, at) in [old, old + TimeDelta::minutes(1)].into_iter().enumerate() {
+        let run = CheckResult { scheduled_at: at, started_at: at, ..result(slot as i64, Status::Ok) };
+        alerting.accept(&run).await.unwrap();
+    }
     let store = Store::open(&config).await.unwrap();
     let stored = |size| {
         let store = store.clone();
         async move { store.history("web", "default", size, old - TimeDelta::hours(1)).await.unwrap().len() }
     };
-    assert_eq!((stored(StepSize::Minute).await, stored(StepSize::Hour).await), (1, 1));
+    assert_eq!((stored(StepSize::Minute).await, stored(StepSize::Hour).await), (2, 1));
 
     let shutdown = CancellationToken::new();
     let sender = tokio::spawn(alerting.outbox_sender(SenderPolicy::default()).run(shutdown.clone()));
     let mut pruned = false;
     for _ in 0..200 {
-        if stored(StepSize::Minute).await == 0 {
+        if stored(StepSize::Minute).await == 1 {
             pruned = true;
             break;
         }

@@ -24,6 +24,7 @@ const SQLITE: &[Step] = &[
     (4, "silences, notified, held", include_str!("../../migrations/sqlite/0004_silences.sql")),
     (6, "latency steps", include_str!("../../migrations/sqlite/0006_latency_steps.sql")),
     (7, "storms", include_str!("../../migrations/sqlite/0007_storms.sql")),
+    (8, "open latency steps", include_str!("../../migrations/sqlite/0008_open_steps.sql")),
 ];
 const POSTGRES: &[Step] = &[
     (1, "state", include_str!("../../migrations/postgres/0001_state.sql")),
@@ -32,6 +33,7 @@ const POSTGRES: &[Step] = &[
     (4, "silences, notified, held", include_str!("../../migrations/postgres/0004_silences.sql")),
     (6, "latency steps", include_str!("../../migrations/postgres/0006_latency_steps.sql")),
     (7, "storms", include_str!("../../migrations/postgres/0007_storms.sql")),
+    (8, "open latency steps", include_str!("../../migrations/postgres/0008_open_steps.sql")),
 ];
 
 /// Applies pending migrations; on PostgreSQL creates `schema` first when it

@@ -19,6 +19,7 @@ mod migrations;
 mod notified;
 mod outbox;
 mod read;
+mod rollup;
 mod silences;
 mod storms;
 #[cfg(test)]
@@ -187,7 +188,7 @@ impl Store {
             tx: self.pool.begin().await?,
             touched: HashSet::new(),
             keep_results: self.keep_results,
-            history: self.history.then(HashMap::new),
+            history: self.history.then(rollup::Rollup::default),
         })
     }
 
@@ -325,16 +326,30 @@ pub struct Batch {
     /// (check, subscription) pairs whose results need pruning at commit.
     touched: HashSet<(String, String)>,
     keep_results: i64,
-    /// Latency steps the batch's results add to, written at commit; None
-    /// when the history is off ([`StoreConfig::history`]).
-    history: Option<history::Pending>,
+    /// What the batch's results add to the latency history, written with
+    /// the states and at commit; None when the history is off
+    /// ([`StoreConfig::history`]).
+    history: Option<rollup::Rollup>,
 }
 
 impl Batch {
     /// The committed state of a (check, subscription), or `None` if it never
     /// had a result.
     pub async fn state(&mut self, check: &str, subscription: &str) -> Result<Option<CheckState>, StoreError> {
-        load_state(&mut self.tx, check, subscription).await
+        let Some(rollup) = &mut self.history else { return load_state(&mut self.tx, check, subscription).await };
+        // The open latency step rides along: the batch that reads a state
+        // is about to count a run.
+        let row = sqlx::query("SELECT state, open_step FROM check_state WHERE check_name = $1 AND subscription = $2")
+            .bind(check)
+            .bind(subscription)
+            .fetch_optional(&mut *self.tx)
+            .await?;
+        let Some(row) = row else {
+            rollup.loaded(check, subscription, None)?;
+            return Ok(None);
+        };
+        rollup.loaded(check, subscription, row.try_get::<Option<String>, _>(1)?.as_deref())?;
+        json_column(&row, "check state").map(Some)
     }
 
     pub async fn put_state(
@@ -344,14 +359,20 @@ impl Batch {
         state: &CheckState,
         now: DateTime<Utc>,
     ) -> Result<(), StoreError> {
+        let open_step = match &mut self.history {
+            Some(rollup) => rollup.take_changed(check, subscription)?,
+            None => None,
+        };
         sqlx::query(
-            "INSERT INTO check_state (check_name, subscription, state, updated_at) VALUES ($1, $2, $3, $4) \
-             ON CONFLICT (check_name, subscription) DO UPDATE SET state = excluded.state, updated_at = excluded.updated_at",
+            "INSERT INTO check_state (check_name, subscription, state, updated_at, open_step) VALUES ($1, $2, $3, $4, $5) \
+             ON CONFLICT (check_name, subscription) DO UPDATE SET state = excluded.state, updated_at = excluded.updated_at, \
+             open_step = COALESCE(excluded.open_step, check_state.open_step)",
         )
         .bind(check)
         .bind(subscription)
         .bind(to_json(state)?)
         .bind(millis(now))
+        .bind(open_step)
         .execute(&mut *self.tx)
         .await?;
         Ok(())

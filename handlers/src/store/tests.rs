@@ -76,7 +76,7 @@ async fn an_uncommitted_batch_leaves_nothing(config: StoreConfig) {
     batch.put_state("web", "default", &CheckState::default(), at(0)).await.unwrap();
     batch.add_result(&result("web", 0, Status::Ok), at(0)).await.unwrap();
     batch.add_event(&event("e1", "web", EventKind::Problem, &["ops"])).await.unwrap();
-    batch.count_run(&result("web", 0, Status::Ok));
+    batch.count_run(&result("web", 0, Status::Ok)).await.unwrap();
     drop(batch);
     assert_eq!(store.state("web", "default").await.unwrap(), None);
     for table in ["check_state", "results", "events", "outbox", "latency_steps"] {
@@ -94,7 +94,7 @@ async fn reopening_keeps_everything_and_migrates_once(config: StoreConfig) {
 
     let store = Store::open(&config).await.unwrap();
     assert_eq!(store.recent_events(10).await.unwrap().len(), 1);
-    assert_eq!(count(&store, "_sqlx_migrations").await, 6);
+    assert_eq!(count(&store, "_sqlx_migrations").await, 7);
     if store.backend() == Backend::Postgres {
         assert!(schema_exists(config.schema.as_deref().unwrap()).await, "created at first open");
     }
