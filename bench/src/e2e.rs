@@ -50,6 +50,11 @@ pub struct StepReport {
     pub late_seconds: usize,
     /// CPU of each role over the window, in % of one core.
     pub cpu: Vec<(String, f64)>,
+    /// Results the runners published, and the broker messages that carried
+    /// them (`picket_result_messages_published_total`; a build without that
+    /// counter sends one message per result).
+    pub results_published: u64,
+    pub result_messages: u64,
     pub passed: bool,
     pub why: Vec<String>,
     /// A second run of a step that broke.
@@ -63,6 +68,45 @@ impl StepReport {
 
     pub fn achieved_per_s(&self) -> f64 {
         self.window_results as f64 / self.sustain_secs.max(1) as f64
+    }
+
+    /// What a check costs each role: its CPU over the window divided by the
+    /// results of the window, µs.
+    pub fn cpu_us_per_check(&self) -> Vec<(String, f64)> {
+        let per_s = self.achieved_per_s().max(1e-9);
+        self.cpu.iter().map(|(name, percent)| (name.clone(), percent / 100.0 * 1e6 / per_s)).collect()
+    }
+
+    /// Broker messages per check: its request, plus its share of the
+    /// message that carried its result.
+    pub fn messages_per_check(&self) -> Option<f64> {
+        (self.results_published > 0).then(|| 1.0 + self.result_messages as f64 / self.results_published as f64)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_role_at_half_a_core_over_1000_checks_a_second_spends_500_us_each() {
+        let step = StepReport {
+            sustain_secs: 60,
+            window_results: 60_000,
+            cpu: vec![("runners".to_owned(), 50.0), ("handler".to_owned(), 10.0)],
+            ..StepReport::default()
+        };
+        let cost = step.cpu_us_per_check();
+        assert_eq!(cost.len(), 2);
+        assert!((cost[0].1 - 500.0).abs() < 1e-6, "{cost:?}");
+        assert!((cost[1].1 - 100.0).abs() < 1e-6, "{cost:?}");
+    }
+
+    #[test]
+    fn results_carried_ten_to_a_message_cost_a_tenth_of_a_message_each() {
+        let step = StepReport { results_published: 1000, result_messages: 100, ..StepReport::default() };
+        assert_eq!(step.messages_per_check(), Some(1.1));
+        assert_eq!(StepReport::default().messages_per_check(), None);
     }
 }
 
@@ -222,6 +266,18 @@ impl Step<'_> {
             }
             tokio::time::sleep(Duration::from_millis(200)).await;
         }
+        let (mut results_published, mut result_messages) = (0.0, 0.0);
+        for runner in &runners {
+            if let Ok(text) = runner.metrics().await {
+                let results = metric_sum(&text, "picket_results_published_total");
+                results_published += results;
+                result_messages += if text.contains("picket_result_messages_published_total") {
+                    metric_sum(&text, "picket_result_messages_published_total")
+                } else {
+                    results
+                };
+            }
+        }
         for runner in &mut runners {
             runner.proc.stop();
         }
@@ -262,6 +318,8 @@ impl Step<'_> {
                 .zip(cpu_before.iter().zip(&cpu_after))
                 .map(|((name, _), (a, b))| (name.clone(), (b - a) / wall * 100.0))
                 .collect(),
+            results_published: results_published as u64,
+            result_messages: result_messages as u64,
             passed: false,
             why: Vec::new(),
             retry: false,

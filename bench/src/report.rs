@@ -534,6 +534,7 @@ fn render(args: &RunArgs, r: &Results, picket: &Path, load_before: String, elaps
                 if s.passed { "sustained".to_owned() } else { format!("broke: {}", s.why.join(", ")) }
             );
         }
+        cost_model(&mut out, r);
         let best = r.steps.iter().filter(|s| s.passed).map(|s| s.checks).max();
         let ceiling = r.ceiling.first().map(|c| c.2 / 2.0);
         let _ = writeln!(
@@ -606,6 +607,51 @@ fn render(args: &RunArgs, r: &Results, picket: &Path, load_before: String, elaps
         }
     }
     out
+}
+
+/// Where each microsecond of a check goes: the CPU of each role per check,
+/// beside what the in-process executor spent on the same HTTP check in the
+/// probers section of the same run.
+fn cost_model(out: &mut String, r: &Results) {
+    let executor = r.samples(Kind::Http, Tool::Picket);
+    let executor_us = (!executor.is_empty()).then(|| stats(executor.iter().map(Sample::cpu_per_1k)).median * 1000.0);
+    let Some(first) = r.steps.first() else { return };
+    let roles: Vec<String> = first.cpu.iter().map(|(name, _)| name.clone()).collect();
+    let _ = writeln!(
+        out,
+        "\n### Cost per check\n\nµs of CPU per result of the window, by role (CPU over the window ÷ its results). \
+         The in-process executor's figure is the HTTP check of the probers section of this run (fresh connection \
+         to nginx, as here){}.\n",
+        if executor_us.is_none() { "; that section did not run" } else { "" }
+    );
+    let _ = writeln!(
+        out,
+        "| checks / 10 s | {} | in-process executor | runners ÷ executor | broker messages per check |",
+        roles.join(" | ")
+    );
+    let _ = writeln!(out, "|---|{}---|---|---|", "---|".repeat(roles.len()));
+    for s in &r.steps {
+        let cost = s.cpu_us_per_check();
+        let cells: Vec<String> = roles
+            .iter()
+            .map(|role| {
+                cost.iter().find(|(name, _)| name == role).map_or("–".to_owned(), |(_, us)| format!("{us:.0}"))
+            })
+            .collect();
+        let runners = cost.iter().find(|(name, _)| name == "runners").map(|(_, us)| *us);
+        let ratio = runners
+            .zip(executor_us)
+            .map_or("–".to_owned(), |(runners, executor)| format!("{:.2}×", runners / executor.max(1e-9)));
+        let _ = writeln!(
+            out,
+            "| {}{} | {} | {} | {ratio} | {} |",
+            s.checks,
+            if s.retry { " (again)" } else { "" },
+            cells.join(" | "),
+            executor_us.map_or("–".to_owned(), |us| format!("{us:.0}")),
+            s.messages_per_check().map_or("–".to_owned(), |m| format!("{m:.2}"))
+        );
+    }
 }
 
 /// Each target of issue 7 with the figure behind it, from medians.
