@@ -3,7 +3,7 @@
 use amqp::{AmqpConfig, BrokerNodes, Placement};
 use anyhow::anyhow;
 use clap::Args;
-use protocol::metrics::MessagesRefused;
+use protocol::metrics::TransportMetrics;
 
 use crate::Failure;
 
@@ -68,7 +68,7 @@ impl BrokerArgs {
             connection_name,
             signing_key,
             previous_signing_key,
-            refused: MessagesRefused::default(),
+            metrics: TransportMetrics::default(),
         })
     }
 }

@@ -475,12 +475,16 @@ fn a_publishing_channel_closed_by_the_broker_is_reopened_and_results_flow_again(
             .expect("the results exchange was declared again");
     });
 
-    // Deleting the results queue cancels the handler's consumer: it
-    // resubscribes, declaring the queue again, and results flow on (those
-    // published meanwhile were unroutable, so the runner requeued them).
+    // Deleting the results queues (single results and batches) cancels the
+    // handler's consumer: it resubscribes, declaring them again, and results
+    // flow on (those published meanwhile were unroutable, so the runner
+    // requeued them).
     rt.block_on(async {
         let channel = prefix.channel().await;
-        channel.queue_delete(format!("{}.results", prefix.prefix).as_str().into(), Default::default()).await.unwrap();
+        for queue in ["results", "results.batch"] {
+            let queue = format!("{}.{queue}", prefix.prefix);
+            channel.queue_delete(queue.as_str().into(), Default::default()).await.unwrap();
+        }
     });
     assert!(
         handler.wait_log("resubscribing", Duration::from_secs(10)),

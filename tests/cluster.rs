@@ -174,6 +174,15 @@ impl Run {
     }
 }
 
+impl Run {
+    /// Every role's log, named, for a failure that could lie with any of them.
+    fn logs(&self) -> String {
+        let roles = [("handler", &self.handler), ("scheduler", &self.scheduler)].into_iter();
+        let runners = self.runners.iter().map(|r| ("runner", r));
+        roles.chain(runners).map(|(name, role)| format!("--- {name}\n{}\n", role.stderr_text())).collect()
+    }
+}
+
 /// Starts a role, and again while it landed on another node than the one
 /// asked for (the roles shuffle the node list, as they must to spread a fleet).
 fn place(placement: Placement, start: impl Fn() -> Role) -> Role {
@@ -225,7 +234,7 @@ fn wait_flowing(run: &Run, since: DateTime<Utc>) {
     assert!(
         wait_until(Duration::from_secs(30) + 2 * run.checks.interval, || results_after(&run.handler, since) >= 10),
         "results stopped: {}",
-        run.handler.stderr_text()
+        run.logs()
     );
 }
 
@@ -235,7 +244,7 @@ fn a_follower_node_killed_mid_run_costs_no_check() {
     let run = Run::start("cl-follower", Placement::Anywhere, FAST);
     wait_flowing(&run, Utc::now());
     let leaders = [
-        cluster.leader(&format!("{}.results", run.prefix.prefix)),
+        cluster.leader(&format!("{}.results.batch", run.prefix.prefix)),
         cluster.leader(&format!("{}.sub.default", run.prefix.prefix)),
     ];
     let follower = NODES.into_iter().find(|n| !leaders.contains(n)).expect("three nodes, two leaders at most");
@@ -252,7 +261,8 @@ fn the_leaders_of_the_results_and_subscription_queues_killed_mid_run_cost_no_che
     let cluster = Cluster::take();
     let run = Run::start("cl-leaders", Placement::Anywhere, FAST);
     wait_flowing(&run, Utc::now());
-    for queue in ["results", "sub.default"] {
+    // Results travel in batches while a handler reads them (as here).
+    for queue in ["results.batch", "sub.default"] {
         let leader = cluster.leader(&format!("{}.{queue}", run.prefix.prefix));
         cluster.kill(leader);
         let killed = Utc::now();

@@ -44,17 +44,24 @@ impl FaultProxy {
     }
 }
 
-/// (ready, unacked) of a queue, from `rabbitmqctl`.
-fn queue_depth(queue: &str) -> Option<(u64, u64)> {
+/// (ready, unacked) messages of the two results queues together (single
+/// results and batches), from `rabbitmqctl`.
+fn results_depth(prefix: &str) -> Option<(u64, u64)> {
     let output = std::process::Command::new("rabbitmqctl")
         .args(["-q", "list_queues", "name", "messages_ready", "messages_unacknowledged"])
         .output()
         .ok()?;
-    String::from_utf8_lossy(&output.stdout).lines().find_map(|line| {
-        let mut fields = line.split_whitespace();
-        (fields.next()? == queue).then_some(())?;
-        Some((fields.next()?.parse().ok()?, fields.next()?.parse().ok()?))
-    })
+    let queues = [format!("{prefix}.results"), format!("{prefix}.results.batch")];
+    let depths: Vec<(u64, u64)> = String::from_utf8_lossy(&output.stdout)
+        .lines()
+        .filter_map(|line| {
+            let mut fields = line.split_whitespace();
+            let name = fields.next()?;
+            queues.iter().any(|q| q == name).then_some(())?;
+            Some((fields.next()?.parse().ok()?, fields.next()?.parse().ok()?))
+        })
+        .collect();
+    (depths.len() == queues.len()).then(|| depths.iter().fold((0, 0), |(r, u), (dr, du)| (r + dr, u + du)))
 }
 
 fn distinct(records: &[Value], field: &str) -> usize {
@@ -68,7 +75,7 @@ fn a_postgres_outage_longer_than_the_prefetch_window_strands_nothing() {
     let proxy = FaultProxy::start(&rt, "127.0.0.1:5432");
     let prefix = BrokerPrefix::new("outage", &["default"]);
     let schema = Schema::new("outage");
-    let checks: Vec<Value> = (0..12)
+    let checks: Vec<Value> = (0..24)
         .map(|i| {
             json!({"name": format!("c{i}"), "type": "http", "url": format!("http://{}/", target.addr),
                         "interval": "1s", "timeout": "500ms"})
@@ -90,11 +97,12 @@ fn a_postgres_outage_longer_than_the_prefetch_window_strands_nothing() {
     let applied = || schema.query("select count(*) from {schema}.results").parse::<usize>().unwrap_or(0);
     assert!(wait_until(Duration::from_secs(15), || applied() > 0), "{}", handler.stderr_text());
 
-    // 12 results a second for 25 s: beyond the 256 the handler may hold.
+    // 24 results a second for 25 s: beyond the 256 messages the handler may
+    // hold, even with some results sharing a batch.
     proxy.set_up(false);
     assert!(wait_until(Duration::from_secs(15), || handler.get("/readyz").starts_with("HTTP/1.1 503")));
     std::thread::sleep(Duration::from_secs(25));
-    let during = queue_depth(&format!("{}.results", prefix.prefix));
+    let during = results_depth(&prefix.prefix);
     proxy.set_up(true);
     std::thread::sleep(Duration::from_secs(3));
     scheduler.signal("-TERM");
@@ -105,19 +113,18 @@ fn a_postgres_outage_longer_than_the_prefetch_window_strands_nothing() {
 
     let dead = || distinct(&handler_records(&handler, "dead_letter"), "request_id");
     let accounted = wait_until(Duration::from_secs(60), || applied() + dead() >= published);
-    let queue = format!("{}.results", prefix.prefix);
-    let drained = wait_until(Duration::from_secs(30), || queue_depth(&queue) == Some((0, 0)));
+    let drained = wait_until(Duration::from_secs(30), || results_depth(&prefix.prefix) == Some((0, 0)));
     let results = applied();
     let distinct_results: usize =
         schema.query("select count(distinct request_id) from {schema}.results").parse().unwrap();
     eprintln!(
         "outage: published={published} results={results} dead_letters={} queue during={during:?} after={:?}",
         dead(),
-        queue_depth(&queue)
+        results_depth(&prefix.prefix)
     );
     assert!(during.is_some_and(|(ready, unacked)| ready + unacked > 256), "the outage was too short: {during:?}");
     assert!(accounted, "stranded: published {published}, applied {results}\n{}", handler.stderr_text());
-    assert!(drained, "the results queue did not drain: {:?}", queue_depth(&queue));
+    assert!(drained, "the results queues did not drain: {:?}", results_depth(&prefix.prefix));
     assert_eq!(results, distinct_results, "a result applied twice");
     assert_eq!(results + dead(), published);
     handler.wait_ready(Duration::from_secs(10));

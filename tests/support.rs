@@ -283,9 +283,17 @@ impl Drop for BrokerPrefix {
             };
             let mut queues: Vec<String> = subscriptions.iter().map(|s| format!("{prefix}.sub.{s}")).collect();
             queues.extend(
-                ["results", "keepalives", "dead", "handler.keepalives", "handler.keepalives.quorum", "handler.dead"]
-                    .iter()
-                    .map(|q| format!("{prefix}.{q}")),
+                [
+                    "results",
+                    "results.batch",
+                    "keepalives",
+                    "dead",
+                    "handler.keepalives",
+                    "handler.keepalives.quorum",
+                    "handler.dead",
+                ]
+                .iter()
+                .map(|q| format!("{prefix}.{q}")),
             );
             for queue in queues {
                 if let Ok(channel) = connection.create_channel().await {

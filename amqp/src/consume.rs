@@ -1,5 +1,7 @@
 //! Consuming queues into an [`Inbox`], and settling what was delivered.
 
+use std::time::Duration;
+
 use futures_lite::StreamExt;
 use lapin::BasicProperties;
 use lapin::options::{BasicAckOptions, BasicConsumeOptions, BasicNackOptions, BasicQosOptions};
@@ -9,6 +11,7 @@ use protocol::metrics::RefusedLabels;
 use protocol::transport::{DeadLetter, DeadReason, Delivery, Inbox, Settle, SettleFuture, TransportError};
 use tokio::sync::mpsc;
 
+use crate::parts::Part;
 use crate::signing::SIGNATURE_HEADER;
 use crate::supervisor::{BACKOFF_START, Live};
 use crate::topology::long;
@@ -34,8 +37,12 @@ fn wrong_kind(expected: &str) -> Refusal {
     Refusal { reason: DeadReason::Malformed, detail: format!("not a {expected}") }
 }
 
-/// Turns one (verified) delivery into a message, or says why it is refused.
-pub(crate) type Decoder<M> = fn(&lapin::message::Delivery) -> Result<M, Refusal>;
+/// How long declaring the topology and subscribing may take on one connection.
+const SUBSCRIBE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Turns one (verified) delivery into its messages (one, or a batch's), or
+/// says why it is refused.
+pub(crate) type Decoder<M> = fn(&lapin::message::Delivery) -> Result<Vec<M>, Refusal>;
 
 /// What one inbox reads.
 pub(crate) struct Consumer<M> {
@@ -94,48 +101,74 @@ impl AmqpTransport {
     ) -> Result<(), TransportError> {
         let Consumer { kind, queues, subscriptions, prefetch, decode } = consumer;
         let (kind, prefetch) = (*kind, *prefetch);
-        let channel = live.connection.create_channel().await.map_err(broker)?;
-        // Declared on every (re)subscription: a queue someone deleted, which
-        // is what cancels a consumer, is back before it is consumed again.
-        let topology = &self.inner.topology;
-        topology.declare(&live.connection, &channel).await?;
-        for subscription in subscriptions {
-            topology.declare_subscription(&live.connection, &channel, subscription).await?;
-        }
-        channel.basic_qos(prefetch.max(1), BasicQosOptions::default()).await.map_err(broker)?;
-        let (merged_tx, mut merged) = mpsc::channel(usize::from(prefetch.max(1)));
-        for queue in queues {
-            let mut consumer = channel
-                .basic_consume(
-                    queue.as_str().into(),
-                    format!("{}:{queue}", self.inner.config.connection_name).as_str().into(),
-                    BasicConsumeOptions::default(),
-                    FieldTable::default(),
-                )
-                .await
-                .map_err(broker)?;
-            let merged_tx = merged_tx.clone();
-            tokio::spawn(async move {
-                while let Some(delivery) = consumer.next().await {
-                    if merged_tx.send(delivery).await.is_err() {
-                        return;
+        // A node that dies mid-setup can leave a step waiting for an answer
+        // that never comes; past the limit the setup is tried again on
+        // whatever connection is live by then.
+        let subscribed = tokio::time::timeout(SUBSCRIBE_TIMEOUT, async {
+            let channel = live.connection.create_channel().await.map_err(broker)?;
+            // Declared on every (re)subscription: a queue someone deleted, which
+            // is what cancels a consumer, is back before it is consumed again.
+            let topology = &self.inner.topology;
+            topology.declare(&live.connection, &channel).await?;
+            for subscription in subscriptions {
+                topology.declare_subscription(&live.connection, &channel, subscription).await?;
+            }
+            channel.basic_qos(prefetch.max(1), BasicQosOptions::default()).await.map_err(broker)?;
+            let (merged_tx, merged) = mpsc::channel(usize::from(prefetch.max(1)));
+            for queue in queues {
+                let mut consumer = channel
+                    .basic_consume(
+                        queue.as_str().into(),
+                        format!("{}:{queue}", self.inner.config.connection_name).as_str().into(),
+                        BasicConsumeOptions::default(),
+                        FieldTable::default(),
+                    )
+                    .await
+                    .map_err(broker)?;
+                let merged_tx = merged_tx.clone();
+                tokio::spawn(async move {
+                    while let Some(delivery) = consumer.next().await {
+                        if merged_tx.send(Some(delivery)).await.is_err() {
+                            return;
+                        }
                     }
-                }
-            });
-        }
-        drop(merged_tx);
-        while let Some(delivery) = merged.recv().await {
+                    // The broker cancelled this queue's consumer (the queue was deleted).
+                    let _ = merged_tx.send(None).await;
+                });
+            }
+            Ok((channel, merged))
+        })
+        .await;
+        let (channel, mut merged) = match subscribed {
+            Ok(subscribed) => subscribed?,
+            Err(_) => return Err(broker(format_args!("subscribing took over {SUBSCRIBE_TIMEOUT:?}"))),
+        };
+        // Until one queue's consumer ends: then every queue is consumed again
+        // on a new channel, declared first. Closing this one returns what it
+        // holds unacked to the queues; the redelivered copies of what was
+        // already handled are duplicates, dropped as such.
+        while let Some(Some(delivery)) = merged.recv().await {
             let delivery = delivery.map_err(broker)?;
             match self.verify(&delivery).and_then(|()| decode(&delivery)) {
-                Ok(message) => {
+                Ok(mut messages) if messages.len() == 1 => {
+                    let message = messages.pop().expect("one message");
                     let settle = Box::new(AmqpSettle { transport: self.clone(), delivery: Some(delivery) });
                     if tx.send(Delivery::new(message, settle)).await.is_err() {
                         return Ok(());
                     }
                 }
+                Ok(messages) => {
+                    let parts = Part::split(self, delivery, messages.len());
+                    for (message, settle) in messages.into_iter().zip(parts) {
+                        if tx.send(Delivery::new(message, Box::new(settle))).await.is_err() {
+                            return Ok(());
+                        }
+                    }
+                }
                 Err(refusal) => self.refuse(kind, delivery, refusal).await,
             }
         }
+        let _ = channel.close(200, "a consumer was cancelled; resubscribing".into()).await;
         Ok(())
     }
 
@@ -156,7 +189,7 @@ impl AmqpTransport {
         let queue = delivery.routing_key.to_string();
         let reason = refusal.reason.as_str();
         let labels = RefusedLabels { kind: kind.to_owned(), reason: reason.to_owned() };
-        self.inner.config.refused.get_or_create(&labels).inc();
+        self.inner.config.metrics.refused.get_or_create(&labels).inc();
         let settle = Box::new(AmqpSettle { transport: self.clone(), delivery: Some(delivery) });
         if kind == DEAD_LETTER {
             tracing::warn!(kind, %queue, reason, detail = %refusal.detail, "message refused; dropped");
@@ -204,20 +237,7 @@ impl Settle for AmqpSettle {
         let delivery = self.delivery.take().expect("settled once");
         let transport = self.transport.clone();
         Box::pin(async move {
-            let mut headers = delivery.properties.headers().clone().unwrap_or_default();
-            headers.insert(REASON_HEADER.into(), long(reason.as_str()));
-            // Re-signed: the original may be the unsigned message refused here.
-            if let Some(signer) = &transport.inner.signer {
-                headers.insert(SIGNATURE_HEADER.into(), long(&signer.sign(&delivery.data)));
-            }
-            let copied = match transport.live(PUBLISH_WAIT).await {
-                Ok(live) => {
-                    let properties = BasicProperties::default().with_headers(headers);
-                    transport.publish(&live, &transport.names().dead(), "", &delivery.data, properties).await
-                }
-                Err(e) => Err(e),
-            };
-            match copied {
+            match transport.dead_copy(delivery.properties.headers().clone(), &delivery.data, &reason).await {
                 Ok(()) => delivery.acker.ack(BasicAckOptions::default()).await.map(|_| ()).map_err(broker),
                 Err(e) => {
                     tracing::warn!(error = %e, "dead-letter copy failed; rejecting to the broker's dead-letter exchange");
@@ -226,6 +246,27 @@ impl Settle for AmqpSettle {
                 }
             }
         })
+    }
+}
+
+impl AmqpTransport {
+    /// Publishes `body` to the dead-letter exchange with `headers` and the
+    /// reason added, re-signed: the original may be the unsigned message
+    /// refused here.
+    pub(crate) async fn dead_copy(
+        &self,
+        headers: Option<FieldTable>,
+        body: &[u8],
+        reason: &DeadReason,
+    ) -> Result<(), TransportError> {
+        let mut headers = headers.unwrap_or_default();
+        headers.insert(REASON_HEADER.into(), long(reason.as_str()));
+        if let Some(signer) = &self.inner.signer {
+            headers.insert(SIGNATURE_HEADER.into(), long(&signer.sign(body)));
+        }
+        let live = self.live(PUBLISH_WAIT).await?;
+        let properties = BasicProperties::default().with_headers(headers);
+        self.publish(&live, &self.names().dead(), "", body, properties).await
     }
 }
 
@@ -244,23 +285,24 @@ impl Drop for AmqpSettle {
     }
 }
 
-pub(crate) fn decode_request(d: &lapin::message::Delivery) -> Result<CheckRequest, Refusal> {
+pub(crate) fn decode_request(d: &lapin::message::Delivery) -> Result<Vec<CheckRequest>, Refusal> {
     match decode(&d.data)? {
-        Message::CheckRequest(request) => Ok(*request),
+        Message::CheckRequest(request) => Ok(vec![*request]),
         _ => Err(wrong_kind("check_request")),
     }
 }
 
-pub(crate) fn decode_result(d: &lapin::message::Delivery) -> Result<CheckResult, Refusal> {
+pub(crate) fn decode_result(d: &lapin::message::Delivery) -> Result<Vec<CheckResult>, Refusal> {
     match decode(&d.data)? {
-        Message::CheckResult(result) => Ok(*result),
+        Message::CheckResult(result) => Ok(vec![*result]),
+        Message::CheckResults(batch) => Ok(batch.results),
         _ => Err(wrong_kind("check_result")),
     }
 }
 
-pub(crate) fn decode_keepalive(d: &lapin::message::Delivery) -> Result<Keepalive, Refusal> {
+pub(crate) fn decode_keepalive(d: &lapin::message::Delivery) -> Result<Vec<Keepalive>, Refusal> {
     match decode(&d.data)? {
-        Message::Keepalive(keepalive) => Ok(keepalive),
+        Message::Keepalive(keepalive) => Ok(vec![keepalive]),
         _ => Err(wrong_kind("keepalive")),
     }
 }
@@ -268,7 +310,7 @@ pub(crate) fn decode_keepalive(d: &lapin::message::Delivery) -> Result<Keepalive
 /// A (verified) dead letter never fails to decode: its reason comes from the
 /// header, and the request's names are there when its body is a request (a
 /// refused result or keepalive is a dead letter too).
-pub(crate) fn decode_dead_letter(d: &lapin::message::Delivery) -> Result<DeadLetter, Refusal> {
+pub(crate) fn decode_dead_letter(d: &lapin::message::Delivery) -> Result<Vec<DeadLetter>, Refusal> {
     let headers = d.properties.headers().as_ref();
     let reason = match header_str(headers, REASON_HEADER) {
         // A reason a newer runner added that this build does not know.
@@ -277,11 +319,11 @@ pub(crate) fn decode_dead_letter(d: &lapin::message::Delivery) -> Result<DeadLet
         None if death_reason(headers).as_deref() == Some("expired") => DeadReason::Expired,
         None => DeadReason::Malformed,
     };
-    Ok(match decode(&d.data) {
+    Ok(vec![match decode(&d.data) {
         Ok(Message::CheckRequest(request)) => DeadLetter::of(&request, reason),
         // An unsupported (or otherwise undecodable) request still names its check.
         _ => DeadLetter::from_copy(&d.data, reason),
-    })
+    }])
 }
 
 /// The `reason` of the first `x-death` entry the broker added.

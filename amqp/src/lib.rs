@@ -3,14 +3,18 @@
 //! [`nodes`] is the list of broker nodes to connect to, [`supervisor`]
 //! keeps the connection and its publishing channel alive,
 //! [`topology`] names and declares exchanges and queues, [`consume`] feeds
-//! queues into inboxes and settles deliveries, [`signing`] signs and
-//! verifies bodies, and [`lock`] is the scheduler's leader lock.
+//! queues into inboxes and settles deliveries, [`batch`] carries a runner's
+//! results in batches and [`parts`] settles a batch's results one by one,
+//! [`signing`] signs and verifies bodies, and [`lock`] is the scheduler's
+//! leader lock.
 
 #![forbid(unsafe_code)]
 
+mod batch;
 mod consume;
 mod lock;
 mod nodes;
+mod parts;
 mod signing;
 mod supervisor;
 mod topology;
@@ -22,8 +26,8 @@ use chrono::Utc;
 use lapin::options::{BasicPublishOptions, QueueDeclareOptions};
 use lapin::types::FieldTable;
 use lapin::{BasicProperties, Confirmation};
-use protocol::message::{CheckRequest, CheckResult, Keepalive, Message, encode};
-use protocol::metrics::MessagesRefused;
+use protocol::message::{CheckRequest, CheckResult, Keepalive, Message, ResultsWriter, encode};
+use protocol::metrics::TransportMetrics;
 use protocol::transport::{DeadLetter, Inbox, Transport, TransportError};
 use tokio::sync::watch;
 
@@ -57,8 +61,8 @@ pub struct AmqpConfig {
     /// Also accepted for verification, never used to sign, so a key can be
     /// rotated without downtime (`PICKET_SIGNING_KEY_PREVIOUS`).
     pub previous_signing_key: Option<String>,
-    /// Counts what consumers refuse (`picket_messages_refused_total`).
-    pub refused: MessagesRefused,
+    /// Counts what consumers refuse and what carried results.
+    pub metrics: TransportMetrics,
 }
 
 /// Names what is set, never the URL (it may hold a password) or a key.
@@ -82,6 +86,14 @@ struct Inner {
     topology: Topology,
     signer: Option<Signer>,
     live: watch::Receiver<Option<Live>>,
+    batches: batch::Batches,
+}
+
+/// What the broker made of a confirmed publish.
+enum Confirmed {
+    Routed,
+    /// Returned as unroutable (`mandatory`), with the broker's reply text.
+    Returned(String),
 }
 
 #[derive(Clone)]
@@ -101,7 +113,7 @@ impl AmqpTransport {
         let topology = Topology::new(Names::new(&config.prefix), config.placement);
         let signer = config.signing_key.as_deref().map(|key| Signer::new(key, config.previous_signing_key.as_deref()));
         let nodes = config.nodes.clone().shuffled();
-        let inner = Arc::new(Inner { config, nodes, topology, signer, live: rx });
+        let inner = Arc::new(Inner { config, nodes, topology, signer, live: rx, batches: batch::Batches::default() });
         tokio::spawn(supervisor::supervise(inner.clone(), tx, shutdown));
         Self { inner }
     }
@@ -159,7 +171,8 @@ impl AmqpTransport {
         }
     }
 
-    /// Publishes persistently with `mandatory` and waits for the broker's confirm.
+    /// Publishes persistently with `mandatory` and waits for the broker's
+    /// confirm; unroutable is an error.
     async fn publish(
         &self,
         live: &Live,
@@ -168,6 +181,23 @@ impl AmqpTransport {
         body: &[u8],
         properties: BasicProperties,
     ) -> Result<(), TransportError> {
+        match self.publish_confirmed(live, exchange, routing_key, body, properties).await? {
+            Confirmed::Routed => Ok(()),
+            Confirmed::Returned(why) => {
+                Err(TransportError::Broker(format!("unroutable: {exchange}/{routing_key} returned ({why})")))
+            }
+        }
+    }
+
+    /// Publishes persistently with `mandatory` and waits for the broker's confirm.
+    async fn publish_confirmed(
+        &self,
+        live: &Live,
+        exchange: &str,
+        routing_key: &str,
+        body: &[u8],
+        properties: BasicProperties,
+    ) -> Result<Confirmed, TransportError> {
         let confirm = live
             .publisher
             .basic_publish(
@@ -182,31 +212,44 @@ impl AmqpTransport {
             .await
             .map_err(broker)?;
         match confirm {
-            Confirmation::Ack(None) => Ok(()),
-            Confirmation::Ack(Some(returned)) => Err(TransportError::Broker(format!(
-                "unroutable: {exchange}/{routing_key} returned ({})",
-                returned.reply_text
-            ))),
+            Confirmation::Ack(None) | Confirmation::NotRequested => Ok(Confirmed::Routed),
+            Confirmation::Ack(Some(returned)) => Ok(Confirmed::Returned(returned.reply_text.to_string())),
             Confirmation::Nack(_) => Err(TransportError::Broker(format!("broker refused a message to {exchange}"))),
-            Confirmation::NotRequested => Ok(()),
         }
+    }
+
+    /// One result, encoded by [`ResultsWriter::encode_one`], as a
+    /// `check_result` message of its own.
+    async fn publish_single(&self, encoded: &[u8]) -> Result<(), TransportError> {
+        let live = self.live(PUBLISH_WAIT).await?;
+        let names = self.names();
+        let body = ResultsWriter::single(encoded);
+        self.publish(&live, &names.results(), &names.results(), &body, self.signed(&body)).await?;
+        self.inner.config.metrics.result_messages.inc();
+        Ok(())
     }
 
     /// Ready messages and consumers of a subscription's queue.
     pub async fn queue_depth(&self, subscription: &str) -> Result<(u32, u32), TransportError> {
         let live = self.live(PUBLISH_WAIT).await?;
         self.ensure_subscription(&live, subscription).await?;
+        self.passive_declare(&live, &self.names().subscription(subscription)).await
+    }
+
+    /// Ready messages and consumers of `queue`, by a passive declare on a
+    /// channel of its own: a missing queue closes the channel it is asked on.
+    async fn passive_declare(&self, live: &Live, queue: &str) -> Result<(u32, u32), TransportError> {
         let channel = live.connection.create_channel().await.map_err(broker)?;
-        let queue = channel
+        let declared = channel
             .queue_declare(
-                self.names().subscription(subscription).as_str().into(),
+                queue.into(),
                 QueueDeclareOptions { passive: true, ..QueueDeclareOptions::default() },
                 FieldTable::default(),
             )
             .await
-            .map_err(broker)?;
-        let _ = channel.close(200, "depth read".into()).await;
-        Ok((queue.message_count(), queue.consumer_count()))
+            .map_err(broker);
+        let _ = channel.close(200, "passive declare".into()).await;
+        declared.map(|queue| (queue.message_count(), queue.consumer_count()))
     }
 }
 
@@ -221,11 +264,15 @@ impl Transport for AmqpTransport {
         self.publish(&live, &self.names().requests(), &request.subscription, &body, properties).await
     }
 
+    /// In a batch while a handler reads batches, alone otherwise; either
+    /// way it resolves once the broker has confirmed the message carrying it.
     async fn publish_result(&self, result: &CheckResult) -> Result<(), TransportError> {
-        let live = self.live(PUBLISH_WAIT).await?;
-        let names = self.names();
-        let body = encode(&Message::CheckResult(Box::new(result.clone())));
-        self.publish(&live, &names.results(), &names.results(), &body, self.signed(&body)).await
+        let encoded = ResultsWriter::encode_one(result);
+        if self.batches_are_read().await {
+            self.publish_in_batch(encoded).await
+        } else {
+            self.publish_single(&encoded).await
+        }
     }
 
     async fn publish_keepalive(&self, keepalive: &Keepalive) -> Result<(), TransportError> {
@@ -244,7 +291,15 @@ impl Transport for AmqpTransport {
     }
 
     async fn results(&self) -> Result<Inbox<CheckResult>, TransportError> {
-        Ok(self.consume(Consumer::of("result", self.names().results(), 256, decode_result)))
+        let names = self.names();
+        let queues = vec![names.results(), names.results_batch()];
+        Ok(self.consume(Consumer {
+            kind: "result",
+            queues,
+            subscriptions: Vec::new(),
+            prefetch: 256,
+            decode: decode_result,
+        }))
     }
 
     async fn keepalives(&self) -> Result<Inbox<Keepalive>, TransportError> {

@@ -33,6 +33,15 @@ impl Names {
         format!("{}.results", self.prefix)
     }
 
+    /// The queue of result batches (`check_results`), bound to the results
+    /// exchange under its own name. It is apart from the results queue so
+    /// that a runner can tell whether a handler able to read batches is
+    /// there: only such a handler consumes it (ARCHITECTURE.md, "Result
+    /// batches").
+    pub fn results_batch(&self) -> String {
+        format!("{}.results.batch", self.prefix)
+    }
+
     pub fn keepalives(&self) -> String {
         format!("{}.keepalives", self.prefix)
     }
@@ -141,6 +150,7 @@ impl Topology {
         // and a standby takes over when the active one's channel dies.
         for (queue, exchange, routing_key) in [
             (names.results(), names.results(), names.results()),
+            (names.results_batch(), names.results(), names.results_batch()),
             (names.handler_keepalives(), names.keepalives(), names.keepalives()),
             (names.handler_dead(), names.dead(), String::new()),
         ] {

@@ -47,6 +47,7 @@ impl Broker {
     pub async fn delete_prefix(&self, prefix: &str, subscriptions: &[&str]) -> anyhow::Result<()> {
         let mut queues: Vec<String> = [
             "results",
+            "results.batch",
             "keepalives",
             "dead",
             "handler.keepalives",

@@ -143,6 +143,8 @@ pub struct Step<'a> {
     pub warm_secs: u64,
     pub sustain_secs: u64,
     pub nginx_pid: u32,
+    /// The handler's PostgreSQL, or `None` for its SQLite file.
+    pub postgres_url: Option<String>,
 }
 
 impl Step<'_> {
@@ -155,6 +157,9 @@ impl Step<'_> {
         let install = Install { prefix: prefix.clone(), logs: dir.clone(), ..self.base.clone() };
         let result = self.run_in(&install, &dir, checks).await;
         self.broker.delete_prefix(&prefix, &["default"]).await?;
+        if let Some(url) = &self.postgres_url {
+            drop_schema(url, &schema_of(&prefix))?;
+        }
         result
     }
 
@@ -167,11 +172,12 @@ impl Step<'_> {
 
         // The handler's stdout comes here, line by line.
         let handler_port = free_port()?;
-        let mut command = install.command(
-            "handler",
-            handler_port,
-            &[checks_env.clone(), ("PICKET_STATE_DIR", dir.join("state").display().to_string())],
-        );
+        let mut env = vec![checks_env.clone(), ("PICKET_STATE_DIR", dir.join("state").display().to_string())];
+        if let Some(url) = &self.postgres_url {
+            env.push(("PICKET_STATE_URL", url.clone()));
+            env.push(("PICKET_STATE_SCHEMA", schema_of(&install.prefix)));
+        }
+        let mut command = install.command("handler", handler_port, &env);
         command.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(std::fs::File::create(dir.join("handler.log"))?);
         let mut handler =
             Role { proc: Proc::spawn_raw("handler", command)?.with_grace(Duration::from_secs(30)), port: handler_port };
@@ -212,6 +218,12 @@ impl Step<'_> {
         ];
         if let Some(beam) = find_by_comm("beam.smp") {
             pids.push(("RabbitMQ".to_owned(), vec![beam]));
+        }
+        if self.postgres_url.is_some()
+            && let Some(postmaster) = find_by_comm("postgres")
+        {
+            // The server and its backends, the handler's among them.
+            pids.push(("PostgreSQL".to_owned(), with_children(postmaster)));
         }
         pids.push(("bench (reading results)".to_owned(), vec![std::process::id()]));
         sleep_until(window_start).await;
@@ -287,7 +299,7 @@ impl Step<'_> {
         // Whatever the handler had not consumed is still in the queues: not
         // lost, but not a result either.
         let mut left = 0u64;
-        for queue in ["results", "handler.dead", "sub.default"] {
+        for queue in ["results", "results.batch", "handler.dead", "sub.default"] {
             left += u64::from(self.broker.depth(&format!("{}.{queue}", install.prefix)).await.unwrap_or(0));
         }
         let _ = tokio::time::timeout(Duration::from_secs(10), reader).await;
@@ -357,6 +369,21 @@ impl Step<'_> {
         report.passed = report.why.is_empty();
         Ok(report)
     }
+}
+
+/// The handler's PostgreSQL schema for a step (letters, digits and `_` only).
+fn schema_of(prefix: &str) -> String {
+    prefix.chars().map(|c| if c.is_ascii_alphanumeric() { c.to_ascii_lowercase() } else { '_' }).collect()
+}
+
+fn drop_schema(url: &str, schema: &str) -> anyhow::Result<()> {
+    let status = std::process::Command::new("psql")
+        .args([url, "-q", "-c", &format!("DROP SCHEMA IF EXISTS {schema} CASCADE")])
+        .stdout(Stdio::null())
+        .status()
+        .context("psql (to drop the step's schema)")?;
+    anyhow::ensure!(status.success(), "psql could not drop schema {schema}");
+    Ok(())
 }
 
 async fn read_handler(stdout: std::process::ChildStdout, seen: Arc<Mutex<Seen>>, window: Window) {

@@ -76,6 +76,13 @@ pub struct RunArgs {
     /// Seconds each end-to-end step is sustained (default 60; 6 with --smoke).
     #[arg(long)]
     pub e2e_seconds: Option<u64>,
+    /// The handler's store in the end-to-end test: `sqlite` (a file) or
+    /// `postgres` (a schema of its own on the machine's PostgreSQL, dropped after).
+    #[arg(long, default_value = "sqlite", value_parser = ["sqlite", "postgres"])]
+    pub e2e_store: String,
+    /// PostgreSQL for `--e2e-store postgres`.
+    #[arg(long, env = "PICKET_BENCH_POSTGRES_URL", default_value = "postgres://postgres@127.0.0.1:5432/test")]
+    pub postgres_url: String,
     /// `picket runner` processes in the end-to-end test.
     #[arg(long, default_value_t = 2)]
     pub runners: usize,

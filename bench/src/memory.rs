@@ -153,7 +153,7 @@ async fn publish_slow(install: &Install, port: u16, count: usize) -> anyhow::Res
             connection_name: "picket-bench-publisher".to_owned(),
             signing_key: None,
             previous_signing_key: None,
-            refused: Default::default(),
+            metrics: Default::default(),
         },
         stop.clone(),
     );

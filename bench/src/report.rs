@@ -235,6 +235,7 @@ async fn measure(args: &RunArgs, picket: &Path, bench: &Path, tmp: &Path) -> any
             warm_secs: if args.smoke { 2 } else { 5 },
             sustain_secs: args.e2e_seconds(),
             nginx_pid: services.nginx_pid(),
+            postgres_url: (args.e2e_store == "postgres").then(|| args.postgres_url.clone()),
         };
         let mut ladder: Vec<usize> = if args.smoke { vec![1000] } else { args.e2e_steps.clone() };
         let mut i = 0;
@@ -499,12 +500,13 @@ fn render(args: &RunArgs, r: &Results, picket: &Path, load_before: String, elaps
         let _ = writeln!(out, "## End to end over RabbitMQ\n");
         let _ = writeln!(
             out,
-            "`picket scheduler` → RabbitMQ → {} × `picket runner` → `picket handler` (SQLite store), all on this \
+            "`picket scheduler` → RabbitMQ → {} × `picket runner` → `picket handler` ({} store), all on this \
              machine with nginx as the target; HTTP checks every {INTERVAL_SECS} s, each step sustained {} s after a \
              warm-up. Lateness = started_at − scheduled_at of each result in the window (HDR histogram). Lost = \
              published − results − dead letters − messages left in the queues when the handler stopped. CPU \
              is % of one core over the window.\n",
             args.runners,
+            if args.e2e_store == "postgres" { "PostgreSQL" } else { "SQLite" },
             args.e2e_seconds()
         );
         let _ = writeln!(

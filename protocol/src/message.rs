@@ -225,7 +225,81 @@ pub enum Message {
     /// Boxed, like results: both are far larger than a keepalive.
     CheckRequest(Box<CheckRequest>),
     CheckResult(Box<CheckResult>),
+    /// Results that finished within a few milliseconds of each other on one
+    /// runner, carried in one message (see [`ResultsWriter`]). Only handlers
+    /// read them, from a queue of their own (ARCHITECTURE.md, "Result batches").
+    CheckResults(CheckResults),
     Keepalive(Keepalive),
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct CheckResults {
+    pub results: Vec<CheckResult>,
+}
+
+/// Builds a `check_results` body from results encoded one at a time, so a
+/// runner serializes each result once, as it finishes, and a batch is a
+/// concatenation: the same bytes, up to key order, as [`encode`] of the
+/// [`Message::CheckResults`] holding them.
+#[derive(Debug)]
+pub struct ResultsWriter {
+    body: Vec<u8>,
+    count: usize,
+}
+
+const RESULTS_HEAD: &[u8] = br#"{"v":1,"kind":"check_results","results":["#;
+const RESULTS_TAIL: &[u8] = b"]}";
+/// A result always has fields, so the comma before them is always right.
+const SINGLE_HEAD: &[u8] = br#"{"v":1,"kind":"check_result","#;
+
+impl Default for ResultsWriter {
+    fn default() -> Self {
+        Self { body: RESULTS_HEAD.to_vec(), count: 0 }
+    }
+}
+
+impl ResultsWriter {
+    /// One result as a batch carries it (no envelope).
+    pub fn encode_one(result: &CheckResult) -> Vec<u8> {
+        serde_json::to_vec(result).expect("results always serialize")
+    }
+
+    /// The `check_result` message of one result encoded by
+    /// [`ResultsWriter::encode_one`], for when it travels alone.
+    pub fn single(encoded: &[u8]) -> Vec<u8> {
+        let fields = encoded.strip_prefix(b"{").expect("a result encodes as an object");
+        let mut body = Vec::with_capacity(SINGLE_HEAD.len() + fields.len());
+        body.extend_from_slice(SINGLE_HEAD);
+        body.extend_from_slice(fields);
+        body
+    }
+
+    /// Adds a result encoded by [`ResultsWriter::encode_one`].
+    pub fn push(&mut self, encoded: &[u8]) {
+        if self.count > 0 {
+            self.body.push(b',');
+        }
+        self.body.extend_from_slice(encoded);
+        self.count += 1;
+    }
+
+    pub fn len(&self) -> usize {
+        self.count
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.count == 0
+    }
+
+    /// The body's size once finished, in bytes.
+    pub fn bytes(&self) -> usize {
+        self.body.len() + RESULTS_TAIL.len()
+    }
+
+    pub fn finish(mut self) -> Vec<u8> {
+        self.body.extend_from_slice(RESULTS_TAIL);
+        self.body
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -283,8 +357,16 @@ pub fn decode(bytes: &[u8]) -> Result<Message, DecodeError> {
         "check_result" => {
             serde_json::from_value(Value::Object(map)).map(|r| Message::CheckResult(Box::new(r))).map_err(invalid_kind)
         }
+        "check_results" => match serde_json::from_value::<CheckResults>(Value::Object(map)) {
+            Ok(batch) if batch.results.is_empty() => Err(invalid("check_results", "`results` is empty")),
+            Ok(batch) => Ok(Message::CheckResults(batch)),
+            Err(source) => Err(invalid_kind(source)),
+        },
         "keepalive" => serde_json::from_value(Value::Object(map)).map(Message::Keepalive).map_err(invalid_kind),
-        _ => Err(invalid(&kind, "not a message kind this build knows (check_request, check_result, keepalive)")),
+        _ => Err(invalid(
+            &kind,
+            "not a message kind this build knows (check_request, check_result, check_results, keepalive)",
+        )),
     }
 }
 
@@ -415,6 +497,46 @@ mod tests {
         {
             assert_eq!(request_names(junk), RequestNames::default());
         }
+    }
+
+    fn result(check: &str) -> CheckResult {
+        let slot = DateTime::from_timestamp(1_700_000_000, 0).unwrap();
+        CheckResult {
+            request_id: CheckRequest::id_for(check, "default", slot),
+            check: check.into(),
+            subscription: "default".into(),
+            runner: "r1".into(),
+            status: Status::Critical,
+            output: "connection refused".into(),
+            scheduled_at: slot,
+            started_at: slot,
+            duration_ms: 3,
+            lateness_ms: 1,
+            metrics: BTreeMap::from([("latency_ms".to_owned(), 3.0)]),
+            details: Value::Null,
+            policy: AlertPolicy::default(),
+        }
+    }
+
+    #[test]
+    fn a_batch_written_a_result_at_a_time_is_the_batch_message() {
+        let results = vec![result("a"), result("b"), result("c")];
+        let mut writer = ResultsWriter::default();
+        for r in &results {
+            writer.push(&ResultsWriter::encode_one(r));
+        }
+        assert_eq!(writer.len(), 3);
+        let bytes = writer.bytes();
+        let body = writer.finish();
+        assert_eq!(body.len(), bytes);
+        let message = Message::CheckResults(CheckResults { results });
+        assert_eq!(decode(&body).unwrap(), message);
+        let as_json = |b: &[u8]| serde_json::from_slice::<Value>(b).unwrap();
+        assert_eq!(as_json(&body), as_json(&encode(&message)));
+        let alone = ResultsWriter::single(&ResultsWriter::encode_one(&result("a")));
+        assert_eq!(decode(&alone).unwrap(), Message::CheckResult(Box::new(result("a"))));
+        let err = decode(br#"{"v": 1, "kind": "check_results", "results": []}"#).unwrap_err();
+        assert!(err.to_string().contains("`results` is empty"), "{err}");
     }
 
     #[test]

@@ -42,15 +42,31 @@ pub struct RefusedLabels {
 /// Messages a consumer refused before they reached its inbox.
 pub type MessagesRefused = Family<RefusedLabels, Counter>;
 
-/// Registers `picket_messages_refused_total` (the transport counts into it).
-pub fn register_messages_refused(registry: &mut Registry) -> MessagesRefused {
-    let family = MessagesRefused::default();
-    registry.sub_registry_with_prefix("picket").register(
+/// What the broker transport counts itself.
+#[derive(Clone, Debug, Default)]
+pub struct TransportMetrics {
+    /// `picket_messages_refused_total`.
+    pub refused: MessagesRefused,
+    /// `picket_result_messages_published_total`: broker messages that carried
+    /// results (a batch is one), beside `picket_results_published_total`.
+    pub result_messages: Counter,
+}
+
+/// Registers the transport's series (the transport counts into them).
+pub fn register_transport(registry: &mut Registry) -> TransportMetrics {
+    let metrics = TransportMetrics::default();
+    let picket = registry.sub_registry_with_prefix("picket");
+    picket.register(
         "messages_refused",
         "Messages refused on receipt (unsigned, badly signed, undecodable), by kind and reason",
-        family.clone(),
+        metrics.refused.clone(),
     );
-    family
+    picket.register(
+        "result_messages_published",
+        "Broker messages a runner published carrying results (a batch of results is one message)",
+        metrics.result_messages.clone(),
+    );
+    metrics
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]

@@ -18,7 +18,7 @@ use std::path::PathBuf;
 use chrono::{DateTime, Duration, Utc};
 use picket_protocol::definition::parse_check;
 use picket_protocol::message::{
-    AlertPolicy, CheckRequest, CheckResult, DecodeError, Keepalive, Message, Status, decode, encode,
+    AlertPolicy, CheckRequest, CheckResult, CheckResults, DecodeError, Keepalive, Message, Status, decode, encode,
 };
 use picket_protocol::transport::DeadReason;
 use serde_json::{Value, json};
@@ -106,11 +106,20 @@ fn messages() -> Vec<(&'static str, Message)> {
             depends_on: Vec::new(),
         },
     }));
+    let Message::CheckResult(first) = &result else { unreachable!() };
+    let mut second = first.as_ref().clone();
+    second.subscription = "eu-west".into();
+    second.request_id = CheckRequest::id_for("api-health", "eu-west", slot());
+    second.status = Status::Ok;
+    second.output = "200 OK in 48ms".into();
+    second.metrics = BTreeMap::from([("latency_ms".to_owned(), 48.0)]);
+    let results = Message::CheckResults(CheckResults { results: vec![first.as_ref().clone(), second] });
     vec![
         ("check_request_http", request(http)),
         ("check_request_dns", request(dns)),
         ("check_request_tls", request(tls)),
         ("check_result", result),
+        ("check_results", results),
         ("keepalive", keepalive(false)),
         ("keepalive_stopping", keepalive(true)),
     ]
@@ -124,8 +133,12 @@ fn golden() -> Vec<(&'static str, Message, Vec<u8>)> {
         .map(|(name, message)| {
             let path = golden_dir().join(format!("{name}.json"));
             if bless {
+                // Tests run in parallel and each blesses, so a reader must
+                // never see a half-written file: write aside, then rename.
                 std::fs::create_dir_all(golden_dir()).unwrap();
-                std::fs::write(&path, encode(&message)).unwrap();
+                let aside = path.with_extension(format!("json.{:?}", std::thread::current().id()));
+                std::fs::write(&aside, encode(&message)).unwrap();
+                std::fs::rename(&aside, &path).unwrap();
             }
             let bytes = std::fs::read(&path).unwrap_or_else(|e| {
                 panic!("{}: {e} (PICKET_BLESS=1 writes it; see this file's header)", path.display())
@@ -139,12 +152,17 @@ fn json_of(bytes: &[u8]) -> Value {
     serde_json::from_slice(bytes).unwrap()
 }
 
-/// The message with `"x_future"` added to the object at `path` (dot-separated; "" for the envelope).
+/// The message with `"x_future"` added to the object at `path` (dot-separated,
+/// numbers index arrays; "" for the envelope).
 fn with_unknown_field(bytes: &[u8], path: &str) -> Vec<u8> {
     let mut value = json_of(bytes);
     let mut object = &mut value;
     for key in path.split('.').filter(|k| !k.is_empty()) {
-        object = object.get_mut(key).unwrap_or_else(|| panic!("no {path} in the golden message"));
+        let next = match key.parse::<usize>() {
+            Ok(index) => object.get_mut(index),
+            Err(_) => object.get_mut(key),
+        };
+        object = next.unwrap_or_else(|| panic!("no {path} in the golden message"));
     }
     object
         .as_object_mut()
@@ -171,6 +189,7 @@ fn unknown_fields_are_ignored_outside_check_definitions() {
         ("check_request_dns", &[""]),
         ("check_request_tls", &[""]),
         ("check_result", &["", "policy"]),
+        ("check_results", &["", "results.0", "results.1.policy"]),
         ("keepalive", &[""]),
         ("keepalive_stopping", &[""]),
     ];

@@ -43,8 +43,8 @@ impl Role {
         let stop = CancellationToken::new();
         crate::shutdown::on_signal(stop.clone()).context("cannot install signal handlers")?;
         let stop_transport = CancellationToken::new();
-        let refused = protocol::metrics::register_messages_refused(&mut registry);
-        let transport = AmqpTransport::start(AmqpConfig { refused, ..config }, stop_transport.clone());
+        let metrics = protocol::metrics::register_transport(&mut registry);
+        let transport = AmqpTransport::start(AmqpConfig { metrics, ..config }, stop_transport.clone());
         let stop_serving = CancellationToken::new();
         let server = crate::serve::bind(listen, registry, ready(&transport), routes, stop_serving.clone()).await?;
         Ok(Self { stop, transport, stop_transport, stop_serving, server: tokio::spawn(server) })
